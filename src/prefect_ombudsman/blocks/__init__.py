@@ -1,0 +1,5 @@
+"""Connection blocks of this plugin (registered through the `prefect.collections` entry point)."""
+
+from prefect_ombudsman.blocks.connections import DatabaseConnection, SnowflakeConnection, SqlServerConnection
+
+__all__ = ["DatabaseConnection", "SnowflakeConnection", "SqlServerConnection"]

@@ -1,0 +1,592 @@
+"""The bounded batch runner every batch flow is built on.
+
+One operation = one Prefect task run named by its operation id. The flow thread submits in a
+window of at most `max_parallel` operations, counts outcomes as they finish, keeps one progress
+artifact up to date (throttled, flow thread only), watches for cancellation (also for in-process
+runs, which Prefect itself never cancels), and ends in the states of SPEC §3.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import DEFAULT
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.states import Cancelled, Completed, Failed, State
+
+from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, is_transient
+from prefect_ombudsman.jobs.models import (
+    BatchJobStatus,
+    BatchJobType,
+    BatchOperation,
+    BatchOperationStatus,
+    BatchProgress,
+    utcnow,
+)
+from prefect_ombudsman.jobs.progress import compute_progress
+from prefect_ombudsman.operations.context import OperationContext
+from prefect_ombudsman.projects import find_project, projects_root
+from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
+
+log = logging.getLogger("prefect_ombudsman.runner")
+
+PARTIAL_SUCCESS = "PartialSuccess"
+CANCEL_GRACE_SECONDS = 1.5
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# ----------------------------------------------------------------------------- plans and settings
+
+
+@dataclass(frozen=True)
+class OperationPlan:
+    """One operation of a job, before it runs."""
+
+    operation_id: str
+    operation_type: str
+    executor: str
+    arguments: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The batch settings every request shares."""
+
+    job_type: BatchJobType
+    name: str
+    description: str | None = None
+    parallel_execution: bool = False
+    max_parallel: int = 5
+    stop_on_error: bool = False
+    retry_failed: bool = True
+    max_retries: int = 3
+    project_id: str | None = None
+    projects_dir: str | None = None
+    tags: tuple[str, ...] = ()
+    created_by: str | None = None
+
+    @property
+    def window(self) -> int:
+        return self.max_parallel if self.parallel_execution else 1
+
+    def for_task(self) -> dict[str, Any]:
+        """What an operation needs of the job (JSON, part of the task's cache key)."""
+        return {
+            "job_type": self.job_type.value,
+            "project_id": self.project_id,
+            "projects_dir": str(projects_root(self.projects_dir)),
+            "retry_failed": self.retry_failed,
+            "max_retries": self.max_retries,
+        }
+
+
+Executor = Callable[[OperationContext, dict[str, Any]], Any]
+EXECUTORS: dict[str, Executor] = {}
+
+
+def register_executor(name: str, function: Executor) -> None:
+    """Flows register how their operations run; the task looks the executor up by name."""
+    EXECUTORS[name] = function
+
+
+# ----------------------------------------------------------------------------- shared run state
+
+
+@dataclass
+class OperationRecord:
+    started_at: datetime | None = None
+    attempts: int = 0
+    result: Any = None
+    error: str | None = None
+    cancelled: bool = False
+
+
+@dataclass
+class RunBoard:
+    """State shared by a flow run and its operation threads (same process)."""
+
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    contexts: dict[str, OperationContext] = field(default_factory=dict)
+    records: dict[str, OperationRecord] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, operation_id: str) -> OperationRecord:
+        with self.lock:
+            return self.records.setdefault(operation_id, OperationRecord())
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+        with self.lock:
+            contexts = list(self.contexts.values())
+        for ctx in contexts:
+            ctx.fire_cancel_callbacks()
+
+
+_BOARDS: dict[str, RunBoard] = {}
+_BOARDS_LOCK = threading.Lock()
+
+# Process-local listeners (the CLI's progress bar): called from the flow thread.
+Listener = Callable[[str, BatchOperation | None, BatchProgress], None]
+LISTENERS: list[Listener] = []
+
+
+# ----------------------------------------------------------------------------- the task
+
+
+def _backoff(attempt: int) -> float:
+    base = _env_float("OMBUDSMAN_RETRY_BASE_SECONDS", 1.0)
+    cap = _env_float("OMBUDSMAN_RETRY_MAX_SECONDS", 30.0)
+    delay = min(cap, base * 2 ** (attempt - 1))
+    return delay * (1 + 0.25 * random.random())
+
+
+def run_attempts(
+    board: RunBoard, operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any], job_id: str
+) -> dict[str, Any] | State:
+    """Run one operation, retrying transient errors with backoff; the engine of the task."""
+    function = EXECUTORS.get(executor)
+    if function is None:
+        raise OmbudsmanError(f"no executor {executor!r} registered for operation {operation_id}")
+    record = board.record(operation_id)
+    record.started_at = utcnow()
+    project_id = job.get("project_id")
+    projects_dir = Path(job["projects_dir"])
+    project_cache: dict[str, Any] = {}
+
+    def resolve_engine(ref: Any) -> Any:
+        if "project" not in project_cache:
+            project_cache["project"] = find_project(project_id, projects_dir)
+        return get_engine(ref, project=project_cache["project"])
+
+    ctx = OperationContext(
+        job_id=job_id,
+        operation_id=operation_id,
+        project_id=project_id,
+        projects_dir=projects_dir,
+        cancel_event=board.cancel_event,
+        resolve_engine=resolve_engine,
+    )
+    with board.lock:
+        board.contexts[operation_id] = ctx
+    max_attempts = 1 + (int(job.get("max_retries", 0)) if job.get("retry_failed", True) else 0)
+    started = time.perf_counter()
+    try:
+        for attempt in range(1, max_attempts + 1):
+            record.attempts = ctx.attempt = attempt
+            try:
+                ctx.check_cancelled()
+                result = scrub_data(function(ctx, arguments))
+            except OperationCancelled as exc:
+                record.cancelled = True
+                return Cancelled(message=str(exc))
+            except Exception as exc:
+                message = scrub(str(exc) if isinstance(exc, OmbudsmanError) else f"{type(exc).__name__}: {exc}")
+                if is_transient(exc) and attempt < max_attempts:
+                    delay = _backoff(attempt)
+                    log.warning("%s: transient error on attempt %d, retrying in %.2fs: %s", operation_id, attempt, delay, message)
+                    if board.cancel_event.wait(delay):
+                        record.cancelled = True
+                        return Cancelled(message=f"operation {operation_id} stopped: job cancelled during retry wait")
+                    continue
+                record.error = message if attempt == 1 else f"{message} (after {attempt} attempts)"
+                record.result = scrub_data(getattr(exc, "result", None))
+                raise OmbudsmanError(record.error) from None
+            record.result = result
+            return {
+                "result": result,
+                "attempts": attempt,
+                "started_at": record.started_at.isoformat(),
+                "completed_at": utcnow().isoformat(),
+                "duration_ms": int((time.perf_counter() - started) * 1000),
+            }
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        with board.lock:
+            board.contexts.pop(operation_id, None)
+
+
+@task(
+    name="operation",
+    task_run_name="{operation_id}",
+    persist_result=True,
+    result_serializer="json",
+    cache_policy=DEFAULT,
+    retries=0,
+)
+def execute_operation(operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any]) -> Any:
+    """One operation of a batch job (retries of transient errors happen inside)."""
+    task_ctx = TaskRunContext.get()
+    flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else "standalone"
+    with _BOARDS_LOCK:
+        board = _BOARDS.get(flow_run_id) or RunBoard()
+    return run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
+
+
+# ----------------------------------------------------------------------------- flow-side helpers
+
+
+class CancelWatcher:
+    """Polls the flow run's state and trips the board when it reads Cancelling/Cancelled."""
+
+    def __init__(self, flow_run_id: Any, board: RunBoard, interval: float) -> None:
+        self.flow_run_id = flow_run_id
+        self.board = board
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ombudsman-cancel-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        try:
+            with get_client(sync_client=True) as client:
+                while not self._stop.wait(self.interval):
+                    try:
+                        state = client.read_flow_run(self.flow_run_id).state
+                    except Exception as exc:  # a slow API must not end the job
+                        log.debug("cancel watcher: %s", exc)
+                        continue
+                    if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                        self.board.cancel()
+                        return
+        except Exception as exc:
+            log.warning("cancel watcher stopped: %s", exc)
+
+
+class ProgressReporter:
+    """One progress artifact per job, written from the flow thread only, throttled."""
+
+    def __init__(self, settings: JobSettings, total: int, interval: float) -> None:
+        self.settings = settings
+        self.total = total
+        self.interval = interval
+        self.artifact_id: Any = None
+        self._last = 0.0
+
+    def _description(self, progress: BatchProgress, status: BatchJobStatus) -> str:
+        return json.dumps(
+            {"job_status": status.value, "job_type": self.settings.job_type.value, **progress.model_dump()}
+        )
+
+    def start(self, progress: BatchProgress) -> None:
+        try:
+            self.artifact_id = create_progress_artifact(
+                progress=0.0, description=self._description(progress, BatchJobStatus.running)
+            )
+        except Exception as exc:
+            log.warning("could not create the progress artifact: %s", exc)
+        self._last = time.monotonic()
+
+    def update(self, progress: BatchProgress, status: BatchJobStatus = BatchJobStatus.running, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.artifact_id is None or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        try:
+            update_progress_artifact(
+                artifact_id=self.artifact_id,
+                progress=progress.percent_complete,
+                description=self._description(progress, status),
+            )
+        except Exception as exc:
+            log.warning("could not update the progress artifact: %s", exc)
+
+
+def _tag_flow_run(flow_run: Any, settings: JobSettings) -> None:
+    wanted = {"ombudsman", f"job-type:{settings.job_type.value}"}
+    if settings.project_id:
+        wanted.add(f"project:{settings.project_id}")
+    wanted.update(settings.tags)
+    if wanted.issubset(set(flow_run.tags or ())):
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, tags=sorted(set(flow_run.tags or ()) | wanted))
+    except Exception as exc:
+        log.warning("could not tag the flow run: %s", exc)
+
+
+def _notify(event: str, op: BatchOperation | None, progress: BatchProgress) -> None:
+    for listener in list(LISTENERS):
+        try:
+            listener(event, op, progress)
+        except Exception as exc:
+            log.debug("progress listener failed: %s", exc)
+
+
+def _apply_outcome(op: BatchOperation, state: State, record: OperationRecord | None) -> None:
+    """Turn a finished task state (and the operation's own record) into the operation's fields."""
+    now = utcnow()
+    if state.is_completed():
+        payload = state.result(raise_on_failure=False)
+        if isinstance(payload, dict) and "result" in payload:
+            op.result = payload.get("result")
+            op.started_at = _parse_time(payload.get("started_at")) or op.started_at
+            op.completed_at = _parse_time(payload.get("completed_at")) or now
+            op.duration_ms = payload.get("duration_ms")
+            attempts = payload.get("attempts")
+        else:
+            op.result, op.completed_at, attempts = payload, now, None
+        op.status = BatchOperationStatus.completed
+        op.metadata = {**(op.metadata or {}), "attempts": attempts, "cached": state.name == "Cached"}
+        return
+    if record is not None and record.started_at is not None:
+        op.started_at = record.started_at
+    op.completed_at = now
+    if op.started_at is not None:
+        op.duration_ms = int((now - op.started_at).total_seconds() * 1000)
+    if state.is_cancelled() or (record is not None and record.cancelled):
+        op.status = BatchOperationStatus.skipped
+        op.error = "cancelled while running"
+        return
+    op.status = BatchOperationStatus.failed
+    if record is not None and record.error:
+        op.error = record.error
+        op.result = record.result
+    else:
+        op.error = scrub(state.message or f"task ended {state.name}")
+    if record is not None:
+        op.metadata = {**(op.metadata or {}), "attempts": record.attempts}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _report_dir(settings: JobSettings) -> Path:
+    root = projects_root(settings.projects_dir)
+    project = find_project(settings.project_id, root) if settings.project_id else None
+    return project.results_dir if project else root / ".ombudsman" / "jobs"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _status_of(completed: int, failed: int, cancelled: bool) -> BatchJobStatus:
+    if cancelled:
+        return BatchJobStatus.cancelled
+    if failed and completed:
+        return BatchJobStatus.partial_success
+    if failed:
+        return BatchJobStatus.failed
+    return BatchJobStatus.completed
+
+
+def _publish(settings: JobSettings, ops: list[BatchOperation], summary: dict[str, Any]) -> None:
+    slug = settings.job_type.value.replace("_", "-")
+    rows = [
+        {
+            "operation_id": op.operation_id,
+            "type": op.operation_type,
+            "status": op.status.value,
+            "duration_ms": op.duration_ms,
+            "attempts": (op.metadata or {}).get("attempts"),
+            "error": (op.error or "")[:300],
+        }
+        for op in ops
+    ]
+    lines = [
+        f"# {settings.name}",
+        "",
+        f"**{summary['status']}**: {summary['completed']} completed, {summary['failed']} failed, "
+        f"{summary['skipped']} skipped of {summary['total_operations']} operations "
+        f"in {summary['duration_ms'] / 1000:.1f} s.",
+        "",
+    ]
+    failed = [op for op in ops if op.status == BatchOperationStatus.failed]
+    if failed:
+        lines += ["## Failed operations", ""]
+        lines += [f"- `{op.operation_id}`: {(op.error or '').splitlines()[0][:300] if op.error else ''}" for op in failed[:50]]
+        if len(failed) > 50:
+            lines.append(f"- ... and {len(failed) - 50} more")
+    lines += ["", f"Report: `{summary['report_path']}`"]
+    try:
+        create_table_artifact(key=f"ombudsman-{slug}-operations", table=rows, description=f"Operations of {settings.name}")
+        create_markdown_artifact(key=f"ombudsman-{slug}-summary", markdown="\n".join(lines), description=settings.name)
+    except Exception as exc:
+        log.warning("could not publish the job artifacts: %s", exc)
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
+    """Run `plans` inside the current flow run and return the summary (or a terminal State)."""
+    install_log_filter()
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is None or flow_ctx.flow_run is None:
+        raise RuntimeError("run_batch must be called inside a flow run")
+    flow_run = flow_ctx.flow_run
+    job_id = str(flow_run.id)
+    logger = get_run_logger()
+    plans = list(plans)
+    ops = {
+        p.operation_id: BatchOperation(operation_id=p.operation_id, operation_type=p.operation_type, metadata=dict(p.metadata))
+        for p in plans
+    }
+    if len(ops) != len(plans):
+        raise OmbudsmanError("duplicate operation ids in one job")
+    board = RunBoard()
+    with _BOARDS_LOCK:
+        _BOARDS[job_id] = board
+    _tag_flow_run(flow_run, settings)
+    started_at = utcnow()
+    window = settings.window
+    progress = compute_progress(ops.values(), parallelism=window)
+    reporter = ProgressReporter(settings, len(plans), _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0))
+    reporter.start(progress)
+    _notify("start", None, progress)
+    watcher = CancelWatcher(flow_run.id, board, _env_float("OMBUDSMAN_CANCEL_POLL_SECONDS", 0.5))
+    watcher.start()
+    job_payload = settings.for_task()
+    pending = deque(plans)
+    inflight: dict[cf.Future[Any], OperationPlan] = {}
+    stop_reason: str | None = None
+    cancel_seen_at: float | None = None
+    logger.info(
+        "Job %s (%s): %d operations, %s, window %d",
+        job_id,
+        settings.job_type.value,
+        len(plans),
+        "parallel" if settings.parallel_execution else "sequential",
+        window,
+    )
+    try:
+        while pending or inflight:
+            if board.cancel_event.is_set() and stop_reason is None:
+                stop_reason = "job cancelled"
+                cancel_seen_at = time.monotonic()
+                logger.warning("Cancellation requested: no new operation starts")
+            while pending and len(inflight) < window and stop_reason is None:
+                plan = pending.popleft()
+                op = ops[plan.operation_id]
+                op.status = BatchOperationStatus.running
+                op.started_at = utcnow()
+                future = execute_operation.submit(
+                    operation_id=plan.operation_id, executor=plan.executor, arguments=plan.arguments, job=job_payload
+                )
+                inflight[future.wrapped_future] = plan
+                _notify("started", op, compute_progress(ops.values(), parallelism=window))
+            if not inflight:
+                break
+            done, _ = cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            for wrapped in done:
+                plan = inflight.pop(wrapped)
+                op = ops[plan.operation_id]
+                try:
+                    state = wrapped.result()
+                except Exception as exc:  # the engine itself failed around the task
+                    state = Failed(message=scrub(str(exc)))
+                _apply_outcome(op, state, board.records.get(plan.operation_id))
+                if op.status == BatchOperationStatus.failed:
+                    logger.error("%s failed: %s", op.operation_id, op.error)
+                    if settings.stop_on_error and stop_reason is None:
+                        stop_reason = f"stop_on_error after {op.operation_id} failed"
+                        logger.warning("Stopping: %s", stop_reason)
+                progress = compute_progress(ops.values(), parallelism=window)
+                _notify("finished", op, progress)
+            reporter.update(compute_progress(ops.values(), parallelism=window))
+            if cancel_seen_at is not None and inflight and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
+                for wrapped, plan in inflight.items():
+                    op = ops[plan.operation_id]
+                    op.status = BatchOperationStatus.skipped
+                    op.error = "cancelled while running (did not stop within the grace period)"
+                    op.completed_at = utcnow()
+                inflight.clear()
+    finally:
+        watcher.stop()
+        with _BOARDS_LOCK:
+            _BOARDS.pop(job_id, None)
+    if board.cancel_event.is_set() and stop_reason is None:
+        stop_reason = "job cancelled"
+    for plan in pending:
+        op = ops[plan.operation_id]
+        op.status = BatchOperationStatus.skipped
+        op.error = f"not started: {stop_reason}"
+    op_list = list(ops.values())
+    progress = compute_progress(op_list, parallelism=window)
+    cancelled = board.cancel_event.is_set()
+    status = _status_of(progress.completed_operations, progress.failed_operations, cancelled)
+    completed_at = utcnow()
+    report_path = _report_dir(settings) / f"batch_{job_id}.json"
+    summary = {
+        "job_id": job_id,
+        "job_type": settings.job_type.value,
+        "name": settings.name,
+        "status": status.value,
+        "project_id": settings.project_id,
+        "total_operations": len(op_list),
+        "completed": progress.completed_operations,
+        "failed": progress.failed_operations,
+        "skipped": progress.skipped_operations,
+        "started_at": started_at.isoformat(),
+        "completed_at": completed_at.isoformat(),
+        "duration_ms": int((completed_at - started_at).total_seconds() * 1000),
+        "operations": [scrub_data(op.model_dump(mode="json")) for op in op_list],
+        "report_path": str(report_path),
+    }
+    try:
+        write_json_atomic(report_path, summary)
+    except OSError as exc:
+        logger.warning("could not write the job report %s: %s", report_path, exc)
+        summary["report_path"] = None
+    reporter.update(progress, status, force=True)
+    _publish(settings, op_list, summary)
+    _notify("end", None, progress)
+    message = (
+        f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
+        f"of {summary['total_operations']}"
+    )
+    logger.info("Job %s %s: %s", job_id, status.value, message)
+    if status == BatchJobStatus.cancelled:
+        return Cancelled(message=f"cancelled on request: {message}", data=summary)
+    if status == BatchJobStatus.partial_success:
+        return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
+    if status == BatchJobStatus.failed:
+        return Failed(message=message, data=summary)
+    return Completed(message=message, data=summary)

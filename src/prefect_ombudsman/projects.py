@@ -1,0 +1,106 @@
+"""Projects: a folder `<projects root>/<project_id>/` with `project.yaml`, pipelines and outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from prefect_ombudsman.errors import ConfigurationError
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+DEFAULT_PROJECT = "demo"
+
+
+def projects_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """`--projects-dir`, else `OMBUDSMAN_PROJECTS_DIR`, else `./projects`."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get("OMBUDSMAN_PROJECTS_DIR")
+    return Path(env).expanduser().resolve() if env else (Path.cwd() / "projects").resolve()
+
+
+def default_project_id() -> str:
+    return os.environ.get("OMBUDSMAN_DEFAULT_PROJECT") or DEFAULT_PROJECT
+
+
+def check_safe_id(value: str, field: str) -> str:
+    """Refuse ids that could escape a folder or make awkward file names."""
+    if not SAFE_ID.match(value) or ".." in value:
+        raise ConfigurationError(
+            f"{field}: {value!r} is not a safe id (letters, digits, '_', '-', '.', at most 128 characters, not starting with '.' or containing '..')"
+        )
+    return value
+
+
+ConnectionRef = str | dict[str, Any]
+
+
+class ProjectConfig(BaseModel):
+    """The validated contents of `project.yaml`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    source: ConnectionRef | None = None
+    target: ConnectionRef | None = None
+    schema_mappings: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class Project(BaseModel):
+    """A project on disk: its id, folder and configuration."""
+
+    project_id: str
+    path: Path
+    config: ProjectConfig
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / "results"
+
+    @property
+    def metadata_dir(self) -> Path:
+        return self.path / "metadata"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.path / "pipelines"
+
+
+def load_project(project_id: str, root: Path | None = None) -> Project:
+    """Read and validate `<root>/<project_id>/project.yaml`."""
+    check_safe_id(project_id, "project_id")
+    root = root or projects_root()
+    folder = root / project_id
+    config_file = folder / "project.yaml"
+    if not config_file.is_file():
+        raise ConfigurationError(f"project {project_id!r} not found: no {config_file}")
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{config_file}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{config_file}: expected a mapping at the top level")
+    raw.setdefault("name", project_id)
+    try:
+        config = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"{config_file}: {problems}") from None
+    return Project(project_id=project_id, path=folder, config=config)
+
+
+def find_project(project_id: str | None, root: Path | None = None) -> Project | None:
+    """The project if it exists, else None (a request may run without one)."""
+    try:
+        return load_project(project_id or default_project_id(), root)
+    except ConfigurationError:
+        return None
