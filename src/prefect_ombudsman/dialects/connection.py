@@ -258,7 +258,7 @@ def spec_from_url(
     """Parse a SQLAlchemy URL. Relative SQLite/DuckDB paths resolve against `base_dir`."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConnectionReferenceError(f"not a valid database URL: {url!r} ({exc})") from None
     drivername = _DRIVER_ALIASES.get(parsed.drivername, parsed.drivername)
     parsed = parsed.set(drivername=drivername)
@@ -420,7 +420,7 @@ def _create_engine(spec: ConnectionSpec) -> Engine:
             max_overflow=10,
         )
     url = make_url(spec.url)
-    if spec.password is not None:
+    if spec.password is not None and kind not in ("sqlite", "duckdb"):
         url = url.set(password=spec.password.get_secret_value())
     if kind == "snowflake":
         if spec.token is not None:
