@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.flows.runner import JobSettings, OperationPlan, register_executor, run_batch
+from prefect_ombudsman.flows.runner import OperationPlan, register_executor, run_batch, settings_from
 from prefect_ombudsman.jobs.models import BatchCustomRequest, BatchJobType, CustomItem, JobName, MaxParallel, MaxRetries
-from prefect_ombudsman.operations.context import OperationContext
-from prefect_ombudsman.operations.registry import get_operation
-
-
-def run_custom_operation(ctx: OperationContext, arguments: dict[str, Any]) -> Any:
-    """Executor: call the named operation with the item's arguments."""
-    function = get_operation(arguments["operation"])
-    kwargs = dict(arguments.get("arguments") or {})
-    try:
-        inspect.signature(function).bind(ctx, **kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"operation {arguments['operation']!r}: {exc}") from None
-    return function(ctx, **kwargs)
+from prefect_ombudsman.tasks.custom import run_custom_operation
 
 
 register_executor("custom", run_custom_operation)
 
 
 def plan_custom(request: BatchCustomRequest) -> list[OperationPlan]:
-    """One operation per item, id `custom_{i}_{name}`; unknown operations fail at plan time."""
+    """One operation per item, id `custom_{i}_{name}`; an unknown operation fails only its own operation."""
     plans = []
     for i, item in enumerate(request.items):
         plans.append(
@@ -43,24 +29,6 @@ def plan_custom(request: BatchCustomRequest) -> list[OperationPlan]:
             )
         )
     return plans
-
-
-def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None) -> JobSettings:
-    """The runner settings of any batch request."""
-    return JobSettings(
-        job_type=job_type,
-        name=request.job_name,
-        description=request.description,
-        parallel_execution=request.parallel_execution,
-        max_parallel=request.max_parallel,
-        stop_on_error=request.stop_on_error,
-        retry_failed=request.retry_failed,
-        max_retries=request.max_retries,
-        project_id=getattr(request, "project_id", None),
-        projects_dir=projects_dir,
-        tags=tuple(request.tags),
-        created_by=request.created_by,
-    )
 
 
 @flow(

@@ -108,6 +108,24 @@ class JobSettings:
         }
 
 
+def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None) -> JobSettings:
+    """The runner settings of any batch request."""
+    return JobSettings(
+        job_type=job_type,
+        name=request.job_name,
+        description=request.description,
+        parallel_execution=request.parallel_execution,
+        max_parallel=request.max_parallel,
+        stop_on_error=request.stop_on_error,
+        retry_failed=request.retry_failed,
+        max_retries=request.max_retries,
+        project_id=getattr(request, "project_id", None),
+        projects_dir=projects_dir,
+        tags=tuple(request.tags),
+        created_by=request.created_by,
+    )
+
+
 Executor = Callable[[OperationContext, dict[str, Any]], Any]
 EXECUTORS: dict[str, Executor] = {}
 

@@ -1,0 +1,206 @@
+"""The `ombudsman` command line: run batches in process with a progress bar, manage jobs, serve.
+
+Exit codes of `run ...`: 0 all operations completed, 1 some failed or the job was cancelled,
+2 bad input (the request was refused before any work started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+app = typer.Typer(help="Ombudsman batch operations on Prefect 3.", no_args_is_help=True, add_completion=False)
+run_app = typer.Typer(help="Run a batch job in this process, with a progress bar.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+console = Console(stderr=True)
+out = Console()
+
+ProjectsDir = Annotated[
+    Path | None, typer.Option("--projects-dir", help="Projects root (default $OMBUDSMAN_PROJECTS_DIR or ./projects).")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")]
+Parallel = Annotated[bool, typer.Option("--parallel/--sequential", help="Run operations in parallel.")]
+MaxParallelOpt = Annotated[int, typer.Option("--max-parallel", help="Operations in flight at once (1-64).")]
+StopOnError = Annotated[bool, typer.Option("--stop-on-error", help="Start nothing new after the first failure.")]
+MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", help="Retries of transient errors per operation.")]
+JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
+
+
+def refuse(message: str) -> None:
+    """Bad input: say what is wrong and exit 2."""
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def build_request(model: type[BaseModel], **fields: Any) -> Any:
+    """Validate a request before any work starts (exit 2 with the field named)."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        refuse(validation_message(exc))
+
+
+def execute_job(flow: Any, parameters: dict[str, Any], *, as_json: bool, label: str) -> dict[str, Any]:
+    """Run a batch flow in process with a progress bar; print the outcome; exit by SPEC §10."""
+    import prefect.settings as ps
+    from prefect.settings import temporary_settings
+
+    from prefect_ombudsman.flows import runner
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=as_json or not console.is_terminal and os.environ.get("OMBUDSMAN_PROGRESS") != "1",
+    )
+    bar: dict[str, Any] = {}
+
+    def listener(event: str, op: Any, state: Any) -> None:
+        if event == "start":
+            bar["id"] = progress.add_task(label, total=state.total_operations or 1, status="")
+        elif "id" in bar:
+            finished = state.completed_operations + state.failed_operations + state.skipped_operations
+            status = f"{state.failed_operations} failed" if state.failed_operations else ""
+            progress.update(bar["id"], completed=finished, status=status)
+
+    runner.LISTENERS.append(listener)
+    try:
+        with progress, temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = flow(**parameters, return_state=True)
+    finally:
+        runner.LISTENERS.remove(listener)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, dict):
+        console.print(f"[red]error:[/red] {state.message or state.name}")
+        raise typer.Exit(2 if "validation" in str(state.message).lower() else 1)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+    raise typer.Exit(0 if summary["status"] == "completed" else 1)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"{summary['name']} — {summary['status']}", show_lines=False)
+    table.add_column("operation")
+    table.add_column("status")
+    table.add_column("ms", justify="right")
+    table.add_column("detail", overflow="fold")
+    colors = {"completed": "green", "failed": "red", "skipped": "yellow"}
+    for op in summary["operations"][:200]:
+        detail = op.get("error") or ""
+        table.add_row(
+            op["operation_id"],
+            f"[{colors.get(op['status'], 'white')}]{op['status']}[/]",
+            str(op.get("duration_ms") or ""),
+            detail[:200],
+        )
+    out.print(table)
+    if len(summary["operations"]) > 200:
+        out.print(f"... {len(summary['operations']) - 200} more operations")
+    out.print(
+        f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
+        f"of {summary['total_operations']} in {summary['duration_ms'] / 1000:.1f} s · job {summary['job_id']}"
+    )
+    if summary.get("report_path"):
+        out.print(f"report: {summary['report_path']}")
+
+
+# ----------------------------------------------------------------------------- run custom
+
+
+@run_app.command("custom")
+def run_custom(
+    operation: Annotated[list[str] | None, typer.Argument(help="Registered operation names, one item each.")] = None,
+    args: Annotated[str | None, typer.Option("--args", help="JSON object of arguments for every item.")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", help="Run each operation this many times.")] = 1,
+    items_file: Annotated[Path | None, typer.Option("--items", help="JSON file with a list of {operation, name?, arguments}.")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
+    parallel: Parallel = False,
+    max_parallel: MaxParallelOpt = 5,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run registered custom operations (see `ombudsman operations`)."""
+    from prefect_ombudsman.jobs.models import BatchCustomRequest
+
+    items: list[dict[str, Any]] = []
+    if items_file is not None:
+        try:
+            loaded = json.loads(items_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            refuse(f"--items {items_file}: {exc}")
+        if not isinstance(loaded, list):
+            refuse(f"--items {items_file}: expected a JSON list of items")
+        items.extend(loaded)
+    try:
+        arguments = json.loads(args) if args else {}
+    except json.JSONDecodeError as exc:
+        refuse(f"--args: not valid JSON ({exc})")
+    if not isinstance(arguments, dict):
+        refuse("--args: expected a JSON object")
+    if repeat < 1:
+        refuse("--repeat: must be at least 1")
+    for op_name in operation or []:
+        items.extend({"operation": op_name, "arguments": arguments} for _ in range(repeat))
+    request = build_request(
+        BatchCustomRequest,
+        job_name=name or "Custom batch",
+        items=items,
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+        project_id=project,
+    )
+    from prefect_ombudsman.flows import custom_batch
+
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    execute_job(custom_batch, params, as_json=as_json, label="custom")
+
+
+@app.command("operations")
+def list_operations() -> None:
+    """List the registered custom operations."""
+    from prefect_ombudsman.operations.registry import available_operations
+
+    for name in available_operations():
+        out.print(name)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
