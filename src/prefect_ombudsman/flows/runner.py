@@ -314,9 +314,9 @@ class ProgressReporter:
         self.artifact_id: Any = None
         self._last = 0.0
 
-    def _description(self, progress: BatchProgress, status: BatchJobStatus) -> str:
+    def _description(self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None = None) -> str:
         return json.dumps(
-            {"job_status": status.value, "job_type": self.settings.job_type.value, **progress.model_dump()}
+            {"job_status": status.value, "job_type": self.settings.job_type.value, **progress.model_dump(), **(extra or {})}
         )
 
     def start(self, progress: BatchProgress) -> None:
@@ -328,7 +328,13 @@ class ProgressReporter:
             log.warning("could not create the progress artifact: %s", exc)
         self._last = time.monotonic()
 
-    def update(self, progress: BatchProgress, status: BatchJobStatus = BatchJobStatus.running, force: bool = False) -> None:
+    def update(
+        self,
+        progress: BatchProgress,
+        status: BatchJobStatus = BatchJobStatus.running,
+        force: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         now = time.monotonic()
         if self.artifact_id is None or (not force and now - self._last < self.interval):
             return
@@ -337,7 +343,7 @@ class ProgressReporter:
             update_progress_artifact(
                 artifact_id=self.artifact_id,
                 progress=progress.percent_complete,
-                description=self._description(progress, status),
+                description=self._description(progress, status, extra),
             )
         except Exception as exc:
             log.warning("could not update the progress artifact: %s", exc)
@@ -593,7 +599,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     except OSError as exc:
         logger.warning("could not write the job report %s: %s", report_path, exc)
         summary["report_path"] = None
-    reporter.update(progress, status, force=True)
+    reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
     _publish(settings, op_list, summary)
     _notify("end", None, progress)
     message = (
