@@ -1,0 +1,331 @@
+"""The bounded batch runner, through `custom_batch` on a real Prefect API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect.states import Cancelling
+from support import wait_until
+
+from prefect_ombudsman.errors import OperationFailed, TransientError
+from prefect_ombudsman.flows import custom_batch
+from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs.models import BatchJobStatus
+from prefect_ombudsman.operations.registry import register_operation, unregister_operation
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+class Probe:
+    """Operations report how many of them run at once, and when they started."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+        self.calls: list[str] = []
+        self.starts: dict[str, float] = {}
+        self.job_ids: set[str] = set()
+
+    def __call__(self, ctx: Any, seconds: float = 0.05, fail: bool = False) -> dict[str, Any]:
+        with self.lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+            self.calls.append(ctx.operation_id)
+            self.starts[ctx.operation_id] = time.time()
+            self.job_ids.add(ctx.job_id)
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                ctx.wait(0.02)
+            if fail:
+                raise OperationFailed("probe found differences", result={"differences": 3})
+            return {"op": ctx.operation_id}
+        finally:
+            with self.lock:
+                self.current -= 1
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    register_operation("probe", p)
+    yield p
+    unregister_operation("probe")
+
+
+def _run(**params: Any):
+    state = custom_batch(**params, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def _items(n: int, **arguments: Any) -> list[dict[str, Any]]:
+    return [{"operation": "probe", "arguments": dict(arguments)} for _ in range(n)]
+
+
+def test_max_parallel_is_never_exceeded(probe: Probe):
+    state, summary = _run(items=_items(24, seconds=0.1), parallel_execution=True, max_parallel=3)
+    assert state.is_completed()
+    assert summary["completed"] == 24
+    assert probe.peak == 3  # reached, never exceeded
+    assert [op["operation_id"] for op in summary["operations"]] == [f"custom_{i}_probe" for i in range(24)]
+
+
+def test_sequential_mode_runs_in_order_one_at_a_time(probe: Probe):
+    state, summary = _run(items=_items(6, seconds=0.02), parallel_execution=False, max_parallel=8)
+    assert state.is_completed()
+    assert probe.peak == 1
+    assert probe.calls == [f"custom_{i}_probe" for i in range(6)]
+
+
+def test_stop_on_error_skips_the_rest(probe: Probe):
+    items = _items(1) + [{"operation": "probe", "arguments": {"fail": True}}] + _items(3)
+    state, summary = _run(items=items, stop_on_error=True)
+    statuses = [op["status"] for op in summary["operations"]]
+    assert statuses == ["completed", "failed", "skipped", "skipped", "skipped"]
+    assert probe.calls == ["custom_0_probe", "custom_1_probe"]
+    assert "stop_on_error after custom_1_probe failed" in summary["operations"][2]["error"]
+    assert state.is_failed() and state.name == "PartialSuccess"
+    assert summary["status"] == "partial_success"
+
+
+def test_failed_operation_keeps_its_result_and_error(probe: Probe):
+    state, summary = _run(items=[{"operation": "probe", "arguments": {"fail": True}}])
+    op = summary["operations"][0]
+    assert op["status"] == "failed" and op["error"] == "probe found differences"
+    assert op["result"] == {"differences": 3}
+    assert state.is_failed() and state.name == "Failed" and summary["status"] == "failed"
+
+
+def test_transient_failure_is_retried_then_succeeds(tmp_path: Path):
+    marker = tmp_path / "flaky"
+    state, summary = _run(items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 2}}], max_retries=3)
+    assert state.is_completed()
+    op = summary["operations"][0]
+    assert op["status"] == "completed" and op["metadata"]["attempts"] == 3
+    assert marker.read_text() == "3"
+
+
+def test_transient_failure_gives_up_after_max_retries(tmp_path: Path):
+    marker = tmp_path / "flaky"
+    state, summary = _run(items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 5}}], max_retries=1)
+    op = summary["operations"][0]
+    assert op["status"] == "failed" and "after 2 attempts" in op["error"]
+    assert marker.read_text() == "2"
+
+
+def test_validation_style_failure_is_not_retried():
+    calls = []
+
+    def finds_differences(ctx: Any) -> None:
+        calls.append(ctx.attempt)
+        raise OperationFailed("3 rows differ", result={"changed": 3})
+
+    register_operation("finds_differences", finds_differences)
+    try:
+        state, summary = _run(items=[{"operation": "finds_differences"}], max_retries=3)
+    finally:
+        unregister_operation("finds_differences")
+    assert calls == [1]
+    assert summary["operations"][0]["status"] == "failed"
+
+
+def test_retry_disabled_when_retry_failed_is_false(tmp_path: Path):
+    marker = tmp_path / "flaky"
+    state, summary = _run(
+        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}], retry_failed=False, max_retries=3
+    )
+    assert summary["operations"][0]["status"] == "failed" and marker.read_text() == "1"
+
+
+def test_transient_error_classification_reaches_through_causes():
+    from prefect_ombudsman.errors import is_transient
+
+    try:
+        try:
+            raise ConnectionRefusedError("refused")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("load failed") from inner
+    except RuntimeError as outer:
+        assert is_transient(outer)
+    assert is_transient(TransientError("x"))
+    assert not is_transient(OperationFailed("deadline on row counts"))
+    assert not is_transient(ValueError("column 'x' does not exist"))
+
+
+def test_partial_success_and_all_failed_states(probe: Probe):
+    state, summary = _run(items=_items(2) + [{"operation": "fail"}], parallel_execution=True, max_parallel=3)
+    assert state.type.value == "FAILED" and state.name == "PartialSuccess"
+    state, summary = _run(items=[{"operation": "fail"}, {"operation": "fail", "arguments": {"message": "boom"}}])
+    assert state.type.value == "FAILED" and state.name == "Failed"
+    assert [op["error"] for op in summary["operations"]] == ["failed on request", "boom"]
+
+
+def test_empty_item_list_completes_at_once_with_zero_operations():
+    started = time.monotonic()
+    state, summary = _run(items=[])
+    assert state.is_completed()
+    assert summary["total_operations"] == 0 and summary["operations"] == []
+    assert summary["status"] == "completed"
+    assert time.monotonic() - started < 10
+
+
+def test_unknown_operation_fails_only_its_operation(probe: Probe):
+    state, summary = _run(items=[{"operation": "probe"}, {"operation": "slep"}])
+    ops = summary["operations"]
+    assert ops[0]["status"] == "completed"
+    assert ops[1]["status"] == "failed" and "unknown operation 'slep'" in ops[1]["error"] and "sleep" in ops[1]["error"]
+
+
+def test_bad_operation_arguments_are_a_clear_error():
+    state, summary = _run(items=[{"operation": "sleep", "arguments": {"secs": 1}}])
+    assert "operation 'sleep'" in summary["operations"][0]["error"] and "secs" in summary["operations"][0]["error"]
+
+
+def test_invalid_flow_parameters_are_refused_before_any_work(probe: Probe):
+    state = custom_batch(items=_items(2), max_parallel=65, return_state=True)
+    assert state.is_failed()
+    assert "max_parallel" in state.message
+    assert probe.calls == []
+
+
+def _start_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        state = custom_batch(**params, return_state=True)
+        box["state"] = state
+        box["summary"] = state.result(raise_on_failure=False)
+        box["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _cancel_mid_batch(probe: Probe, cancel: Any) -> None:
+    thread, box = _start_in_thread(items=_items(20, seconds=1.0), parallel_execution=True, max_parallel=2)
+    assert wait_until(lambda: len(probe.calls) >= 2, timeout=60)
+    job_id = next(iter(probe.job_ids))
+    time.sleep(0.3)
+    cancelled_at = time.time()
+    t0 = time.monotonic()
+    cancel(job_id)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert box["ended"] - t0 < 2.0, f"took {box['ended'] - t0:.2f}s to stop"
+    summary = box["summary"]
+    assert box["state"].is_cancelled()
+    assert summary["status"] == "cancelled"
+    assert all(start < cancelled_at for start in probe.starts.values()), "an operation started after the cancel"
+    assert summary["skipped"] == 20 - summary["completed"]
+    assert summary["completed"] <= 2
+    assert service.get_job(job_id).status == BatchJobStatus.cancelled
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(job_id).state.is_cancelled()
+
+
+def test_cancel_in_process_run_through_the_prefect_api(probe: Probe):
+    def cancel(job_id: str) -> None:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(job_id, Cancelling(message="user pressed cancel"), force=True)
+
+    _cancel_mid_batch(probe, cancel)
+
+
+def test_cancel_through_the_jobs_service(probe: Probe):
+    _cancel_mid_batch(probe, lambda job_id: service.cancel_job(job_id, reason="stop now"))
+
+
+def test_retry_of_a_failed_run_reexecutes_only_failed_operations(tmp_path: Path):
+    calls: list[str] = []
+    marker = tmp_path / "second-run"
+
+    def counted(ctx: Any, fail_first: bool = False) -> dict[str, Any]:
+        calls.append(ctx.operation_id)
+        if fail_first and not marker.exists():
+            marker.write_text("x")
+            raise OperationFailed("differences on the first run")
+        return {"op": ctx.operation_id}
+
+    register_operation("counted", counted)
+    try:
+        items = [{"operation": "counted"}] * 3 + [{"operation": "counted", "arguments": {"fail_first": True}}]
+        state, summary = _run(items=items, parallel_execution=True, max_parallel=2)
+        assert state.name == "PartialSuccess"
+        job_id = summary["job_id"]
+        assert sorted(calls) == [f"custom_{i}_counted" for i in range(4)]
+        calls.clear()
+        job = service.retry_job(job_id)
+    finally:
+        unregister_operation("counted")
+    assert calls == ["custom_3_counted"]
+    assert job.status == BatchJobStatus.completed
+    assert job.job_id == job_id
+    ops = {op.operation_id: op for op in job.operations}
+    assert all(op.status == "completed" for op in ops.values())
+    assert [ops[f"custom_{i}_counted"].metadata["cached"] for i in range(4)] == [True, True, True, False]
+
+
+def test_progress_artifact_and_job_view_match_the_outcome(probe: Probe):
+    state, summary = _run(items=_items(5) + [{"operation": "fail"}], parallel_execution=True, max_parallel=4, job_name="progress check")
+    job = service.get_job(summary["job_id"])
+    assert job.status == BatchJobStatus.partial_success
+    assert job.name == "progress check"
+    assert job.progress.total_operations == 6 and job.progress.completed_operations == 5
+    assert job.progress.failed_operations == 1 and job.progress.percent_complete == 100.0
+    assert job.success_count == 5 and job.failure_count == 1
+    assert job.completed_at is not None and job.total_duration_ms is not None
+    assert len(job.operations) == 6
+    report = json.loads(Path(summary["report_path"]).read_text())
+    assert report["job_id"] == summary["job_id"] and len(report["operations"]) == 6
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(summary["job_id"])
+        assert {"ombudsman", "job-type:custom"} <= set(run.tags)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    kinds = {a.type for a in artifacts}
+    assert {"progress", "table", "markdown"} <= kinds
+
+
+def test_canary_password_never_reaches_results_logs_or_artifacts(postgres_port: int, caplog: pytest.LogCaptureFixture):
+    canary = "CANARY-pw-5b7c1e"
+    url = f"postgresql://postgres:{canary}@127.0.0.1:{postgres_port}/postgres"
+
+    def leaky(ctx: Any, connection: str) -> None:
+        engine = ctx.engine(connection)
+        # a driver that echoes its DSN in an error message
+        raise RuntimeError(f"could not use {engine.url.render_as_string(hide_password=False)}")
+
+    register_operation("leaky", leaky)
+    try:
+        state, summary = _run(
+            items=[
+                {"operation": "leaky", "arguments": {"connection": url}},
+                {"operation": "sql_query", "arguments": {"connection": url, "query": "select 1 as one"}},
+            ]
+        )
+    finally:
+        unregister_operation("leaky")
+    assert summary["operations"][1]["status"] == "completed"
+    assert summary["operations"][1]["result"]["rows"] == [[1]]
+    assert summary["operations"][0]["status"] == "failed"
+    texts = [json.dumps(summary), Path(summary["report_path"]).read_text(), caplog.text]
+    with get_client(sync_client=True) as client:
+        run_id = summary["job_id"]
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        texts += [json.dumps(a.data, default=str) + (a.description or "") for a in artifacts]
+        assert wait_until(lambda: len(client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))) > 3)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        texts += [log.message for log in logs]
+        task_runs = client.read_task_runs()
+        texts += [str(tr.state.message) for tr in task_runs if tr.state]
+    assert any("could not use" in t for t in texts)
+    for text in texts:
+        assert canary not in text
