@@ -107,6 +107,16 @@ def execute_job(flow: Any, parameters: dict[str, Any], *, as_json: bool, label: 
     raise typer.Exit(0 if summary["status"] == "completed" else 1)
 
 
+def _short(result: Any, width: int = 90) -> str:
+    if result is None:
+        return ""
+    if isinstance(result, dict) and "columns" in result and "rows" in result:
+        rows = result["rows"][:3]
+        return "; ".join(", ".join(f"{c}={v}" for c, v in zip(result["columns"], row, strict=False)) for row in rows)[:width]
+    text = json.dumps(result, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def print_summary(summary: dict[str, Any]) -> None:
     table = Table(title=f"{summary['name']} — {summary['status']}", show_lines=False)
     table.add_column("operation")
@@ -115,7 +125,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_column("detail", overflow="fold")
     colors = {"completed": "green", "failed": "red", "skipped": "yellow"}
     for op in summary["operations"][:200]:
-        detail = op.get("error") or ""
+        detail = op.get("error") or _short(op.get("result"))
         table.add_row(
             op["operation_id"],
             f"[{colors.get(op['status'], 'white')}]{op['status']}[/]",
@@ -187,6 +197,47 @@ def run_custom(
 
     params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
     execute_job(custom_batch, params, as_json=as_json, label="custom")
+
+
+@app.command("demo")
+def demo_command(
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create or refresh the embedded `demo` project and run a batch job on it."""
+    from prefect_ombudsman.demo import DEMO_PROJECT, ensure_demo_project, seed_demo_tables
+    from prefect_ombudsman.flows import custom_batch
+    from prefect_ombudsman.jobs.models import BatchCustomRequest
+
+    root = projects_dir.resolve() if projects_dir else None
+    folder = ensure_demo_project(root)
+    console.print(f"demo project: {folder}")
+    seed_demo_tables(root)
+    queries = {
+        "count": "SELECT COUNT(*) AS row_count FROM demo_orders",
+        "sum": "SELECT SUM(amount) AS total_amount FROM demo_orders",
+        "range": "SELECT MIN(order_id) AS first_id, MAX(order_id) AS last_id FROM demo_orders",
+    }
+    items = [
+        {"operation": "sql_query", "name": f"{side}-{check}", "arguments": {"connection": side, "query": sql}}
+        for side in ("source", "target")
+        for check, sql in queries.items()
+    ]
+    request = build_request(
+        BatchCustomRequest, job_name="Demo batch", items=items, parallel_execution=True, max_parallel=4, project_id=DEMO_PROJECT
+    )
+    params = request.model_dump(mode="json") | {"projects_dir": str(root) if root else None}
+    execute_job(custom_batch, params, as_json=as_json, label="demo")
+
+
+@app.command("serve")
+def serve_command(
+    limit: Annotated[int | None, typer.Option("--limit", help="Concurrent runs per deployment.")] = None,
+) -> None:
+    """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""
+    from prefect_ombudsman.deployments import serve_all
+
+    serve_all(limit)
 
 
 @app.command("operations")
