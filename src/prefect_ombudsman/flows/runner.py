@@ -9,6 +9,7 @@ runs, which Prefect itself never cancels), and ends in the states of SPEC §3.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import DEFAULT
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import Cancelled, Completed, Failed, State
@@ -44,7 +45,7 @@ from prefect_ombudsman.jobs.models import (
     BatchProgress,
     utcnow,
 )
-from prefect_ombudsman.jobs.progress import compute_progress
+from prefect_ombudsman.jobs.progress import ProgressCounter, compute_progress
 from prefect_ombudsman.operations.context import OperationContext
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
@@ -254,9 +255,8 @@ def run_attempts(
 @task(
     name="operation",
     task_run_name="{operation_id}",
-    persist_result=True,
-    result_serializer="json",
-    cache_policy=DEFAULT,
+    persist_result=False,  # the runner's checkpoint persists results (see Checkpoint)
+    cache_policy=NO_CACHE,
     retries=0,
 )
 def execute_operation(operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any]) -> Any:
@@ -269,6 +269,65 @@ def execute_operation(operation_id: str, executor: str, arguments: dict[str, Any
 
 
 # ----------------------------------------------------------------------------- flow-side helpers
+
+
+class Checkpoint:
+    """Completed operations of a job, one JSON line each, appended by the flow thread.
+
+    A retry of the flow run (same job id: Prefect's Retry, `prefect flow-run retry`, the jobs
+    service) restores completed operations from here and executes only the others. It replaces
+    Prefect's per-task result caching, which costs a cache transaction and result-file I/O per
+    operation. Lines carry a fingerprint of the operation's inputs, so changed inputs re-run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: Any = None
+
+    @staticmethod
+    def fingerprint(plan: OperationPlan) -> str:
+        raw = json.dumps([plan.executor, plan.arguments], sort_keys=True, default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        done: dict[str, dict[str, Any]] = {}
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return done
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if isinstance(entry, dict) and "operation_id" in entry:
+                done[entry["operation_id"]] = entry
+        return done
+
+    def append(self, plan: OperationPlan, op: BatchOperation) -> None:
+        try:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            entry = {
+                "operation_id": op.operation_id,
+                "fingerprint": self.fingerprint(plan),
+                "result": op.result,
+                "started_at": op.started_at.isoformat() if op.started_at else None,
+                "completed_at": op.completed_at.isoformat() if op.completed_at else None,
+                "duration_ms": op.duration_ms,
+                "attempts": (op.metadata or {}).get("attempts"),
+            }
+            self._file.write(json.dumps(entry, default=str) + "\n")
+            self._file.flush()
+        except (OSError, TypeError, ValueError) as exc:
+            log.warning("could not checkpoint %s: %s", op.operation_id, exc)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
 
 
 class CancelWatcher:
@@ -327,6 +386,9 @@ class ProgressReporter:
         except Exception as exc:
             log.warning("could not create the progress artifact: %s", exc)
         self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.artifact_id is not None and time.monotonic() - self._last >= self.interval
 
     def update(
         self,
@@ -417,6 +479,10 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _checkpoint_path(settings: JobSettings, job_id: str) -> Path:
+    return projects_root(settings.projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.jsonl"
+
+
 def _report_dir(settings: JobSettings) -> Path:
     root = projects_root(settings.projects_dir)
     project = find_project(settings.project_id, root) if settings.project_id else None
@@ -501,14 +567,32 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     _tag_flow_run(flow_run, settings)
     started_at = utcnow()
     window = settings.window
-    progress = compute_progress(ops.values(), parallelism=window)
+    counter = ProgressCounter(len(ops), window)
+    checkpoint = Checkpoint(_checkpoint_path(settings, job_id))
+    restored = checkpoint.load()
+    pending: deque[OperationPlan] = deque()
+    for plan in plans:
+        entry = restored.get(plan.operation_id)
+        if entry is None or entry.get("fingerprint") != Checkpoint.fingerprint(plan):
+            pending.append(plan)
+            continue
+        op = ops[plan.operation_id]
+        op.status = BatchOperationStatus.completed
+        op.result = entry.get("result")
+        op.started_at = _parse_time(entry.get("started_at"))
+        op.completed_at = _parse_time(entry.get("completed_at"))
+        op.duration_ms = entry.get("duration_ms")
+        op.metadata = {**(op.metadata or {}), "attempts": entry.get("attempts"), "cached": True}
+        counter.finished(op)
+    if restored:
+        logger.info("Retry of job %s: %d operations restored from the checkpoint, %d to run", job_id, len(plans) - len(pending), len(pending))
+    progress = counter.snapshot()
     reporter = ProgressReporter(settings, len(plans), _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0))
     reporter.start(progress)
     _notify("start", None, progress)
     watcher = CancelWatcher(flow_run.id, board, _env_float("OMBUDSMAN_CANCEL_POLL_SECONDS", 0.5))
     watcher.start()
     job_payload = settings.for_task()
-    pending = deque(plans)
     inflight: dict[cf.Future[Any], OperationPlan] = {}
     stop_reason: str | None = None
     cancel_seen_at: float | None = None
@@ -535,7 +619,9 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                     operation_id=plan.operation_id, executor=plan.executor, arguments=plan.arguments, job=job_payload
                 )
                 inflight[future.wrapped_future] = plan
-                _notify("started", op, compute_progress(ops.values(), parallelism=window))
+                counter.started(plan.operation_id)
+                if LISTENERS:
+                    _notify("started", op, counter.snapshot())
             if not inflight:
                 break
             done, _ = cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
@@ -547,14 +633,18 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                 except Exception as exc:  # the engine itself failed around the task
                     state = Failed(message=scrub(str(exc)))
                 _apply_outcome(op, state, board.records.get(plan.operation_id))
+                counter.finished(op)
+                if op.status == BatchOperationStatus.completed:
+                    checkpoint.append(plan, op)
                 if op.status == BatchOperationStatus.failed:
                     logger.error("%s failed: %s", op.operation_id, op.error)
                     if settings.stop_on_error and stop_reason is None:
                         stop_reason = f"stop_on_error after {op.operation_id} failed"
                         logger.warning("Stopping: %s", stop_reason)
-                progress = compute_progress(ops.values(), parallelism=window)
-                _notify("finished", op, progress)
-            reporter.update(compute_progress(ops.values(), parallelism=window))
+                if LISTENERS:
+                    _notify("finished", op, counter.snapshot())
+            if reporter.due():
+                reporter.update(counter.snapshot())
             if cancel_seen_at is not None and inflight and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
                 for wrapped, plan in inflight.items():
                     op = ops[plan.operation_id]
@@ -563,6 +653,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                     op.completed_at = utcnow()
                 inflight.clear()
     finally:
+        checkpoint.close()
         watcher.stop()
         with _BOARDS_LOCK:
             _BOARDS.pop(job_id, None)

@@ -1,0 +1,153 @@
+"""Orchestration overhead of the batch runner (issue 2).
+
+1,000 no-op operations through `custom_batch` (max_parallel 8) against a local `prefect server`,
+versus the same 1,000 calls in a plain ThreadPoolExecutor(8), in one run. Prints wall time,
+overhead per operation, and the seconds from the last operation finishing until the job reads
+`completed` with all operations counted through the jobs service.
+
+    .venv/bin/python benchmarks/runner_overhead.py [--operations 1000] [--max-parallel 8]
+Goals: <= 5 ms orchestration overhead per operation; job complete and fully counted <= 5 s after
+the last operation finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise SystemExit("prefect server did not start within 120 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--operations", type=int, default=1000)
+    parser.add_argument("--max-parallel", type=int, default=8)
+    args = parser.parse_args()
+    n, k = args.operations, args.max_parallel
+
+    workdir = Path(tempfile.mkdtemp(prefix="ombudsman-bench-"))
+    home = workdir / "prefect-home"
+    print(f"starting prefect server (PREFECT_HOME={home}) ...", flush=True)
+    t0 = time.monotonic()
+    proc, url = start_server(home)
+    print(f"server healthy after {time.monotonic() - t0:.1f} s at {url}", flush=True)
+    os.environ.update(
+        PREFECT_API_URL=url,
+        PREFECT_HOME=str(home),
+        OMBUDSMAN_PROJECTS_DIR=str(workdir / "projects"),
+        PREFECT_LOGGING_LEVEL="WARNING",
+    )
+    try:
+        import prefect.settings as ps
+        from prefect.settings import temporary_settings
+
+        from prefect_ombudsman.flows import custom_batch
+        from prefect_ombudsman.jobs import service
+        from prefect_ombudsman.operations.builtin import noop
+        from prefect_ombudsman.operations.context import OperationContext
+
+        # baseline: the same calls in a plain thread pool
+        ctxs = [
+            OperationContext(
+                job_id="plain", operation_id=f"custom_{i}_noop", project_id=None, projects_dir=workdir, cancel_event=threading.Event()
+            )
+            for i in range(n)
+        ]
+        t = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            list(pool.map(noop, ctxs))
+        plain_wall = time.perf_counter() - t
+
+        # warm-up flow (first flow run registers the flow, imports, opens the client)
+        with temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            custom_batch(items=[{"operation": "noop"}], return_state=True)
+
+            items = [{"operation": "noop"} for _ in range(n)]
+            t = time.perf_counter()
+            state = custom_batch(items=items, parallel_execution=True, max_parallel=k, job_name="runner benchmark", return_state=True)
+            flow_wall = time.perf_counter() - t
+        summary = state.result(raise_on_failure=False)
+        returned_at = datetime.now().astimezone()
+        last_op = max(datetime.fromisoformat(op["completed_at"]) for op in summary["operations"])
+        job_id = summary["job_id"]
+        read_at = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = service.get_job(job_id, with_operations=False)
+            if job.status.value == "completed" and job.progress and job.progress.completed_operations == n:
+                read_at = datetime.now().astimezone()
+                break
+            time.sleep(0.05)
+        # the operations table (task-run history) as the server ingests it, for information
+        ops_visible_after = None
+        t = time.monotonic()
+        while time.monotonic() - t < 120:
+            if len(service.get_job(job_id).operations) == n:
+                ops_visible_after = (datetime.now().astimezone() - last_op).total_seconds()
+                break
+            time.sleep(0.5)
+
+        overhead_ms = (flow_wall - plain_wall) / n * 1000
+        counted_s = (read_at - last_op).total_seconds() if read_at else float("nan")
+        print()
+        print(f"runner overhead, {n} no-op operations, max_parallel {k}, local prefect server")
+        print(f"{'':38}{'plain ThreadPoolExecutor':>26}{'custom_batch':>16}")
+        print(f"{'wall time (s)':38}{plain_wall:>26.3f}{flow_wall:>16.3f}")
+        print(f"{'per operation (ms)':38}{plain_wall / n * 1000:>26.3f}{flow_wall / n * 1000:>16.3f}")
+        print(f"orchestration overhead per operation: {overhead_ms:.2f} ms (goal <= 5 ms)")
+        print(f"job status {summary['status']}: {summary['completed']} completed of {summary['total_operations']}")
+        print(f"flow returned {(returned_at - last_op).total_seconds():.2f} s after the last operation finished")
+        print(f"job read complete with all {n} counted {counted_s:.2f} s after the last operation (goal <= 5 s)")
+        if ops_visible_after is not None:
+            print(f"all {n} task runs visible through the API {ops_visible_after:.1f} s after the last operation")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
