@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from prefect_ombudsman.dialects.base import Dialect
 
@@ -74,3 +74,95 @@ class PostgreSQLDialect(Dialect):
             WHERE con.contype = 'f' AND con.conparentid = 0 AND NOT c.relispartition
               AND n.nspname IN :schemas""",
     }
+
+    # --- comparison: canonical row hash
+    # Recipes of reference/peers-validation.md §8: canonical text per value (field.kind is the kind
+    # both sides agreed on, field.own this side's own kind), MD5, its last 8 bytes as a signed
+    # BIGINT (through bit(64)); SUM(bigint) is NUMERIC in PostgreSQL, so it never overflows.
+
+    def canonical_text(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import (
+            BigInteger,
+            Integer,
+            Numeric,
+            Text,
+            cast,
+            extract,
+            func,
+            literal_column,
+        )
+
+        kind, own = field.kind, field.own
+        if own == "bool":
+            return cast(cast(expr, Integer), Text)
+        if kind in ("decimal", "float"):
+            return cast(cast(expr, Numeric(38, field.scale)), Text)
+        if kind == "int":
+            return cast(expr, Text)
+        if kind == "date":
+            return cast(expr - literal_column("DATE '1970-01-01'"), Text)
+        if kind == "timestamp":
+            if own == "date":
+                return cast(cast(expr - literal_column("DATE '1970-01-01'"), BigInteger) * 86400000000, Text)
+            return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)
+        if kind == "time":
+            return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)
+        if kind == "binary":
+            return func.encode(expr, "hex")
+        if kind == "uuid":
+            return func.lower(cast(expr, Text))
+        if kind == "char":
+            return func.rtrim(cast(expr, Text), " ")
+        return cast(expr, Text)
+
+    def text_length(self, expr: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.length(expr)
+
+    def concat_text(self, parts: list[Any]) -> Any:
+        from sqlalchemy import String, type_coerce
+
+        text = type_coerce(parts[0], String)
+        for part in parts[1:]:
+            text = text + type_coerce(part, String)
+        return text
+
+    def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
+        from sqlalchemy import BigInteger, cast, func, literal
+        from sqlalchemy.dialects.postgresql import BIT
+
+        digest = func.right(func.md5(build_text()), 16)
+        return [cast(cast(literal("x") + digest, BIT(64)), BigInteger)]
+
+    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
+        """hash_record_extended: the 64-bit hash PostgreSQL's hash partitioning uses (PG 14+)."""
+        from sqlalchemy import func
+
+        return [func.hash_record_extended(func.row(*exprs), 0)]
+
+    def hash_parts(self, columns: list[Any]) -> list[Any]:
+        return list(columns)
+
+    def hash_bucket(self, part: Any, buckets: int) -> Any:
+        return part.op("&")(buckets - 1)
+
+    def hash_sum(self, part: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.sum(part)
+
+    def fence(self, query: Any) -> Any:
+        """OFFSET 0 keeps the planner from inlining the subquery (and hashing each row twice)."""
+        return query.offset(0)
+
+    def prepare_comparison(self, connection: Any) -> None:
+        return None
+
+    # --- validation: aggregates and expressions
+    # POSIX regex with `~` (anchored, so the whole value must match); the rest is the default.
+
+    def validation_regex_full_match(self, expr: Any, pattern: str) -> Any:
+        from sqlalchemy import Text, cast, literal
+
+        return cast(expr, Text).op("~")(literal(f"^(?:{pattern})$"))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import hashlib
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from typing import Any, ClassVar
+from uuid import UUID
 
 from prefect_ombudsman.dialects.base import Dialect
 
@@ -49,3 +54,321 @@ class SQLiteDialect(Dialect):
             WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite\_%' ESCAPE '\'
               AND t.schema IN :schemas""",
     }
+
+    # --- comparison: canonical row hash
+    # SQLite has no MD5 and stores values loosely typed, so the canonical form and its hash are a
+    # registered deterministic Python function (`canonical_row_hash` below, one call per row): the
+    # one place where per-row Python runs. It is also the reference the SQL recipes are tested against.
+
+    def prepare_comparison(self, connection: Any) -> None:
+        raw = connection.connection.dbapi_connection
+        raw.create_function("ombudsman_row_hash", -1, _sqlite_row_hash, deterministic=True)
+        raw.create_function("ombudsman_canonical", 2, _sqlite_canonical, deterministic=True)
+
+    def canonical_text(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.ombudsman_canonical(field_spec(field), expr)
+
+    def text_length(self, expr: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.length(expr)
+
+    def concat_text(self, parts: list[Any]) -> Any:
+        from sqlalchemy import String, type_coerce
+
+        text = type_coerce(parts[0], String)
+        for part in parts[1:]:
+            text = text + type_coerce(part, String)
+        return text
+
+    def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
+        from sqlalchemy import func
+
+        spec = ",".join(field_spec(f) for f in fields)
+        return [func.ombudsman_row_hash(spec, *(f.expr for f in fields))]
+
+    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
+        return None
+
+    def hash_parts(self, columns: list[Any]) -> list[Any]:
+        # SUM raises on int64 overflow: sum the two 32-bit halves (the client recombines mod 2^64).
+        (h,) = columns
+        return [h.op(">>")(32), h.op("&")(0xFFFFFFFF)]
+
+    def hash_bucket(self, part: Any, buckets: int) -> Any:
+        return part.op("&")(buckets - 1)
+
+    def hash_sum(self, part: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.sum(part)
+
+    def fence(self, query: Any) -> Any:
+        """LIMIT -1 OFFSET 0 stops SQLite flattening the subquery (which would hash each row twice)."""
+        return query.offset(0)
+
+    # --- validation: aggregates and expressions
+    # SQLite lacks STDDEV, regex and date_trunc: a sample-deviation aggregate and a full-match
+    # regex function are registered (Python) on each connection; periods use date() modifiers;
+    # the catalog is read with pragma table functions (values bound, never formatted in).
+
+    def validation_prepare_connection(self, conn: Any) -> None:
+        info = conn.connection.info
+        if info.get("ombudsman_validation"):
+            return
+        raw = conn.connection.dbapi_connection
+        raw.create_function("ombudsman_regexp", 2, _sqlite_regexp, deterministic=True)
+        raw.create_aggregate("ombudsman_stddev", 1, _SqliteStddev)
+        info["ombudsman_validation"] = True
+
+    def validation_columns(self, conn: Any, schema: str | None, name: str) -> Any:
+        from sqlalchemy import text
+
+        from prefect_ombudsman.validation.sql import ColumnInfo
+
+        names = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = lower(:n)"),
+                {"n": name},
+            )
+        ]
+        if not names:
+            return None
+        real = name if name in names else sorted(names)[0]
+        rows = conn.execute(
+            text('SELECT cid, name, type, "notnull", pk FROM pragma_table_info(:t) ORDER BY cid'), {"t": real}
+        ).all()
+        columns = []
+        for cid, col, declared, notnull, pk in rows:
+            precision, scale, length = _sqlite_type_args(str(declared or ""))
+            columns.append(
+                ColumnInfo(
+                    name=col,
+                    data_type=str(declared or "TEXT").split("(")[0].strip() or "TEXT",
+                    nullable=not notnull and not pk,
+                    ordinal=int(cid) + 1,
+                    max_length=length,
+                    precision=precision,
+                    scale=scale,
+                )
+            )
+        return None, real, columns
+
+    def validation_table_names(self, conn: Any, schema: str | None) -> list[str]:
+        from sqlalchemy import text
+
+        rows = conn.execute(
+            text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+        )
+        return sorted(r[0] for r in rows)
+
+    def validation_stddev(self, expr: Any, info: Any) -> Any:
+        from sqlalchemy import func
+
+        return func.ombudsman_stddev(expr)
+
+    def validation_regex_full_match(self, expr: Any, pattern: str) -> Any:
+        from sqlalchemy import func, literal
+
+        return func.ombudsman_regexp(literal(pattern), expr) == 1
+
+    def validation_floor(self, expr: Any) -> Any:
+        from sqlalchemy import Integer, cast
+
+        return cast(expr, Integer)  # truncation = floor for the non-negative values asked for
+
+    def validation_period_start(self, expr: Any, grain: str) -> Any:
+        from sqlalchemy import Integer, cast, func, literal
+
+        if grain == "day":
+            return func.date(expr)
+        if grain == "month":
+            return func.date(expr, literal("start of month"))
+        if grain == "year":
+            return func.date(expr, literal("start of year"))
+        if grain == "week":
+            back = (cast(func.strftime(literal("%w"), expr), Integer) + 6) % 7
+            return func.date(expr, literal("-") + cast(back, Integer).cast(_text()) + literal(" days"))
+        month = cast(func.strftime(literal("%m"), expr), Integer)
+        year = cast(func.strftime(literal("%Y"), expr), Integer)
+        return func.printf(literal("%04d-%02d-01"), year, ((month - 1) / 3) * 3 + 1)
+
+
+# --- comparison: canonical row hash (the Python reference of the canonical form)
+
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_DATE = date(1970, 1, 1)
+_MICRO = timedelta(microseconds=1)
+
+
+def field_spec(field: Any) -> str:
+    """`kind|own|scale|prefixed` of one compared column (what the Python canonical form needs)."""
+    return f"{field.kind}|{field.own}|{field.scale}|{int(field.prefixed)}"
+
+
+@lru_cache(maxsize=256)
+def _parse_spec(spec: str) -> tuple[tuple[str, str, int, bool], ...]:
+    out = []
+    for part in spec.split(","):
+        kind, own, scale, prefixed = part.split("|")
+        out.append((kind, own, int(scale), prefixed == "1"))
+    return tuple(out)
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, (int, float)):
+        return _EPOCH + timedelta(seconds=value)
+    else:
+        if isinstance(value, bytes):
+            value = value.decode()
+        dt = datetime.fromisoformat(str(value).strip())
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def _to_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value).strip()[:10])
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, bool):
+        return Decimal(int(value))
+    if isinstance(value, bytes):
+        value = value.decode()
+    return Decimal(value if isinstance(value, int) else str(value).strip())
+
+
+def canonical_value(kind: str, own: str, scale: int, value: Any) -> str | None:
+    """The canonical text of one value (None for NULL); see docs/comparison.md for the rules."""
+    if value is None:
+        return None
+    if own == "bool":
+        if isinstance(value, str):
+            return "1" if value.strip().lower() in ("1", "true", "t", "yes", "y") else "0"
+        return "1" if value else "0"
+    if kind in ("decimal", "float"):
+        number = _to_decimal(value).quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
+        return format(abs(number) if number.is_zero() else number, "f")
+    if kind == "int":
+        return str(int(_to_decimal(value)))
+    if kind == "date":
+        return str((_to_date(value) - _EPOCH_DATE).days)
+    if kind == "timestamp":
+        if own == "date":
+            return str((_to_date(value) - _EPOCH_DATE).days * 86_400_000_000)
+        return str((_to_datetime(value) - _EPOCH) // _MICRO)
+    if kind == "time":
+        moment = value if isinstance(value, time) else time.fromisoformat(str(value).strip())
+        return str(((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000 + moment.microsecond)
+    if kind == "binary":
+        return (value if isinstance(value, bytes) else str(value).encode()).hex()
+    if isinstance(value, bytes):
+        value = value.decode()
+    if kind == "uuid":
+        text = str(value).strip().lower()
+        return str(UUID(text)) if len(text) == 32 else text
+    if kind == "char":
+        return str(value).rstrip(" ")
+    return str(value)
+
+
+def encode_field(text: str | None, prefixed: bool) -> str:
+    """NULL is `~`; text-like values are `<length>:<text>`, the others `<text>;` (never ambiguous)."""
+    if text is None:
+        return "~"
+    return f"{len(text)}:{text}" if prefixed else f"{text};"
+
+
+def canonical_row_text(spec: str, values: tuple[Any, ...] | list[Any]) -> str:
+    return "".join(
+        encode_field(canonical_value(kind, own, scale, value), prefixed)
+        for (kind, own, scale, prefixed), value in zip(_parse_spec(spec), values, strict=True)
+    )
+
+
+def canonical_row_hash(spec: str, values: tuple[Any, ...] | list[Any]) -> int:
+    """Last 8 bytes of MD5(canonical UTF-8 text) as a signed 64-bit integer."""
+    digest = hashlib.md5(canonical_row_text(spec, values).encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[8:], "big", signed=True)
+
+
+def _sqlite_row_hash(spec: str, *values: Any) -> int:
+    return canonical_row_hash(spec, values)
+
+
+def _sqlite_canonical(spec: str, value: Any) -> str | None:
+    kind, own, scale, _ = _parse_spec(spec)[0]
+    return canonical_value(kind, own, scale, value)
+
+
+# --- validation: aggregates and expressions (the Python functions SQLite is given)
+
+
+def _text() -> Any:
+    from sqlalchemy import Text
+
+    return Text()
+
+
+def _sqlite_type_args(declared: str) -> tuple[int | None, int | None, int | None]:
+    """(precision, scale, length) from a declared type such as DECIMAL(12,2) or VARCHAR(50)."""
+    inside = declared.partition("(")[2].partition(")")[0]
+    numbers = [int(p) for p in inside.replace(" ", "").split(",") if p.isdigit()]
+    base = declared.lower()
+    if any(word in base for word in ("char", "text", "clob")):
+        return None, None, numbers[0] if numbers else None
+    if len(numbers) == 2:
+        return numbers[0], numbers[1], None
+    if len(numbers) == 1:
+        return numbers[0], 0, None
+    return None, None, None
+
+
+@lru_cache(maxsize=256)
+def _compiled_regex(pattern: str) -> Any:
+    import re
+
+    return re.compile(pattern)
+
+
+def _sqlite_regexp(pattern: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    return 1 if _compiled_regex(pattern).fullmatch(str(value)) else 0
+
+
+class _SqliteStddev:
+    """Sample standard deviation (Welford), as STDDEV_SAMP elsewhere."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def step(self, value: Any) -> None:
+        if value is None:
+            return
+        x = float(value)
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+
+    def finalize(self) -> float | None:
+        if self.n < 2:
+            return None
+        return (self.m2 / (self.n - 1)) ** 0.5

@@ -73,3 +73,147 @@ class SQLServerDialect(Dialect):
     def catalog_count(self) -> Any:
         """COUNT_BIG: COUNT(*) overflows at 2^31 rows on SQL Server."""
         return func.count_big(literal_column("*"))
+
+    # --- comparison: canonical row hash
+    # T-SQL (compiled and checked in tests; no SQL Server runs here). Text is built as NVARCHAR(MAX)
+    # and hashed as UTF-8 through a _UTF8 collation (SQL Server 2019+), so NVARCHAR text hashes like
+    # everywhere else; DATETIME is rounded to DATETIME2(3) (its 1/300 s ticks), DATETIMEOFFSET taken
+    # in UTC; HASHBYTES('MD5') bytes 9-16 cast to BIGINT; SUM over DECIMAL(38,0) cannot overflow.
+    utf8_collation: ClassVar[str] = "Latin1_General_100_BIN2_UTF8"
+
+    def canonical_text(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import BigInteger, Integer, Numeric, cast
+        from sqlalchemy.dialects.mssql import DATETIME2, NVARCHAR, VARCHAR
+
+        kind, own = field.kind, field.own
+        type_name = type(field.sa_type).__name__.upper()
+        if own == "bool":
+            return cast(cast(expr, Integer), VARCHAR(1))
+        if kind in ("decimal", "float"):
+            return cast(cast(expr, Numeric(38, field.scale)), VARCHAR(48))
+        if kind == "int":
+            return cast(expr, VARCHAR(24))
+        epoch_day = func.datediff(literal_column("day"), literal_column("'19700101'"), expr)
+        if kind == "date":
+            return cast(epoch_day, VARCHAR(12))
+        if kind == "timestamp":
+            if own == "date":
+                return cast(cast(epoch_day, BigInteger) * 86400000000, VARCHAR(24))
+            if type_name == "DATETIMEOFFSET":
+                expr = cast(func.switchoffset(expr, "+00:00"), DATETIME2(7))
+            elif type_name in ("DATETIME", "SMALLDATETIME"):
+                expr = cast(expr, DATETIME2(3))
+            return cast(
+                func.datediff_big(literal_column("microsecond"), cast(literal_column("'19700101'"), DATETIME2(7)), expr),
+                VARCHAR(24),
+            )
+        if kind == "time":
+            return cast(
+                func.datediff_big(literal_column("microsecond"), literal_column("CAST('00:00:00' AS TIME)"), expr),
+                VARCHAR(24),
+            )
+        if kind == "binary":
+            return func.lower(func.convert(literal_column("VARCHAR(MAX)"), expr, 2))
+        if kind == "uuid":
+            return func.lower(func.convert(literal_column("CHAR(36)"), expr))
+        text = cast(expr, NVARCHAR(None))
+        if kind == "char":
+            return func.rtrim(text)
+        return text
+
+    def text_length(self, expr: Any) -> Any:
+        from sqlalchemy import collate, literal
+        from sqlalchemy.dialects.mssql import NVARCHAR
+
+        # LEN ignores trailing spaces (hence the '.'), and counts code points under an _SC collation.
+        return func.len(collate(expr, "Latin1_General_100_CS_AS_SC") + literal(".", NVARCHAR(1))) - 1
+
+    def concat_text(self, parts: list[Any]) -> Any:
+        from sqlalchemy import String, cast, type_coerce
+        from sqlalchemy.dialects.mssql import NVARCHAR
+
+        text = cast(parts[0], NVARCHAR(None))
+        for part in parts[1:]:
+            text = text + type_coerce(part, String)
+        return text
+
+    def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
+        from sqlalchemy import BigInteger, cast, collate
+        from sqlalchemy.dialects.mssql import VARCHAR
+
+        utf8 = cast(collate(build_text(), self.utf8_collation), VARCHAR(None))
+        return [cast(func.substring(func.hashbytes("MD5", utf8), 9, 8), BigInteger)]
+
+    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
+        """No strong 64-bit native row hash (CHECKSUM is 32-bit and collides): use the canonical one."""
+        return None
+
+    def hash_parts(self, columns: list[Any]) -> list[Any]:
+        return list(columns)
+
+    def hash_bucket(self, part: Any, buckets: int) -> Any:
+        return part.op("&")(buckets - 1)
+
+    def hash_sum(self, part: Any) -> Any:
+        from sqlalchemy import Numeric, cast
+
+        return func.sum(cast(part, Numeric(38, 0)))
+
+    def fence(self, query: Any) -> Any:
+        return query
+
+    def prepare_comparison(self, connection: Any) -> None:
+        return None
+
+    # --- validation: aggregates and expressions
+    # T-SQL: SUM over INT/BIGINT overflows in the column's type, so integers are summed as
+    # DECIMAL(38,0); AVG over integers truncates, so it runs in DECIMAL(38, max(6, scale)); STDEV is
+    # the sample deviation; periods use DATEFROMPARTS / a Monday anchor (1900-01-01 was a Monday,
+    # so @@DATEFIRST does not matter). REGEXP_LIKE exists from SQL Server 2025 (17.x) only; older
+    # servers get None and regex_patterns checks the distinct values in Python instead.
+
+    def validation_exact_sum(self, expr: Any, info: Any) -> Any:
+        from sqlalchemy import Numeric, cast
+
+        if info.family == "integer":
+            return func.sum(cast(expr, Numeric(38, 0)))
+        if info.family == "decimal":
+            return cast(func.sum(expr), Numeric(38, min(info.scale if info.scale is not None else 6, 18)))
+        return func.sum(expr)
+
+    def validation_exact_avg(self, expr: Any, info: Any) -> Any:
+        from sqlalchemy import Numeric, cast
+
+        if info.family in ("integer", "decimal"):
+            return func.avg(cast(expr, Numeric(38, max(6, info.scale or 0))))
+        return func.avg(expr)
+
+    def validation_stddev(self, expr: Any, info: Any) -> Any:
+        from sqlalchemy import Float, cast
+
+        return func.stdev(cast(expr, Float))
+
+    def validation_period_start(self, expr: Any, grain: str) -> Any:
+        from sqlalchemy import Date, cast, literal_column
+
+        if grain == "day":
+            return cast(expr, Date)
+        if grain == "week":
+            anchor = literal_column("CAST('19000101' AS DATE)")
+            days = func.datediff(literal_column("day"), anchor, expr)
+            return cast(func.dateadd(literal_column("day"), (days / 7) * 7, anchor), Date)
+        year = func.year(expr)
+        if grain == "month":
+            return func.datefromparts(year, func.month(expr), 1)
+        if grain == "quarter":
+            quarter = func.datepart(literal_column("quarter"), expr)
+            return func.datefromparts(year, (quarter - 1) * 3 + 1, 1)
+        return func.datefromparts(year, 1, 1)
+
+    def validation_regex_full_match(self, expr: Any, pattern: str) -> Any:
+        from sqlalchemy import NVARCHAR, cast, literal
+
+        version = getattr(self.sa_dialect, "server_version_info", None) or (0,)
+        if version[0] < 17:
+            return None
+        return func.regexp_like(cast(expr, NVARCHAR(None)), literal(f"^(?:{pattern})$"))
