@@ -1,0 +1,157 @@
+"""Executor of `metadata_extraction` operations: one source's catalog, within the server's limits.
+
+Two limits guard a database server: the process-wide session slots of `metadata/sessions.py`
+(always), and a Prefect global concurrency limit named `ombudsman-metadata-<server>` when one
+exists on the Prefect server (created by an operator with `prefect gcl create`; looked up, never
+created, and skipped quietly when missing or when no Prefect API answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect_ombudsman.connections import resolve_connection
+from prefect_ombudsman.dialects.connection import ConnectionSpec, get_engine
+from prefect_ombudsman.errors import ConnectionReferenceError, OperationFailed
+from prefect_ombudsman.metadata.extract import extract_catalog
+from prefect_ombudsman.metadata.sessions import server_identity, server_slot, sessions_per_server
+from prefect_ombudsman.metadata.store import save_catalog
+from prefect_ombudsman.operations.context import OperationContext
+from prefect_ombudsman.projects import Project, find_project, projects_root
+
+log = logging.getLogger("prefect_ombudsman.metadata")
+
+GCL_PREFIX = "ombudsman-metadata-"
+_GCL_CACHE_SECONDS = 30.0
+_gcl_cache: dict[str, tuple[float, bool]] = {}
+_gcl_lock = threading.Lock()
+
+
+def gcl_name(server: str) -> str:
+    """The Prefect global concurrency limit that guards `server` (`postgresql://db1:5432` ->
+    `ombudsman-metadata-postgresql-db1-5432`)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", server.lower()).strip("-")
+    return (GCL_PREFIX + slug)[:200]
+
+
+def _gcl_exists(name: str) -> bool:
+    """Whether the limit exists and is active (cached briefly; False when no Prefect API answers)."""
+    now = time.monotonic()
+    with _gcl_lock:
+        hit = _gcl_cache.get(name)
+        if hit and now - hit[0] < _GCL_CACHE_SECONDS:
+            return hit[1]
+    exists = False
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        with get_client(sync_client=True) as client:
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+                exists = bool(getattr(limit, "active", True))
+            except ObjectNotFound:
+                exists = False
+    except Exception as exc:  # no API, no permission: the in-process slots still hold
+        log.debug("global concurrency limit %s not checked: %s", name, exc)
+    with _gcl_lock:
+        _gcl_cache[name] = (now, exists)
+    return exists
+
+
+@contextmanager
+def global_limit(server: str) -> Iterator[str | None]:
+    """Hold one slot of the server's Prefect global concurrency limit, when it exists."""
+    name = gcl_name(server)
+    if not _gcl_exists(name):
+        yield None
+        return
+    from prefect.concurrency.sync import concurrency
+
+    try:
+        manager = concurrency(name, occupy=1, strict=False)
+        manager.__enter__()
+    except Exception as exc:  # the API went away between the check and the acquire
+        log.warning(
+            "global concurrency limit %s not acquired, continuing with in-process limits: %s",
+            name,
+            exc,
+        )
+        yield None
+        return
+    try:
+        yield name
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def connection_role(spec: ConnectionSpec, project: Project | None) -> str | None:
+    """`source` / `target` when `spec` is that connection of the project, else None."""
+    if project is None:
+        return None
+    key = spec.cache_key()
+    for role in ("source", "target"):
+        if getattr(project.config, role) is None:
+            continue
+        try:
+            if resolve_connection(role, project=project).cache_key() == key:
+                return role
+        except ConnectionReferenceError:
+            continue
+    return None
+
+
+def metadata_folder(project: Project | None, projects_dir: Path) -> Path:
+    """The project's `metadata/`, or `<projects root>/.ombudsman/metadata` without a project."""
+    return (
+        project.metadata_dir
+        if project
+        else projects_root(str(projects_dir)) / ".ombudsman" / "metadata"
+    )
+
+
+def run_metadata_extraction(ctx: OperationContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Extract one source's catalog, write it to the project's `metadata/`, return it."""
+    project = find_project(ctx.project_id, ctx.projects_dir)
+    spec = resolve_connection(arguments["connection"], project=project)
+    server = server_identity(spec)
+    limit = sessions_per_server(arguments.get("sessions_per_server"))
+    with (
+        global_limit(server) as gcl,
+        server_slot(server, limit, should_stop=lambda: ctx.cancelled) as held,
+    ):
+        ctx.check_cancelled()
+        catalog = extract_catalog(
+            get_engine(spec),
+            connection=arguments["label"],
+            schema=arguments.get("schema_name"),
+            table_names=arguments.get("table_names"),
+            exact_counts=bool(arguments.get("exact_counts")),
+            check_cancelled=ctx.check_cancelled,
+            server=server,
+        )
+    path = save_catalog(catalog, metadata_folder(project, ctx.projects_dir), arguments["label"])
+    result = catalog.to_json() | {
+        "file": str(path),
+        "role": connection_role(spec, project),
+        "session_limit": {
+            "server": server,
+            "limit": limit,
+            "in_use_at_start": held,
+            "global_limit": gcl,
+        },
+    }
+    if catalog.table_names is not None and not catalog.tables:
+        raise OperationFailed(
+            f"none of the tables {', '.join(catalog.table_names)} exist in {', '.join(catalog.schemas) or 'any schema'} "
+            f"of {spec.display()}",
+            result=result,
+        )
+    return result
