@@ -425,7 +425,7 @@ def _extract(
             col.primary_key = col.name in pk
         tbl.columns = cols
         tbl.primary_key = list(pk)
-    for (tkey, constraint), rows in foreign_keys.items():
+    for (tkey, _constraint), rows in foreign_keys.items():
         tbl = selected.get(tkey)
         if tbl is None:
             continue
@@ -449,7 +449,7 @@ def _extract(
     for tbl in selected.values():
         tbl.foreign_keys.sort(key=lambda fk: (fk.referred_table, fk.columns))
 
-    for key, tbl in selected.items():
+    for key in selected:
         if selectable.get(key) is False:
             catalog.problems.append(
                 CatalogProblem(
