@@ -141,7 +141,7 @@ class SQLServerDialect(Dialect):
         from sqlalchemy import BigInteger, cast, collate
         from sqlalchemy.dialects.mssql import VARCHAR
 
-        utf8 = cast(collate(build_text(), self.utf8_collation), VARCHAR(None))
+        utf8 = cast(collate(build_text().self_group(), self.utf8_collation), VARCHAR(None))
         return [cast(func.substring(func.hashbytes("MD5", utf8), 9, 8), BigInteger)]
 
     def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:

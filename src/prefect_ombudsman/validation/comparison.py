@@ -889,3 +889,45 @@ def _drill_multiset(
         for h in sorted(extra):
             if len(samples.extra_in_target) < options.sample_size:
                 samples.extra_in_target.append(t_rows[h])
+
+
+def table_fingerprint(
+    engine: Engine,
+    table_ref: str,
+    *,
+    columns: list[str] | None = None,
+    float_scale: int = 6,
+    hash_mode: Literal["canonical", "native"] = "canonical",
+) -> tuple[int, int]:
+    """(row count, sum of the 64-bit row hashes mod 2^64) of one table, in one scan.
+
+    Each column is rendered in its own kind (decimals at their declared scale, floats at
+    `float_scale` decimals), so equal data on two engines with equal declared types gives
+    equal fingerprints.
+    """
+    side = reflect_side("table", engine, table_ref)
+    names = [c.lower() for c in columns] if columns else list(side.columns)
+    fields = []
+    for name in names:
+        col = side.columns[name]
+        kind, scale = column_kind(col["type"])
+        kind, scale = merge_kinds((kind, scale), (kind, scale), float_scale)
+        fields.append(
+            CanonicalField(
+                col["name"],
+                kind,
+                column_kind(col["type"])[0],
+                scale,
+                kind in LENGTH_PREFIXED,
+                bool(col.get("nullable", True)),
+                col["type"],
+            )
+        )
+    with engine.connect() as conn:
+        side.dialect.prepare_comparison(conn)  # type: ignore[attr-defined]
+        query = SideQueries(side, fields, [], hash_mode, 1).level1()
+        rows, total = 0, 0
+        for row in conn.execute(query):
+            rows += int(row[1])
+            total = (total + fold(row[2:])) % MOD64
+    return rows, total

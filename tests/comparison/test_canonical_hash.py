@@ -1,0 +1,225 @@
+"""The canonical row hash is the same on SQLite, DuckDB, PostgreSQL and Snowflake (fakesnow),
+and equals the Python reference; the T-SQL recipe compiles to valid T-SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlglot
+from comparison_tables import create_table, duckdb_engine, fakesnow_engine, sqlite_engine
+from sqlalchemy import select
+from sqlalchemy.dialects import mssql
+
+from prefect_ombudsman.dialects.base import dialect_for
+from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.sqlite import canonical_row_hash, canonical_row_text
+from prefect_ombudsman.validation.comparison import (
+    MOD64,
+    CanonicalField,
+    ComparisonOptions,
+    Side,
+    SideQueries,
+    compile_sql,
+    plan_columns,
+    table_fingerprint,
+)
+
+COLUMNS = [
+    ("id", "int"),
+    ("name", "text"),
+    ("code", "char5"),
+    ("amount", "dec"),
+    ("ratio", "float"),
+    ("flag", "bool"),
+    ("on_day", "date"),
+    ("at_ts", "ts"),
+    ("at_tz", "tstz"),
+]
+SPEC = ",".join(
+    [
+        "int|int|0|0",
+        "text|text|0|1",
+        "char|char|0|1",
+        "decimal|decimal|3|0",
+        "float|float|6|0",
+        "bool|bool|0|0",
+        "date|date|0|0",
+        "timestamp|timestamp|0|0",
+        "timestamp|timestamp|0|0",
+    ]
+)
+PLUS2 = timezone(timedelta(hours=2))
+MINUS530 = timezone(-timedelta(hours=5, minutes=30))
+ROWS = [
+    (
+        1,
+        "plain",
+        "ab",
+        Decimal("1.500"),
+        0.25,
+        True,
+        date(2024, 1, 2),
+        datetime(2024, 1, 2, 3, 4, 5, 123456),
+        datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=PLUS2),
+    ),
+    (
+        2,
+        "",
+        "",
+        Decimal("0.000"),
+        -0.0,
+        False,
+        date(1969, 12, 31),
+        datetime(1969, 12, 31, 23, 59, 59, 999999),
+        datetime(2000, 1, 1, tzinfo=UTC),
+    ),
+    (3, None, None, None, None, None, None, None, None),
+    (
+        4,
+        "ünïcødé 🦆 汉字 e\u0301",
+        "x",
+        Decimal("-123456789.125"),
+        1e10,
+        True,
+        date(2000, 2, 29),
+        datetime(2000, 2, 29, 12),
+        datetime(2021, 6, 30, 23, 0, 0, 1, tzinfo=MINUS530),
+    ),
+    (
+        5,
+        "a:b~c;d|1:",
+        "a b",
+        Decimal("-0.001"),
+        3.141592,
+        False,
+        date(1900, 1, 1),
+        datetime(1900, 1, 1, 0, 0, 0, 5),
+        datetime(1999, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+    ),
+    (
+        6,
+        "trailing  ",
+        "ZZZZZ",
+        Decimal("99999.999"),
+        -2.5e-5,
+        True,
+        date(2099, 12, 31),
+        datetime(2099, 12, 31, 23, 59, 59),
+        datetime(1970, 1, 1, 0, 0, 0, tzinfo=PLUS2),
+    ),
+    (7, "~", "0:", Decimal("5"), 1.0, None, date(1970, 1, 1), datetime(1970, 1, 1), None),
+]
+
+
+def reference_fingerprint() -> tuple[int, int]:
+    return len(ROWS), sum(canonical_row_hash(SPEC, row) for row in ROWS) % MOD64
+
+
+def test_python_reference_keeps_null_empty_and_field_boundaries_apart():
+    a = canonical_row_text("text|text|0|1,text|text|0|1", ("ab", "c"))
+    b = canonical_row_text("text|text|0|1,text|text|0|1", ("a", "bc"))
+    assert a != b
+    assert canonical_row_text("text|text|0|1", ("",)) != canonical_row_text(
+        "text|text|0|1", (None,)
+    )
+    assert canonical_row_text("text|text|0|1", ("~",)) != canonical_row_text(
+        "text|text|0|1", (None,)
+    )
+    assert canonical_row_text("decimal|decimal|2|0", (Decimal("-0.001"),)) == "0.00;"
+    assert canonical_row_text(
+        "timestamp|timestamp|0|0", ("2024-01-01 10:00:00+02:00",)
+    ) == canonical_row_text("timestamp|timestamp|0|0", (datetime(2024, 1, 1, 8, tzinfo=UTC),))
+
+
+@pytest.fixture(scope="module")
+def engines(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, fakesnow_server
+) -> dict[str, object]:
+    folder: Path = tmp_path_factory.mktemp("canonical")
+    out = {
+        "sqlite": sqlite_engine(folder / "c.db"),
+        "duckdb": duckdb_engine(folder / "c.duckdb"),
+        "postgresql": get_engine(spec_from_url(postgres_url)),
+        "snowflake": fakesnow_engine(fakesnow_server, "CANON"),
+    }
+    for engine in out.values():
+        create_table(engine, "golden", COLUMNS, ROWS, primary_key=["id"])
+    return out
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "duckdb", "postgresql", "snowflake"])
+def test_same_rows_give_the_reference_fingerprint(engines, kind):
+    assert table_fingerprint(engines[kind], "golden") == reference_fingerprint()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql", "snowflake"])
+def test_each_row_hash_matches_the_python_reference(engines, kind):
+    engine = engines[kind]
+    from prefect_ombudsman.validation.comparison import reflect_side
+
+    side = reflect_side("table", engine, "golden")
+    source = Side("source", engine, side.dialect, None, "golden", side.columns, ["id"])
+    plan = plan_columns(source, source, ComparisonOptions())
+    queries = SideQueries(source, plan.source_fields, plan.keys, "canonical", 1)
+    with engine.connect() as conn:
+        side.dialect.prepare_comparison(conn)
+        hashes = queries.hash_columns()
+        parts = side.dialect.hash_parts(hashes)
+        rows = conn.execute(select(queries.table.c.id, *parts)).all()
+    from prefect_ombudsman.validation.comparison import fold
+
+    got = {int(r[0]): fold(r[1:]) for r in rows}
+    want = {row[0]: canonical_row_hash(SPEC, row) % MOD64 for row in ROWS}
+    assert got == want
+
+
+def _mssql_side() -> Side:
+    dialect = mssql.dialect()
+    dialect.server_version_info = (16, 0, 1000)
+    dialect._setup_version_attributes()
+    fake_engine = type("E", (), {"dialect": dialect, "url": "mssql+pyodbc://"})()
+    columns = {
+        "id": {"name": "id", "type": mssql.INTEGER(), "nullable": False},
+        "name": {"name": "name", "type": mssql.NVARCHAR(100), "nullable": True},
+        "code": {"name": "code", "type": mssql.NCHAR(5), "nullable": True},
+        "amount": {"name": "amount", "type": mssql.DECIMAL(12, 3), "nullable": True},
+        "ratio": {"name": "ratio", "type": mssql.FLOAT(), "nullable": True},
+        "flag": {"name": "flag", "type": mssql.BIT(), "nullable": True},
+        "day": {"name": "day", "type": mssql.DATE(), "nullable": True},
+        "at": {"name": "at", "type": mssql.DATETIME(), "nullable": True},
+        "at2": {"name": "at2", "type": mssql.DATETIME2(7), "nullable": True},
+        "at_tz": {"name": "at_tz", "type": mssql.DATETIMEOFFSET(), "nullable": True},
+        "guid": {"name": "guid", "type": mssql.UNIQUEIDENTIFIER(), "nullable": True},
+        "blob": {"name": "blob", "type": mssql.VARBINARY(16), "nullable": True},
+        "t": {"name": "t", "type": mssql.TIME(), "nullable": True},
+    }
+    return Side(
+        "source", fake_engine, dialect_for("sqlserver"), "dbo", "fact_sales", columns, ["id"]
+    )  # type: ignore[arg-type]
+
+
+def test_tsql_recipe_compiles_to_valid_tsql():
+    side = _mssql_side()
+    plan = plan_columns(side, side, ComparisonOptions())
+    queries = SideQueries(side, plan.source_fields, plan.keys, "canonical", 4096)
+    sa_dialect = side.engine.dialect
+    level1 = compile_sql(queries.level1(), sa_dialect)
+    level2 = compile_sql(queries.level2().params(buckets=[1, 2]), sa_dialect)
+    level3 = compile_sql(queries.level3([(1,), (2,)]), sa_dialect)
+    for sql in (level1, level2, level3):
+        sqlglot.parse_one(sql, read="tsql")  # raises on invalid T-SQL
+    assert "HASHBYTES('MD5'" in level1.replace("hashbytes('MD5'", "HASHBYTES('MD5'")
+    assert "COLLATE Latin1_General_100_BIN2_UTF8" in level1
+    assert "SUM(CAST(" in level1.upper() and "NUMERIC(38, 0)" in level1.upper()
+    assert "DATETIME2(3)" in level1  # DATETIME rounded to its millisecond ticks
+    assert "SWITCHOFFSET" in level1.upper()
+    assert "[fact_sales]" in level1 or "fact_sales" in level1
+    assert "& 4095" in level1
+
+
+def test_canonical_field_is_plain_dataclass():
+    field = CanonicalField("a", "int", "int", 0, False, True, None)
+    assert field.bound("x").expr == "x" and field.expr is None
