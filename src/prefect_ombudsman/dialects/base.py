@@ -7,7 +7,7 @@ module subclasses `Dialect` and overrides only what differs (sqlglot-style).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Dialect as SADialect
 from sqlalchemy.engine import Engine
@@ -34,7 +34,90 @@ class Dialect:
     def qualified(self, schema: str | None, table: str) -> str:
         return f"{self.quote(schema)}.{self.quote(table)}" if schema else self.quote(table)
 
+    # --- datagen: bulk load and types
+    #: whether CREATE / load / swap run inside one transaction (transactional DDL)
+    transactional_ddl: ClassVar[bool] = True
+
+    def datagen_schema(self, schema: str) -> str | None:
+        """Where a `dim` / `fact` table lands (None: the default schema)."""
+        return schema if self.has_schemas else None
+
+    def datagen_type(
+        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+    ) -> Any:
+        """The SQLAlchemy type of a generated column (kinds: int32 int64 decimal string date timestamp)."""
+        import sqlalchemy as sa
+
+        types: dict[str, Any] = {
+            "int32": sa.Integer(),
+            "int64": sa.BigInteger(),
+            "decimal": sa.Numeric(precision, scale),
+            "string": sa.String(length),
+            "date": sa.Date(),
+            "timestamp": sa.DateTime(),
+        }
+        return types[kind]
+
+    def table_ref(self, table: Any) -> str:
+        """`schema.table` of a SQLAlchemy table, quoted only where this database needs it."""
+        if self.sa_dialect is None:
+            return self.qualified(table.schema, table.name)
+        return self.sa_dialect.identifier_preparer.format_table(table)
+
+    def column_ref(self, name: str) -> str:
+        if self.sa_dialect is None:
+            return self.quote(name)
+        return self.sa_dialect.identifier_preparer.quote(name)
+
+    def ensure_schema(self, connection: Any, schema: str) -> None:
+        connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.column_ref(schema)}")
+
+    def begin_load(self, connection: Any) -> None:
+        """Called right after the load's transaction began (SQLite takes its write lock here)."""
+
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        """Insert an Arrow table into `table` (portable fallback: executemany of dicts)."""
+        connection.execute(table.insert(), batch.to_pylist())
+
+    def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
+        """Put the loaded staging table in place of `final` (same transaction where possible)."""
+        if exists:
+            connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
+        connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.column_ref(final.name)}")
+
+    def drop_table(self, connection: Any, table: Any) -> None:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_ref(table)}")
+
     # --- sections added by the engines (datagen, metadata, validation, comparison) follow in subclasses
+
+
+def python_columns(batch: Any, *, decimals: str = "decimal", temporal: str = "object") -> list[list[Any]]:
+    """An Arrow table as Python column lists for DBAPI executemany.
+
+    decimals: "decimal" (decimal.Decimal) or "float"; temporal: "object" (date/datetime) or
+    "iso" (`YYYY-MM-DD` / `YYYY-MM-DD HH:MM:SS[.ffffff]`, the text SQLite stores).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns: list[list[Any]] = []
+    for array in batch.columns:
+        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        kind = array.type
+        if pa.types.is_decimal(kind) and decimals == "float":
+            array = array.cast(pa.float64())
+        elif pa.types.is_date(kind) and temporal == "iso":
+            array = pc.strftime(array, format="%Y-%m-%d")
+        elif pa.types.is_timestamp(kind) and temporal == "iso":
+            whole = pc.equal(pc.microsecond(array), 0)
+            seconds = pc.strftime(array.cast(pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S")
+            array = seconds if pc.all(whole).as_py() is not False else pc.strftime(array, format="%Y-%m-%d %H:%M:%S.%f")
+        if array.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(array.type)):
+            columns.append(np.asarray(array).tolist())
+        else:
+            columns.append(array.to_pylist())
+    return columns
 
 
 def dialect_for(engine_or_kind: Engine | str) -> Dialect:

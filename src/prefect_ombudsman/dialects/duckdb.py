@@ -14,6 +14,20 @@ class DuckDBDialect(Dialect):
     has_schemas = True
     default_schema = "main"
 
+    # --- datagen: bulk load and types
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        """Register the Arrow table as a view and INSERT ... SELECT from it (no Python rows)."""
+        from uuid import uuid4
+
+        driver = connection.connection.driver_connection
+        view = f"ombudsman_batch_{uuid4().hex[:12]}"
+        names = ", ".join(self.column_ref(name) for name in batch.column_names)
+        driver.register(view, batch)
+        try:
+            driver.execute(f"INSERT INTO {self.table_ref(table)} ({names}) SELECT {names} FROM {view}")
+        finally:
+            driver.unregister(view)
+
     # --- metadata: catalog queries
     # duckdb_*() functions: one statement per kind (duckdb-engine's inspector fails on REGCLASS).
     # Foreign keys cannot cross schemas in DuckDB, so the referred schema is the table's own.

@@ -12,6 +12,29 @@ class PostgreSQLDialect(Dialect):
     has_schemas = True
     default_schema = "public"
 
+    # --- datagen: bulk load and types
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        """COPY ... FROM STDIN of CSV written by Arrow (NULL unquoted, empty strings quoted)."""
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(batch, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+        names = ", ".join(self.column_ref(name) for name in batch.column_names)
+        driver = connection.connection.driver_connection
+        with driver.cursor() as cursor:
+            with cursor.copy(f"COPY {self.table_ref(table)} ({names}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(memoryview(sink.getvalue()))
+
+    def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
+        super().swap_table(connection, staging, final, exists=exists)
+        # the primary key keeps the staging name otherwise; give it the name CREATE TABLE would have
+        if any(column.primary_key for column in final.columns):
+            connection.exec_driver_sql(
+                f"ALTER TABLE {self.table_ref(final)} RENAME CONSTRAINT "
+                f"{self.column_ref(staging.name + '_pkey')} TO {self.column_ref(final.name + '_pkey')}"
+            )
+
     # --- metadata: catalog queries
     # One statement per kind for the whole database (pg_catalog: faster than information_schema
     # and it also lists tables the user may not read). Row shapes: metadata/extract.py.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sqlalchemy import types as sa_types
+from sqlalchemy.ext.compiler import compiles
+
 from prefect_ombudsman.dialects.base import Dialect
 
 
@@ -11,6 +14,70 @@ class SnowflakeDialect(Dialect):
     name = "snowflake"
     has_schemas = True
     default_schema = "PUBLIC"
+
+    # --- datagen: bulk load and types
+    # DDL commits implicitly on Snowflake: load a staging table, then SWAP it in (atomic).
+    transactional_ddl = False
+    datagen_stage = "OMBUDSMAN_DATAGEN_STAGE"
+
+    def datagen_type(
+        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+    ) -> Any:
+        import sqlalchemy as sa
+
+        if kind == "decimal":
+            return SnowflakeNumber(precision, scale)
+        if kind == "string":
+            return sa.VARCHAR(length)
+        if kind == "timestamp":
+            from snowflake.sqlalchemy import TIMESTAMP_NTZ
+
+            return TIMESTAMP_NTZ()
+        return super().datagen_type(kind, length=length, precision=precision, scale=scale)
+
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        """PUT a Parquet file to a temporary stage, then COPY INTO (write_pandas's own path).
+
+        write_pandas itself fails against fakesnow's server (reference/db-infra.md §1)."""
+        import shutil
+        import tempfile
+        from pathlib import Path
+        from uuid import uuid4
+
+        import pyarrow.parquet as pq
+
+        token = uuid4().hex
+        folder = Path(tempfile.mkdtemp(prefix="ombudsman-put-"))
+        path = folder / f"{token}.parquet"
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            pq.write_table(batch, path)
+            cursor.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {self.datagen_stage}")
+            cursor.execute(f"PUT 'file://{path.as_posix()}' @{self.datagen_stage}/{token} AUTO_COMPRESS=FALSE")
+            cursor.execute(
+                f"COPY INTO {self.table_ref(table)} FROM @{self.datagen_stage}/{token} "
+                "FILE_FORMAT=(TYPE=PARQUET) MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE PURGE=TRUE"
+            )
+        finally:
+            cursor.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        if exists:
+            try:
+                connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} SWAP WITH {self.table_ref(final)}")
+            except DBAPIError as exc:
+                if "syntax error" not in str(exc).lower():
+                    raise
+                # fakesnow has no SWAP WITH: drop and rename (transactional there, as DuckDB is)
+                connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
+            else:
+                connection.exec_driver_sql(f"DROP TABLE {self.table_ref(staging)}")  # now the old rows
+                return
+        # the new name must be qualified: a bare one moves the table into the session's schema
+        connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.table_ref(final)}")
 
     # --- metadata: catalog queries
     # INFORMATION_SCHEMA of the current database plus SHOW ... IN DATABASE for keys (Snowflake
@@ -189,3 +256,14 @@ class SnowflakeDialect(Dialect):
         from sqlalchemy import String, cast, func, literal
 
         return func.regexp_like(cast(expr, String), literal(pattern))
+
+
+class SnowflakeNumber(sa_types.Numeric):  # type: ignore[type-arg]
+    """NUMBER(p, s) in Snowflake DDL (snowflake-sqlalchemy renders DECIMAL / a bare NUMBER)."""
+
+    __visit_name__ = "SNOWFLAKE_NUMBER"
+
+
+@compiles(SnowflakeNumber)
+def _compile_snowflake_number(element: SnowflakeNumber, compiler: Any, **kw: Any) -> str:
+    return f"NUMBER({element.precision}, {element.scale})"

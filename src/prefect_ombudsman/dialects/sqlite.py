@@ -17,6 +17,24 @@ class SQLiteDialect(Dialect):
     has_schemas = False
     default_schema = "main"
 
+    # --- datagen: bulk load and types
+    def begin_load(self, connection: Any) -> None:
+        # pysqlite opens a transaction only before DML; BEGIN IMMEDIATE puts the staging table's
+        # CREATE inside the load's transaction too and takes the write lock up front.
+        driver = connection.connection.driver_connection
+        if not driver.in_transaction:
+            driver.execute("BEGIN IMMEDIATE")
+
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        """`executemany` on the sqlite3 connection (decimals as REAL, dates as ISO text)."""
+        from prefect_ombudsman.dialects.base import python_columns
+
+        columns = python_columns(batch, decimals="float", temporal="iso")
+        names = ", ".join(self.column_ref(name) for name in batch.column_names)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {self.table_ref(table)} ({names}) VALUES ({marks})"
+        connection.connection.driver_connection.executemany(sql, zip(*columns, strict=True))
+
     # --- metadata: catalog queries
     # pragma table-valued functions joined to pragma_table_list: one statement per kind.
     # SQLite keeps no row statistics (row_count stays null unless exact counts are asked for),

@@ -14,6 +14,52 @@ class SQLServerDialect(Dialect):
     has_schemas = True
     default_schema = "dbo"
 
+    # --- datagen: bulk load and types
+    def datagen_type(
+        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+    ) -> Any:
+        import sqlalchemy as sa
+        from sqlalchemy.dialects import mssql
+
+        if kind == "string":
+            return sa.NVARCHAR(length)
+        if kind == "timestamp":
+            return mssql.DATETIME2()
+        return super().datagen_type(kind, length=length, precision=precision, scale=scale)
+
+    def ensure_schema(self, connection: Any, schema: str) -> None:
+        # CREATE SCHEMA must be alone in its batch, hence EXEC of a built statement
+        connection.exec_driver_sql(
+            "DECLARE @ddl nvarchar(400) = N'CREATE SCHEMA ' + QUOTENAME(?); IF SCHEMA_ID(?) IS NULL EXEC (@ddl)",
+            (schema, schema),
+        )
+
+    def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
+        self.fast_executemany(connection.connection.driver_connection, table, batch)
+
+    def fast_executemany(self, dbapi_connection: Any, table: Any, batch: Any, rows_per_call: int = 20_000) -> None:
+        """pyodbc `executemany` with `fast_executemany` (parameter arrays, one round trip per call).
+
+        Never use it with the SQLite ODBC driver: that combination segfaults (db-infra.md §2)."""
+        from prefect_ombudsman.dialects.base import python_columns
+
+        columns = python_columns(batch, decimals="decimal", temporal="object")
+        names = ", ".join(self.column_ref(name) for name in batch.column_names)
+        sql = f"INSERT INTO {self.table_ref(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})"
+        rows = list(zip(*columns, strict=True))
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.fast_executemany = True
+            for start in range(0, len(rows), rows_per_call):
+                cursor.executemany(sql, rows[start : start + rows_per_call])
+        finally:
+            cursor.close()
+
+    def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
+        if exists:
+            connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
+        connection.exec_driver_sql("EXEC sp_rename ?, ?", (f"{staging.schema or 'dbo'}.{staging.name}", final.name))
+
     # --- metadata: catalog queries
     # INFORMATION_SCHEMA where it is complete and portable (schemas, columns, primary keys: these
     # run unchanged through pyodbc on other drivers in the tests), sys.* where it is not: row

@@ -236,15 +236,17 @@ def diagnosis_rows(count: int) -> dict[str, Any]:
     rounds = np.arange(count) // base
     code = [
         DIAGNOSES[i][0] + (f"{r}" if r and "." in DIAGNOSES[i][0] else (f".{r}" if r else ""))
-        for i, r in zip(idx, rounds)
+        for i, r in zip(idx, rounds, strict=True)
     ]
-    name = [DIAGNOSES[i][1] + (f", variant {r}" if r else "") for i, r in zip(idx, rounds)]
+    name = [
+        DIAGNOSES[i][1] + (f", variant {r}" if r else "") for i, r in zip(idx, rounds, strict=True)
+    ]
     return {
         "diagnosis_code": pa.array(code, pa.string()),
         "diagnosis_name": pa.array(name, pa.string()),
         "category": pa.array([DIAGNOSES[i][2] for i in idx], pa.string()),
         "is_chronic": np.array([DIAGNOSES[i][4] for i in idx], dtype=np.int64),
-        "weight": np.array([DIAGNOSES[i][3] / (1 + r) for i, r in zip(idx, rounds)]),
+        "weight": np.array([DIAGNOSES[i][3] / (1 + r) for i, r in zip(idx, rounds, strict=True)]),
     }
 
 
