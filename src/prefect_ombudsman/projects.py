@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -74,19 +75,29 @@ class Project(BaseModel):
 
 
 def load_project(project_id: str, root: Path | None = None) -> Project:
-    """Read and validate `<root>/<project_id>/project.yaml`."""
+    """Read and validate `<root>/<project_id>/project.yaml` (else the Studio's `project.json`)."""
     check_safe_id(project_id, "project_id")
     root = root or projects_root()
     folder = root / project_id
     config_file = folder / "project.yaml"
+    studio_file = folder / "project.json"
+    studio = _read_studio_json(studio_file) if studio_file.is_file() else None
     if not config_file.is_file():
-        raise ConfigurationError(f"project {project_id!r} not found: no {config_file}")
-    try:
-        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{config_file}: not valid YAML ({exc})") from None
+        if studio is None:
+            raise ConfigurationError(
+                f"project {project_id!r} not found: no {config_file} (nor {studio_file})"
+            )
+        raw: Any = {}
+        config_file = studio_file
+    else:
+        try:
+            raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{config_file}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{config_file}: expected a mapping at the top level")
+    if studio is not None:
+        raw = {**studio, **raw}
     raw.setdefault("name", project_id)
     try:
         config = ProjectConfig.model_validate(raw)
@@ -96,6 +107,67 @@ def load_project(project_id: str, root: Path | None = None) -> Project:
         )
         raise ConfigurationError(f"{config_file}: {problems}") from None
     return Project(project_id=project_id, path=folder, config=config)
+
+
+# The Studio's project.json (reference/studio-today.md §6.1) holds names only, never credentials.
+_STUDIO_FIELDS = (
+    "name",
+    "description",
+    "schema_mappings",
+    "sql_database",
+    "sql_schemas",
+    "snowflake_database",
+    "snowflake_schemas",
+)
+
+
+def _read_studio_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: expected a JSON object")
+    studio = {k: data[k] for k in _STUDIO_FIELDS if data.get(k) is not None}
+    if not isinstance(studio.get("schema_mappings", {}), dict):
+        raise ConfigurationError(
+            f"{path}: schema_mappings must be an object of source schema -> target schema"
+        )
+    return studio
+
+
+def studio_environment(project: Project) -> dict[str, str]:
+    """Database names a Studio project.json adds to the legacy `MSSQL_*` / `SNOWFLAKE_*` variables."""
+    extra = project.config.model_extra or {}
+    env: dict[str, str] = {}
+    if extra.get("sql_database"):
+        env["MSSQL_DATABASE"] = str(extra["sql_database"])
+    if extra.get("snowflake_database"):
+        env["SNOWFLAKE_DATABASE"] = str(extra["snowflake_database"])
+    schemas = extra.get("snowflake_schemas")
+    if isinstance(schemas, list) and schemas:
+        env["SNOWFLAKE_SCHEMA"] = str(schemas[0])
+    return env
+
+
+def pipeline_search_places(project_id: str | None, root: Path | None = None) -> list[Path]:
+    """Folders searched for `<pipeline_id>.yaml`, in order (studio-today §1.5, the job's project first).
+
+    `<root>/<project>/pipelines`, `<root>/<project>` (where the Studio's automation wrote batch
+    files), the Studio data folder's `pipelines/` and `batch_jobs/` (siblings of the projects
+    root), `<root>/pipelines`, then every other project's `pipelines/`.
+    """
+    root = projects_root(root)
+    places: list[Path] = []
+    if project_id:
+        places += [root / project_id / "pipelines", root / project_id]
+    places += [root.parent / "pipelines", root.parent / "batch_jobs", root / "pipelines"]
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            candidate = folder / "pipelines"
+            if folder.name != project_id and candidate.is_dir():
+                places.append(candidate)
+    return places
 
 
 def find_project(project_id: str | None, root: Path | None = None) -> Project | None:

@@ -87,7 +87,7 @@ class ComparisonOptions(BaseModel):
     )
     max_rows_in_memory: int = Field(
         default=400_000,
-        ge=1000,
+        ge=1,
         description="Rows per side held at once while drilling into differing buckets.",
     )
 

@@ -1,0 +1,324 @@
+"""One side of a validation (source or target): its engine, its tables, and shared scans.
+
+A table is resolved once per run through the catalog (case-insensitively, exact case
+preferred), so a name that does not exist — including one holding quotes or `;` — is an error
+before any SQL touches it. Aggregates that steps announce in the planning pass are computed
+together: the first step that needs a table's aggregates runs one SELECT for all of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import column, select, table
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import ColumnElement
+
+from prefect_ombudsman.dialects.base import dialect_for
+from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.validation.sql import ColumnInfo, SqlPieces
+
+
+class TableNotFoundError(ConfigurationError):
+    """A configured table does not exist on a side."""
+
+
+class ColumnNotFoundError(ConfigurationError):
+    """A configured column does not exist in its table."""
+
+
+Recorder = list[str]
+
+
+@dataclass
+class SideStats:
+    queries: int = 0
+    rows_pulled: int = 0
+    scans: Counter[str] = field(default_factory=Counter)
+    query_ms: float = 0.0
+
+
+class Side:
+    """The source or the target database of one pipeline run."""
+
+    def __init__(
+        self,
+        label: str,
+        engine: Engine,
+        *,
+        default_schema: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.label = label
+        self.engine = engine
+        self.dialect = dialect_for(engine)
+        self.pieces = SqlPieces(self.dialect)
+        self.name = name or label
+        self._default_schema = default_schema
+        self._tables: dict[tuple[str | None, str], ResolvedTable] = {}
+        self._lock = threading.Lock()
+        self.stats = SideStats()
+        self._stats_lock = threading.Lock()
+
+    @property
+    def has_schemas(self) -> bool:
+        return self.dialect.has_schemas
+
+    @property
+    def default_schema(self) -> str | None:
+        if not self.has_schemas:
+            return None
+        if self._default_schema:
+            return self._default_schema
+        name = getattr(self.engine.dialect, "default_schema_name", None)
+        return name or self.dialect.default_schema
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            self.pieces.prepare_connection(conn)
+            yield conn
+
+    def split(self, qualified: str) -> tuple[str | None, str]:
+        """'db.schema.table' / 'schema.table' / 'table' -> (schema, table) for this side."""
+        parts = [p.strip() for p in qualified.strip().split(".")]
+        if any(not p for p in parts) or len(parts) > 3:
+            raise TableNotFoundError(
+                f"{self.label}: {qualified!r} is not a table name (expected [schema.]table)"
+            )
+        name = parts[-1]
+        schema = parts[-2] if len(parts) >= 2 else None
+        if not self.has_schemas:
+            return None, name
+        return schema or self.default_schema, name
+
+    def resolve(self, qualified: str) -> ResolvedTable:
+        """The table behind a configured name, with its columns; an error names near matches."""
+        schema, name = self.split(qualified)
+        key = (schema.lower() if schema else None, name.lower())
+        with self._lock:
+            found = self._tables.get(key)
+        if found is not None:
+            return found
+        with self.connect() as conn:
+            described = self.pieces.columns(conn, schema, name)
+            if described is None:
+                try:
+                    names = self.pieces.table_names(conn, schema)
+                except Exception:
+                    names = []
+        if described is None:
+            close = difflib.get_close_matches(
+                name.lower(), [n.lower() for n in names], n=3, cutoff=0.6
+            )
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            where = f"schema {schema!r} of " if schema else ""
+            raise TableNotFoundError(
+                f"table {qualified!r} not found in {where}the {self.label} database ({self.name}){hint}"
+            )
+        real_schema, real_name, columns = described
+        resolved = ResolvedTable(
+            self, real_schema if self.has_schemas else None, real_name, columns, qualified
+        )
+        with self._lock:
+            return self._tables.setdefault(key, resolved)
+
+    def run(
+        self,
+        stmt: ClauseElement,
+        recorder: Recorder | None,
+        *,
+        tables: tuple[ResolvedTable, ...] = (),
+        pull: bool = False,
+        max_rows: int | None = None,
+    ) -> list[Any]:
+        """Execute one statement, record its SQL, count scans and pulled rows."""
+        sql = self.render(stmt)
+        if recorder is not None:
+            recorder.append(sql)
+        started = time.perf_counter()
+        with self.connect() as conn:
+            result = conn.execute(stmt)
+            rows = result.fetchmany(max_rows) if max_rows is not None else result.fetchall()
+        with self._stats_lock:
+            self.stats.queries += 1
+            self.stats.query_ms += (time.perf_counter() - started) * 1000
+            for t in tables:
+                self.stats.scans[t.display] += 1
+            if pull:
+                self.stats.rows_pulled += len(rows)
+        return list(rows)
+
+    def stream(
+        self,
+        stmt: ClauseElement,
+        recorder: Recorder | None,
+        *,
+        tables: tuple[ResolvedTable, ...] = (),
+        chunk: int = 10_000,
+    ) -> Iterator[list[Any]]:
+        """Rows in chunks (bounded memory) for the validators that must compare values."""
+        sql = self.render(stmt)
+        if recorder is not None:
+            recorder.append(sql)
+        with self._stats_lock:
+            self.stats.queries += 1
+            for t in tables:
+                self.stats.scans[t.display] += 1
+        with self.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk).execute(stmt)
+            while True:
+                rows = result.fetchmany(chunk)
+                if not rows:
+                    break
+                with self._stats_lock:
+                    self.stats.rows_pulled += len(rows)
+                yield list(rows)
+
+    def render(self, stmt: ClauseElement) -> str:
+        try:
+            return str(stmt.compile(dialect=self.engine.dialect))
+        except Exception as exc:  # rendering is for the record only
+            return f"<could not render SQL: {exc}>"
+
+
+Builder = Callable[[], ColumnElement[Any]]
+
+
+class Join:
+    """A LEFT JOIN the shared scan may carry: built once per table and key, so every aggregate
+    that uses it references the same alias. The joined selectable must be unique on the join key
+    (e.g. `SELECT DISTINCT key FROM dim`), so joining never changes the scanned row count."""
+
+    def __init__(self, key: str, factory: Callable[[], tuple[Any, ColumnElement[bool]]]) -> None:
+        self.key = key
+        self._factory = factory
+        self._built: tuple[Any, ColumnElement[bool]] | None = None
+        self._lock = threading.Lock()
+
+    def built(self) -> tuple[Any, ColumnElement[bool]]:
+        with self._lock:
+            if self._built is None:
+                self._built = self._factory()
+            return self._built
+
+    @property
+    def alias(self) -> Any:
+        return self.built()[0]
+
+
+class Agg:
+    """One aggregate of a table scan: how to build it, and the joins it needs."""
+
+    def __init__(self, build: Builder, joins: tuple[Join, ...] = ()) -> None:
+        self.build = build
+        self.joins = joins
+
+
+class ResolvedTable:
+    """A table found on one side: real schema/name, its columns, and its shared aggregate scan."""
+
+    def __init__(
+        self, side: Side, schema: str | None, name: str, columns: list[ColumnInfo], requested: str
+    ) -> None:
+        self.side = side
+        self.schema = schema
+        self.name = name
+        self.columns = columns
+        self.requested = requested
+        self.sa = table(name, *[column(c.name) for c in columns], schema=schema)
+        self._by_lower = {c.name.lower(): c for c in columns}
+        self._wanted: dict[str, Agg] = {}
+        self._values: dict[str, Any] = {}
+        self._joins: dict[str, Join] = {}
+        self._fused_sql: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def display(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def info(self, name: str) -> ColumnInfo:
+        """A column by name (case-insensitive); the error lists near matches."""
+        found = self._by_lower.get(str(name).lower())
+        if found is None:
+            close = difflib.get_close_matches(
+                str(name).lower(), list(self._by_lower), n=3, cutoff=0.6
+            )
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ColumnNotFoundError(
+                f"column {name!r} not found in {self.side.label} table {self.display}{hint}"
+            )
+        return found
+
+    def col(self, name: str) -> ColumnElement[Any]:
+        return self.sa.c[self.info(name).name]
+
+    def has(self, name: str) -> bool:
+        return str(name).lower() in self._by_lower
+
+    def join(self, key: str, factory: Callable[[], tuple[Any, ColumnElement[bool]]]) -> Join:
+        """The shared `Join` for `key` (created on first use)."""
+        with self._lock:
+            return self._joins.setdefault(key, Join(key, factory))
+
+    # --- shared aggregate scan
+    def want(self, requests: dict[str, Agg]) -> None:
+        """Announce aggregates in the planning pass (they join this table's shared scan)."""
+        with self._lock:
+            for key, agg in requests.items():
+                if key not in self._values:
+                    self._wanted.setdefault(key, agg)
+
+    def aggregates(self, requests: dict[str, Agg], recorder: Recorder | None) -> dict[str, Any]:
+        """Values of the requested aggregates; computes every announced one in the same SELECT."""
+        with self._lock:
+            missing = [k for k in requests if k not in self._values]
+            if missing:
+                batch = dict(self._wanted)
+                for key in missing:
+                    batch.setdefault(key, requests[key])
+                batch = {k: b for k, b in batch.items() if k not in self._values}
+                try:
+                    values, sql = self._scan(batch)
+                except Exception:
+                    if len(batch) == len(missing):
+                        raise
+                    # an announced aggregate broke the shared scan: compute only what this step needs
+                    values, sql = self._scan({k: requests[k] for k in missing})
+                else:
+                    self._fused_sql = sql
+                    self._wanted = {k: v for k, v in self._wanted.items() if k not in values}
+                self._values.update(values)
+                if recorder is not None:
+                    recorder.append(sql)
+            elif recorder is not None and self._fused_sql:
+                recorder.append(self._fused_sql)
+            return {k: self._values[k] for k in requests}
+
+    def _scan(self, aggs: dict[str, Agg]) -> tuple[dict[str, Any], str]:
+        keys = list(aggs)
+        source: Any = self.sa
+        joined: dict[str, Join] = {}
+        for agg in aggs.values():
+            for j in agg.joins:
+                joined.setdefault(j.key, j)
+        touched = [self]
+        for j in joined.values():
+            alias, onclause = j.built()
+            source = source.outerjoin(alias, onclause)
+        stmt = select(*[aggs[k].build().label(f"a{i}") for i, k in enumerate(keys)]).select_from(
+            source
+        )
+        sql = self.side.render(stmt)
+        rows = self.side.run(stmt, None, tables=tuple(touched))
+        row = rows[0] if rows else [None] * len(keys)
+        return {k: row[i] for i, k in enumerate(keys)}, sql
