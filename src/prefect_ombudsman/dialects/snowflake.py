@@ -166,11 +166,11 @@ class SnowflakeDialect(Dialect):
                     self._md5_number = False
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
-        from sqlalchemy import Numeric, cast, func, literal_column
+        from sqlalchemy import Integer, Numeric, cast, func, literal_column
 
         kind, own = field.kind, field.own
         if own == "bool":
-            return func.iff(expr, "1", "0")
+            return func.to_varchar(cast(expr, Integer))  # IFF(NULL, ...) would give '0', not NULL
         if kind in ("decimal", "float"):
             return func.to_varchar(cast(expr, Numeric(38, field.scale)))
         if kind == "int":
