@@ -240,6 +240,71 @@ def serve_command(
     serve_all(limit)
 
 
+# ----------------------------------------------------------------------------- run metadata
+
+
+def split_source(value: str) -> tuple[str, str | None]:
+    """`REF[:schema]` -> (REF, schema). In a URL the schema is a last `:part` without `/` or `@`."""
+    head, sep, tail = value.rpartition(":")
+    if not sep or not head or not tail or "/" in tail or "@" in tail or head.endswith(":"):
+        return value, None
+    if "://" in value and "://" not in head:
+        return value, None  # `scheme://...`: the colon is the URL's own
+    if "://" in head and tail.isdigit() and "/" not in head.split("://", 1)[1]:
+        return value, None  # `postgresql://host:5432`: a port, not a schema
+    return head, tail
+
+
+@run_app.command("metadata")
+def run_metadata(
+    source: Annotated[
+        list[str], typer.Option("--source", "-s", help="Connection REF[:schema] (repeat for more sources).")
+    ],
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable; applies to every source).")
+    ] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
+    exact_counts: Annotated[bool, typer.Option("--exact-counts", help="COUNT(*) every table (default: statistics).")] = False,
+    sessions_per_server: Annotated[
+        int | None, typer.Option("--sessions-per-server", help="Sessions one server may hold at once (default 4).")
+    ] = None,
+    parallel: Parallel = True,
+    max_parallel: MaxParallelOpt = 2,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Extract the metadata catalog of each source into the project's metadata/ folder."""
+    from prefect_ombudsman.jobs.models import BatchMetadataRequest
+
+    if sessions_per_server is not None and not 1 <= sessions_per_server <= 64:
+        refuse("--sessions-per-server: must be between 1 and 64")
+    items = []
+    for value in source:
+        ref, schema = split_source(value.strip())
+        items.append({"connection": ref, "schema_name": schema, "table_names": list(table) if table else None})
+    request = build_request(
+        BatchMetadataRequest,
+        job_name=name or "Bulk metadata extraction",
+        items=items,
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+        project_id=project,
+        exact_counts=exact_counts,
+    )
+    from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
+
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None,
+        "sessions_per_server": sessions_per_server,
+    }
+    execute_job(bulk_metadata_extraction, params, as_json=as_json, label="metadata")
+
+
 @app.command("operations")
 def list_operations() -> None:
     """List the registered custom operations."""
