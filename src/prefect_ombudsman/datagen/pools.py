@@ -1,7 +1,7 @@
 """Value pools and vectorised samplers: realistic values at numpy speed.
 
-Pools are built once per process from Faker word lists and a fixed Faker seed (names weighted
-by their US frequency, street names, company names) plus curated lists (US cities with their
+Pools are built once per process from Faker's en_US word lists sampled with a fixed seed (names
+weighted by their US frequency, street and company names in Faker's formats) plus curated lists (US cities with their
 states and ZIP ranges, ICD-10 codes, medications, merchant categories). Rows then sample pools
 with numpy, never one Faker call per field (reference/db-infra.md §4). Faker's word lists
 change between releases, so Faker is pinned in pyproject.toml to keep the data identical.
@@ -134,7 +134,6 @@ EMAIL_DOMAINS = (
     "example.com",
 )
 _EMAIL_WEIGHTS = np.array([0.38, 0.14, 0.12, 0.10, 0.10, 0.04, 0.12])
-STREET_SUFFIXES = ("St", "Ave", "Blvd", "Rd", "Ln", "Dr", "Ct", "Way", "Pl", "Ter")
 
 
 @dataclass(frozen=True)
@@ -165,8 +164,8 @@ def _normalised(weights: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def pools() -> Pools:
     """The process-wide pools (built in ~0.3 s from a fixed Faker seed)."""
-    from faker import Faker
     from faker.providers.address.en_US import Provider as AddressProvider
+    from faker.providers.company.en_US import Provider as CompanyProvider
     from faker.providers.person.en_US import Provider as PersonProvider
 
     female = dict(PersonProvider.first_names_female)
@@ -176,13 +175,39 @@ def pools() -> Pools:
     is_female = np.array([female.get(n, 0.0) >= male.get(n, 0.0) for n in names])
     last = list(PersonProvider.last_names.items())
 
-    fake = Faker("en_US")
-    fake.seed_instance(POOL_SEED)
-    streets = sorted(
-        {fake.last_name() + " " + fake.random_element(STREET_SUFFIXES) for _ in range(3000)}
+    # Street and company names in Faker's own formats, drawn from its word lists with a fixed seed
+    # (thousands of Faker calls would cost seconds; these take milliseconds).
+    rng = np.random.default_rng(POOL_SEED)
+    last_names = np.array([n for n, _ in last])
+    first_pool = np.array(names)
+    suffixes = np.array(AddressProvider.street_suffixes)
+    street_words = np.concatenate(
+        [
+            last_names[rng.integers(0, len(last_names), 2400)],
+            first_pool[rng.integers(0, len(first_pool), 1200)],
+        ]
     )
-    streets += sorted({fake.street_name() for _ in range(1500)})
-    companies = sorted({fake.company() for _ in range(2500)})
+    streets = sorted(
+        {
+            f"{w} {sfx}"
+            for w, sfx in zip(
+                street_words,
+                suffixes[rng.integers(0, len(suffixes), len(street_words))],
+                strict=True,
+            )
+        }
+    )
+    pick = last_names[rng.integers(0, len(last_names), (2500, 3))]
+    company_suffixes = np.array(CompanyProvider.company_suffixes)[
+        rng.integers(0, len(CompanyProvider.company_suffixes), 2500)
+    ]
+    form = rng.integers(0, 3, 2500)
+    companies = sorted(
+        {
+            f"{a} {sfx}" if f == 0 else (f"{a}-{b}" if f == 1 else f"{a}, {b} and {c}")
+            for (a, b, c), sfx, f in zip(pick, company_suffixes, form, strict=True)
+        }
+    )
 
     zip_ranges = dict(AddressProvider.states_postcode)
     zip_ranges.setdefault("DC", (20001, 20039))
