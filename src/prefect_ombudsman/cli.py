@@ -279,8 +279,6 @@ def run_metadata(
     """Extract the metadata catalog of each source into the project's metadata/ folder."""
     from prefect_ombudsman.jobs.models import BatchMetadataRequest
 
-    if sessions_per_server is not None and not 1 <= sessions_per_server <= 64:
-        refuse("--sessions-per-server: must be between 1 and 64")
     items = []
     for value in source:
         ref, schema = split_source(value.strip())
@@ -295,14 +293,73 @@ def run_metadata(
         max_retries=max_retries,
         project_id=project,
         exact_counts=exact_counts,
+        sessions_per_server=sessions_per_server,
     )
     from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None,
-        "sessions_per_server": sessions_per_server,
-    }
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
     execute_job(bulk_metadata_extraction, params, as_json=as_json, label="metadata")
+
+
+# ----------------------------------------------------------------------------- run compare
+
+
+@run_app.command("compare")
+def run_compare(
+    project: Annotated[str | None, typer.Option("--project", help="Project id (its source/target and mapping).")] = None,
+    tables: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="[schema.]table on both sides, or SOURCE=TARGET; repeatable. "
+                     "None: every table of the project's metadata/mapping.json."),
+    ] = None,
+    source_url: Annotated[str | None, typer.Option("--source-url", help="Source connection (URL or block) instead of the project's.")] = None,
+    target_url: Annotated[str | None, typer.Option("--target-url", help="Target connection (URL or block) instead of the project's.")] = None,
+    keys: Annotated[list[str] | None, typer.Option("--key", help="Key column; repeat for a composite key.")] = None,
+    sample_size: Annotated[int, typer.Option("--sample-size", help="Sample keys per category (0-1000).")] = 10,
+    hash_mode: Annotated[str, typer.Option("--hash-mode", help="auto, canonical or native.")] = "auto",
+    parallel: Parallel = False,
+    max_parallel: MaxParallelOpt = 5,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare tables row by row: missing, extra and changed rows with sample keys."""
+    from prefect_ombudsman.jobs.models import BatchComparisonRequest
+
+    if not tables and (source_url or target_url):
+        refuse("--source-url/--target-url: name the tables with --table")
+    if not tables and not project:
+        refuse("give --table (one or more) or --project (its metadata/mapping.json lists the tables)")
+    items = []
+    for spec in tables or []:
+        source_table, _, target_table = spec.partition("=")
+        item: dict[str, Any] = {"table": source_table.strip(), "sample_size": sample_size, "hash_mode": hash_mode}
+        if target_table.strip():
+            item.update(source_table=source_table.strip(), target_table=target_table.strip())
+        if keys:
+            item["key_columns"] = keys
+        if source_url:
+            item["source"] = source_url
+        if target_url:
+            item["target"] = target_url
+        items.append(item)
+    request = build_request(
+        BatchComparisonRequest,
+        job_name=name or "Batch comparison",
+        items=items,
+        from_mapping=not tables,
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+        project_id=project,
+    )
+    from prefect_ombudsman.flows.comparison import batch_comparison
+
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    execute_job(batch_comparison, params, as_json=as_json, label="compare")
 
 
 @app.command("operations")

@@ -238,9 +238,9 @@ def test_prefect_global_concurrency_limit_is_used_when_it_exists(
     sessions, remove = _session_probe(postgres_port)
     try:
         state, summary = _run(
-            items=[{"connection": postgres_url, "schema_name": bulk_pg_schema} for _ in range(6)],
+            items=[{"connection": postgres_url, "schema_name": bulk_pg_schema} for _ in range(4)],
             parallel_execution=True,
-            max_parallel=6,
+            max_parallel=4,
             sessions_per_server=4,
             projects_dir=str(tmp_projects),
         )
@@ -299,3 +299,7 @@ def test_cli_run_metadata_json_and_bad_input(retail_project: Path):
     assert (retail_project / "retail" / "metadata" / "mapping.json").exists()
     refused = runner.invoke(app, ["run", "metadata", "--source", "source", "--max-parallel", "0"])
     assert refused.exit_code == 2 and "max_parallel" in refused.output
+    refused = runner.invoke(
+        app, ["run", "metadata", "--source", "source", "--sessions-per-server", "0"]
+    )
+    assert refused.exit_code == 2 and "sessions_per_server" in refused.output

@@ -57,9 +57,7 @@ def _schema_label(schema: str | None) -> str:
     )
 
 
-def plan_metadata(
-    request: BatchMetadataRequest, sessions_per_server: int | None = None
-) -> list[OperationPlan]:
+def plan_metadata(request: BatchMetadataRequest) -> list[OperationPlan]:
     """One operation per source item; a reference that does not resolve fails only its own operation."""
     plans = []
     for i, item in enumerate(request.items):
@@ -75,7 +73,7 @@ def plan_metadata(
                     "schema_name": item.schema_name,
                     "table_names": item.table_names,
                     "exact_counts": request.exact_counts,
-                    "sessions_per_server": sessions_per_server,
+                    "sessions_per_server": request.sessions_per_server,
                 },
                 metadata={
                     "connection": label,
@@ -201,10 +199,11 @@ def bulk_metadata_extraction(
         tags=tags or [],
         created_by=created_by,
         exact_counts=exact_counts,
+        sessions_per_server=sessions_per_server,
     )
     state = run_batch(
         settings_from(request, BatchJobType.bulk_metadata_extraction, projects_dir),
-        plan_metadata(request, sessions_per_server),
+        plan_metadata(request),
     )
     summary = getattr(state, "data", state)
     if isinstance(summary, dict):

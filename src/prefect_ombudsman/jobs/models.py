@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -241,6 +241,9 @@ class BatchMetadataRequest(_Request):
     parallel_execution: bool = True
     max_parallel: MaxParallel = 2
     exact_counts: bool = False
+    sessions_per_server: int | None = Field(
+        default=None, ge=1, le=64, description="Sessions one database server may hold at once in a process (default 4)."
+    )
 
 
 class ComparisonItem(BaseModel):
@@ -254,6 +257,10 @@ class ComparisonItem(BaseModel):
     source: str | dict[str, Any] | None = Field(default=None, description="Connection; default the project's source.")
     target: str | dict[str, Any] | None = Field(default=None, description="Connection; default the project's target.")
     sample_size: int = Field(default=10, ge=0, le=1000)
+    hash_mode: Literal["auto", "canonical", "native"] = Field(
+        default="auto", description="auto: the engine's native row hash when both sides are one engine with equal types."
+    )
+    buckets: int | None = Field(default=None, ge=1, le=1 << 20, description="Level-1 bucket checksums (default 16384).")
 
     @model_validator(mode="after")
     def _some_table(self) -> ComparisonItem:
@@ -264,6 +271,10 @@ class ComparisonItem(BaseModel):
 
 class BatchComparisonRequest(_Request):
     items: list[ComparisonItem] = Field(default_factory=list)
+    from_mapping: bool = Field(
+        default=False,
+        description="Compare every table found in both sides of the project's metadata/mapping.json (after the items).",
+    )
 
 
 class CustomItem(BaseModel):
