@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -178,6 +178,14 @@ class DataGenItem(BaseModel):
     )
     drift: dict[str, Any] | None = Field(default=None, description="Planted differences per target (SPEC §8).")
     if_exists: str = Field(default="replace", pattern="^(replace|append|fail)$")
+    start_date: date | None = Field(default=None, description="First day of dim_date (default 2020-01-01).")
+    end_date: date | None = Field(default=None, description="Last day of dim_date (default 2024-12-31).")
+
+    @model_validator(mode="after")
+    def _date_range(self) -> DataGenItem:
+        if self.start_date and self.end_date and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        return self
 
     @field_validator("schema_type", mode="before")
     @classmethod
