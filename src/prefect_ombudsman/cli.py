@@ -362,6 +362,96 @@ def run_compare(
     execute_job(batch_comparison, params, as_json=as_json, label="compare")
 
 
+# ----------------------------------------------------------------------------- run pipelines / run projects
+
+
+@run_app.command("pipelines")
+def run_pipelines(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project id (default $OMBUDSMAN_DEFAULT_PROJECT or demo).")] = None,
+    pipeline: Annotated[
+        list[str] | None, typer.Option("--pipeline", help="Pipeline id (repeatable; default: every pipeline of the project).")
+    ] = None,
+    override: Annotated[str | None, typer.Option("--override", help="JSON config_override applied to every pipeline.")] = None,
+    parallel: Parallel = False,
+    max_parallel: MaxParallelOpt = 5,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run validation pipelines of a project (source vs target) as one bulk job."""
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.jobs.models import BatchPipelineRequest
+    from prefect_ombudsman.projects import default_project_id, load_project, projects_root
+    from prefect_ombudsman.validation.execution import list_project_pipelines
+
+    project_id = project or default_project_id()
+    try:
+        overrides = json.loads(override) if override else None
+    except json.JSONDecodeError as exc:
+        refuse(f"--override: not valid JSON ({exc})")
+    if overrides is not None and not isinstance(overrides, dict):
+        refuse("--override: expected a JSON object")
+    ids = list(pipeline or [])
+    if not ids:
+        try:
+            ids = list_project_pipelines(load_project(project_id, projects_root(projects_dir)))
+        except ConfigurationError as exc:
+            refuse(str(exc))
+        if not ids:
+            refuse(f"project {project_id!r} has no pipelines/*.yaml; name them with --pipeline")
+    request = build_request(
+        BatchPipelineRequest,
+        job_name=name or f"Pipelines of {project_id}",
+        pipelines=[{"pipeline_id": pid, "config_override": overrides} for pid in ids],
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+        project_id=project_id,
+    )
+    from prefect_ombudsman.flows import bulk_pipeline_execution
+
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    execute_job(bulk_pipeline_execution, params, as_json=as_json, label="pipelines")
+
+
+@run_app.command("projects")
+def run_projects(
+    project: Annotated[
+        list[str], typer.Option("--project", "-p", help="PROJECT[:PIPELINE,PIPELINE] (repeatable; no list = every pipeline).")
+    ],
+    parallel: Parallel = False,
+    max_parallel: MaxParallelOpt = 3,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate several projects in one job, each against its own source and target."""
+    from prefect_ombudsman.jobs.models import BatchMultiProjectRequest
+
+    items = []
+    for value in project:
+        project_id, _, listed = value.partition(":")
+        items.append({"project_id": project_id.strip(), "pipeline_ids": [p.strip() for p in listed.split(",") if p.strip()]})
+    request = build_request(
+        BatchMultiProjectRequest,
+        job_name=name or "Multi-project validation",
+        projects=items,
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+    )
+    from prefect_ombudsman.flows import multi_project_validation
+
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    execute_job(multi_project_validation, params, as_json=as_json, label="projects")
+
+
 @app.command("operations")
 def list_operations() -> None:
     """List the registered custom operations."""

@@ -86,11 +86,19 @@ def validator(
     return wrap
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def _ensure_builtins() -> None:
+    """Import the built-in validators once (threads wait until every one is registered)."""
     global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        import prefect_ombudsman.validation.validators  # noqa: F401  (registers the built-ins)
+    if _LOADED:
+        return
+    with _LOAD_LOCK:
+        if not _LOADED:
+            import prefect_ombudsman.validation.validators  # noqa: F401  (registers the built-ins)
+
+            _LOADED = True
 
 
 def get_validator(name: str) -> Validator:

@@ -265,7 +265,7 @@ def _static(item: _Prepared, status: Status, message: str) -> dict[str, Any]:
 
 def _step_table(item: _Prepared) -> str | None:
     if item.ctx is not None and item.ctx.tables_used:
-        return ", ".join(item.ctx.tables_used)
+        return item.ctx.tables_used[0]
     cfg = item.step.config
     for key in ("table", "fact", "dim"):
         if isinstance(cfg.get(key), str):

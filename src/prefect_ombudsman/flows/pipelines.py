@@ -1,0 +1,129 @@
+"""`bulk_pipeline_execution`: run many validation pipelines of one project as one batch job.
+
+One operation per pipeline (`pipeline_{i}_{pipeline_id}`; a `batch:` file expands to one
+operation per listed pipeline, `i` counting across the whole job). Each operation loads the
+pipeline (the job's project first, then the Studio's other search places), applies its
+`config_override`, runs every step against the project's connections and writes
+`results/<run_id>.json`; it fails when any step is FAIL or ERROR. After the batch the flow writes
+the consolidated report (JSON in the project's results, markdown and table artifacts).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.flows.runner import OperationPlan, register_executor, run_batch, settings_from, write_json_atomic
+from prefect_ombudsman.jobs.models import BatchJobType, BatchPipelineRequest, JobName, MaxParallel, MaxRetries, PipelineExecutionItem
+from prefect_ombudsman.projects import default_project_id, projects_root
+from prefect_ombudsman.tasks.validation import run_pipeline_operation
+from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
+from prefect_ombudsman.validation.report import build_report, report_markdown, report_table_rows, write_report
+
+log = logging.getLogger("prefect_ombudsman.validation")
+
+register_executor("pipeline_execution", run_pipeline_operation)
+
+
+def plan_pipelines(request: BatchPipelineRequest, projects_dir: str | None = None) -> list[OperationPlan]:
+    """One operation per pipeline; batch files expand; a missing file still gets its (failing) operation."""
+    root = projects_root(projects_dir)
+    project_id = request.project_id or default_project_id()
+    plans: list[OperationPlan] = []
+    for item in request.pipelines:
+        try:
+            refs = expand_pipeline(item.pipeline_id, project_id, root)
+        except ConfigurationError:
+            refs = [PipelineRef(item.pipeline_id, None)]
+        for ref in refs:
+            i = len(plans)
+            metadata = {"pipeline_id": ref.pipeline_id, "pipeline_name": item.pipeline_name, "config_override": item.config_override}
+            if ref.from_batch:
+                metadata["from_batch"] = ref.from_batch
+            plans.append(
+                OperationPlan(
+                    operation_id=f"pipeline_{i}_{ref.pipeline_id}",
+                    operation_type="pipeline_execution",
+                    executor="pipeline_execution",
+                    arguments={
+                        "pipeline_id": ref.pipeline_id,
+                        "pipeline_name": item.pipeline_name,
+                        "config_override": item.config_override,
+                        "from_batch": ref.from_batch,
+                    },
+                    metadata=metadata,
+                )
+            )
+    return plans
+
+
+def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
+    """Consolidated report next to the job report, plus markdown and table artifacts (flow thread)."""
+    summary = getattr(state, "data", state)
+    if not isinstance(summary, dict):
+        return state
+    try:
+        report = build_report(summary, multi_project=multi_project)
+        folder = Path(summary["report_path"]).parent if summary.get("report_path") else projects_root(None) / ".ombudsman" / "jobs"
+        path = write_report(report, folder / f"validation_report_{summary['job_id']}.json")
+        summary["validation_report_path"] = str(path)
+        summary["validation_summary"] = report["summary"]
+        if summary.get("report_path"):
+            write_json_atomic(Path(summary["report_path"]), summary)
+    except Exception as exc:  # the operations' results stand; a report problem must not hide them
+        log.warning("could not build the consolidated validation report: %s", exc)
+        return state
+    try:
+        create_markdown_artifact(key=f"ombudsman-{slug}-report", markdown=report_markdown(report, str(path)), description="Consolidated validation report")
+        rows = report_table_rows(report)
+        if rows:
+            create_table_artifact(key=f"ombudsman-{slug}-tables", table=rows, description="Validation results per table")
+    except Exception as exc:
+        log.warning("could not publish the validation report artifacts: %s", exc)
+    return state
+
+
+@flow(
+    name="bulk-pipeline-execution",
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
+    description="Run many validation pipelines of a project (source vs target) as one batch job.",
+    validate_parameters=True,
+)
+def bulk_pipeline_execution(
+    job_name: JobName = "Bulk pipeline execution",
+    pipelines: list[PipelineExecutionItem] | None = None,
+    description: str | None = None,
+    parallel_execution: bool = False,
+    max_parallel: MaxParallel = 5,
+    stop_on_error: bool = False,
+    retry_failed: bool = True,
+    max_retries: MaxRetries = 3,
+    project_id: str | None = None,
+    tags: list[str] | None = None,
+    created_by: str | None = None,
+    projects_dir: str | None = None,
+) -> Any:
+    """Run each pipeline and write its result; see SPEC §3 (job type `bulk_pipeline_execution`)."""
+    request = BatchPipelineRequest(
+        job_name=job_name,
+        description=description,
+        pipelines=pipelines or [],
+        parallel_execution=parallel_execution,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        retry_failed=retry_failed,
+        max_retries=max_retries,
+        project_id=project_id or default_project_id(),
+        tags=tags or [],
+        created_by=created_by,
+    )
+    state = run_batch(
+        settings_from(request, BatchJobType.bulk_pipeline_execution, projects_dir), plan_pipelines(request, projects_dir)
+    )
+    return finish_validation_job(state, multi_project=False, slug="bulk-pipeline-execution")
