@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import random
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
 
 from prefect_ombudsman.connections import get_engine
@@ -411,6 +414,32 @@ class ProgressReporter:
             log.warning("could not update the progress artifact: %s", exc)
 
 
+@contextmanager
+def _deferred_termination() -> Iterator[None]:
+    """Hold a SIGTERM while the job's report and final state are written, then deliver it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received and callable(previous):
+            previous(signal.SIGTERM, None)
+
+
+def _run_is_cancelling(flow_run_id: Any) -> bool:
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+    except Exception:
+        return False
+    return state is not None and (state.is_cancelling() or state.is_cancelled())
+
+
 def _tag_flow_run(flow_run: Any, settings: JobSettings) -> None:
     wanted = {"ombudsman", f"job-type:{settings.job_type.value}"}
     if settings.project_id:
@@ -604,6 +633,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         "parallel" if settings.parallel_execution else "sequential",
         window,
     )
+    terminated: TerminationSignal | None = None
     try:
         while pending or inflight:
             if board.cancel_event.is_set() and stop_reason is None:
@@ -646,62 +676,98 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             if reporter.due():
                 reporter.update(counter.snapshot())
             if cancel_seen_at is not None and inflight and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
-                for wrapped, plan in inflight.items():
+                for plan in inflight.values():
                     op = ops[plan.operation_id]
                     op.status = BatchOperationStatus.skipped
                     op.error = "cancelled while running (did not stop within the grace period)"
                     op.completed_at = utcnow()
                 inflight.clear()
+    except TerminationSignal as exc:
+        # A worker (runner) cancels by SIGTERM, usually before our watcher's next poll. When the
+        # run is being cancelled, stop cleanly: operations see the cancel, the report is written,
+        # the run reads Cancelled at once; then the signal goes on to the engine.
+        if not _run_is_cancelling(flow_run.id):
+            raise
+        terminated = exc
+        board.cancel()
+        stop_reason = "job cancelled"
+        logger.warning("Cancellation requested (termination signal): no new operation starts")
+        if inflight:
+            cf.wait(list(inflight), timeout=CANCEL_GRACE_SECONDS / 2)
+        for wrapped, plan in inflight.items():
+            op = ops[plan.operation_id]
+            if wrapped.done():
+                try:
+                    _apply_outcome(op, wrapped.result(), board.records.get(plan.operation_id))
+                except Exception:
+                    op.status = BatchOperationStatus.skipped
+                if op.status == BatchOperationStatus.completed:
+                    checkpoint.append(plan, op)
+            else:
+                op.status = BatchOperationStatus.skipped
+                op.error = "cancelled while running"
+                op.completed_at = utcnow()
+        inflight.clear()
     finally:
         checkpoint.close()
         watcher.stop()
         with _BOARDS_LOCK:
             _BOARDS.pop(job_id, None)
-    if board.cancel_event.is_set() and stop_reason is None:
-        stop_reason = "job cancelled"
-    for plan in pending:
-        op = ops[plan.operation_id]
-        op.status = BatchOperationStatus.skipped
-        op.error = f"not started: {stop_reason}"
-    op_list = list(ops.values())
-    progress = compute_progress(op_list, parallelism=window)
-    cancelled = board.cancel_event.is_set()
-    status = _status_of(progress.completed_operations, progress.failed_operations, cancelled)
-    completed_at = utcnow()
-    report_path = _report_dir(settings) / f"batch_{job_id}.json"
-    summary = {
-        "job_id": job_id,
-        "job_type": settings.job_type.value,
-        "name": settings.name,
-        "status": status.value,
-        "project_id": settings.project_id,
-        "total_operations": len(op_list),
-        "completed": progress.completed_operations,
-        "failed": progress.failed_operations,
-        "skipped": progress.skipped_operations,
-        "started_at": started_at.isoformat(),
-        "completed_at": completed_at.isoformat(),
-        "duration_ms": int((completed_at - started_at).total_seconds() * 1000),
-        "operations": [scrub_data(op.model_dump(mode="json")) for op in op_list],
-        "report_path": str(report_path),
-    }
-    try:
-        write_json_atomic(report_path, summary)
-    except OSError as exc:
-        logger.warning("could not write the job report %s: %s", report_path, exc)
-        summary["report_path"] = None
-    reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
-    _publish(settings, op_list, summary)
-    _notify("end", None, progress)
-    message = (
-        f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
-        f"of {summary['total_operations']}"
-    )
-    logger.info("Job %s %s: %s", job_id, status.value, message)
-    if status == BatchJobStatus.cancelled:
-        return Cancelled(message=f"cancelled on request: {message}", data=summary)
-    if status == BatchJobStatus.partial_success:
-        return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
-    if status == BatchJobStatus.failed:
-        return Failed(message=message, data=summary)
-    return Completed(message=message, data=summary)
+    with _deferred_termination():
+        if board.cancel_event.is_set() and stop_reason is None:
+            stop_reason = "job cancelled"
+        for plan in pending:
+            op = ops[plan.operation_id]
+            op.status = BatchOperationStatus.skipped
+            op.error = f"not started: {stop_reason}"
+        op_list = list(ops.values())
+        progress = compute_progress(op_list, parallelism=window)
+        cancelled = board.cancel_event.is_set()
+        status = _status_of(progress.completed_operations, progress.failed_operations, cancelled)
+        completed_at = utcnow()
+        report_path = _report_dir(settings) / f"batch_{job_id}.json"
+        summary = {
+            "job_id": job_id,
+            "job_type": settings.job_type.value,
+            "name": settings.name,
+            "status": status.value,
+            "project_id": settings.project_id,
+            "total_operations": len(op_list),
+            "completed": progress.completed_operations,
+            "failed": progress.failed_operations,
+            "skipped": progress.skipped_operations,
+            "started_at": started_at.isoformat(),
+            "completed_at": completed_at.isoformat(),
+            "duration_ms": int((completed_at - started_at).total_seconds() * 1000),
+            "operations": [scrub_data(op.model_dump(mode="json")) for op in op_list],
+            "report_path": str(report_path),
+        }
+        try:
+            write_json_atomic(report_path, summary)
+        except OSError as exc:
+            logger.warning("could not write the job report %s: %s", report_path, exc)
+            summary["report_path"] = None
+        reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
+        _publish(settings, op_list, summary)
+        _notify("end", None, progress)
+        message = (
+            f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
+            f"of {summary['total_operations']}"
+        )
+        logger.info("Job %s %s: %s", job_id, status.value, message)
+        if status == BatchJobStatus.cancelled:
+            # Read Cancelled at once: under a worker the runner would only mark it seconds later.
+            try:
+                with get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run.id, Cancelled(message=f"cancelled on request: {message}"), force=True)
+            except Exception as exc:
+                logger.warning("could not mark the run cancelled: %s", exc)
+        if terminated is not None:
+            raise terminated
+        if status == BatchJobStatus.cancelled:
+            return Cancelled(message=f"cancelled on request: {message}", data=summary)
+        if status == BatchJobStatus.partial_success:
+            return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
+        if status == BatchJobStatus.failed:
+            return Failed(message=message, data=summary)
+        return Completed(message=message, data=summary)
