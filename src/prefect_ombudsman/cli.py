@@ -62,8 +62,18 @@ def build_request(model: type[BaseModel], **fields: Any) -> Any:
         refuse(validation_message(exc))
 
 
-def execute_job(flow: Any, parameters: dict[str, Any], *, as_json: bool, label: str) -> dict[str, Any]:
-    """Run a batch flow in process with a progress bar; print the outcome; exit by SPEC §10."""
+def execute_job(
+    flow: Any,
+    parameters: dict[str, Any],
+    *,
+    as_json: bool,
+    label: str,
+    extra_progress: Any = None,
+) -> dict[str, Any]:
+    """Run a batch flow in process with a progress bar; print the outcome; exit by SPEC §10.
+
+    `extra_progress(progress)` may add bars of its own (e.g. rows per table) and returns a
+    function that detaches them."""
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
@@ -91,11 +101,14 @@ def execute_job(flow: Any, parameters: dict[str, Any], *, as_json: bool, label: 
             progress.update(bar["id"], completed=finished, status=status)
 
     runner.LISTENERS.append(listener)
+    detach = extra_progress(progress) if extra_progress is not None else None
     try:
         with progress, temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             state = flow(**parameters, return_state=True)
     finally:
         runner.LISTENERS.remove(listener)
+        if detach is not None:
+            detach()
     summary = state.result(raise_on_failure=False)
     if not isinstance(summary, dict):
         console.print(f"[red]error:[/red] {state.message or state.name}")
@@ -360,6 +373,132 @@ def run_compare(
 
     params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
     execute_job(batch_comparison, params, as_json=as_json, label="compare")
+
+
+# ----------------------------------------------------------------------------- run generate
+
+
+def _drift_for(spec: Any, schema_type: str) -> dict[str, Any] | None:
+    """A drift file may hold one spec, or one spec per schema type (`Retail: {...}`)."""
+    if isinstance(spec, dict) and any(key.lower() in ("retail", "finance", "healthcare") for key in spec):
+        for key, value in spec.items():
+            if key.lower() == schema_type.lower():
+                return value
+        return None
+    return spec
+
+
+def _row_bars(progress: Progress) -> Any:
+    """Per-table bars of rows loaded, fed by the datagen executor's row listener."""
+    from prefect_ombudsman.tasks.datagen import add_row_listener
+
+    bars: dict[tuple[str, str], Any] = {}
+
+    def on_rows(operation_id: str, table: str, done: int, total: int) -> None:
+        key = (operation_id, table)
+        if key not in bars:
+            bars[key] = progress.add_task(f"  {operation_id} {table}", total=total, status="rows")
+        progress.update(bars[key], completed=done)
+
+    return add_row_listener(on_rows)
+
+
+@run_app.command("generate")
+def run_generate(
+    schema: Annotated[
+        list[str], typer.Option("--schema", "-s", help="Retail, Finance or Healthcare (repeat for more items).")
+    ],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Rows per fact table (dimensions scale with it).")] = 1000,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: random, reported in the result).")] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Connection to load (URL, block, source/target); repeatable. "
+                     "Default: the project's source and target."),
+    ] = None,
+    drift: Annotated[Path | None, typer.Option("--drift", help="Drift spec (YAML/JSON) planted in one target.")] = None,
+    drift_target: Annotated[
+        str | None, typer.Option("--drift-target", help="The target that gets the drift (default: the file's, else the last).")
+    ] = None,
+    table: Annotated[str | None, typer.Option("--table", help="Generate only this table.")] = None,
+    table_rows: Annotated[
+        list[str] | None, typer.Option("--table-rows", help="NAME=ROWS size of one table; repeatable.")
+    ] = None,
+    if_exists: Annotated[str, typer.Option("--if-exists", help="replace, append or fail.")] = "replace",
+    start_date: Annotated[str | None, typer.Option("--start-date", help="First day of dim_date (YYYY-MM-DD).")] = None,
+    end_date: Annotated[str | None, typer.Option("--end-date", help="Last day of dim_date (YYYY-MM-DD).")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Project id (its source/target are the default targets).")] = None,
+    parallel: Parallel = True,
+    max_parallel: MaxParallelOpt = 3,
+    stop_on_error: StopOnError = False,
+    max_retries: MaxRetriesOpt = 3,
+    name: JobNameOpt = None,
+    projects_dir: ProjectsDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate seeded star schemas and load them into every target (rows per table as progress)."""
+    from prefect_ombudsman.datagen import get_schema
+    from prefect_ombudsman.datagen.drift import check_drift, parse_drift
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.jobs.models import BatchDataGenRequest
+
+    sizes: dict[str, Any] = {}
+    for spec in table_rows or []:
+        key, _, value = spec.partition("=")
+        if not key.strip() or not value.strip().isdigit():
+            refuse(f"--table-rows {spec!r}: expected NAME=ROWS, e.g. dim_customer=5000")
+        sizes[key.strip()] = int(value)
+    raw_drift: Any = None
+    if drift is not None:
+        import yaml
+
+        try:
+            raw_drift = yaml.safe_load(drift.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            refuse(f"--drift {drift}: {exc}")
+    items = []
+    for schema_type in schema:
+        item: dict[str, Any] = {
+            "schema_type": schema_type,
+            "row_count": rows,
+            "seed": seed,
+            "table_name": table,
+            "tables": sizes or None,
+            "targets": list(target) if target else None,
+            "if_exists": if_exists,
+            "start_date": start_date,
+            "end_date": end_date,
+        }
+        try:
+            star = get_schema(schema_type)
+            if table:
+                star.table(table)
+            for key in sizes:
+                star.table(key)
+            spec_raw = _drift_for(raw_drift, star.name) if raw_drift is not None else None
+            if spec_raw is not None:
+                if drift_target is not None:
+                    spec_raw = {**spec_raw, "target": drift_target}
+                if not isinstance(spec_raw, dict):
+                    refuse(f"--drift {drift}: expected a mapping")
+                check_drift(parse_drift(spec_raw, f"drift file {drift}"), star)
+                item["drift"] = spec_raw
+        except ConfigurationError as exc:
+            refuse(str(exc))
+        items.append(item)
+    request = build_request(
+        BatchDataGenRequest,
+        job_name=name or "Batch data generation",
+        items=items,
+        parallel_execution=parallel,
+        max_parallel=max_parallel,
+        stop_on_error=stop_on_error,
+        max_retries=max_retries,
+        project_id=project,
+    )
+    from prefect_ombudsman.flows.datagen import batch_data_generation
+
+    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    execute_job(batch_data_generation, params, as_json=as_json, label="generate", extra_progress=_row_bars)
 
 
 # ----------------------------------------------------------------------------- run pipelines / run projects

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prefect_ombudsman.datagen.catalog import Column, TableSpec
+from prefect_ombudsman.datagen.catalog import Column, StarSchema, TableSpec
 from prefect_ombudsman.datagen.generator import GenerationPlan, name_hash, rows_at
 from prefect_ombudsman.errors import ConfigurationError
 
@@ -190,6 +190,16 @@ def _chosen_columns(table: TableSpec, kind: str, spec: KindSpec) -> list[Column]
             f"allowed columns: {', '.join(names)}"
         )
     return [names[c] for c in spec.columns]
+
+
+def check_drift(spec: DriftSpec, schema: StarSchema) -> None:
+    """Refuse tables and columns the schema does not have (before any data is generated)."""
+    for name, table_drift in spec.tables.items():
+        table = schema.table(name)
+        for kind in VALUE_KINDS:
+            kind_spec = getattr(table_drift, kind)
+            if kind_spec is not None:
+                _chosen_columns(table, kind, kind_spec)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -536,6 +546,7 @@ __all__ = [
     "DriftSpec",
     "KindSpec",
     "TableDrift",
+    "check_drift",
     "eligible_columns",
     "load_drift_file",
     "parse_drift",

@@ -152,7 +152,11 @@ def generate_warehouse(
     )
     duration = time.perf_counter() - started
     rows_total = sum(t["rows"] for t in tables)
+    labels = ", ".join(t.label for t in targets)
+    planted = f"; drift in {drift_plan.target}" if drift_plan else ""
     return {
+        "summary": f"{plan.schema.name} seed {plan.seed}: {rows_total:,} rows in {len(tables)} tables "
+        f"into {labels}{planted} ({duration:.1f} s)",
         **plan.describe(),
         "if_exists": if_exists,
         "rows_generated": rows_total,

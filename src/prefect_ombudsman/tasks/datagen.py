@@ -1,0 +1,100 @@
+"""Executor of `datagen` operations: generate one schema item and load it into its targets."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prefect_ombudsman.datagen.drift import parse_drift
+from prefect_ombudsman.datagen.generator import build_plan
+from prefect_ombudsman.datagen.load import Target
+from prefect_ombudsman.datagen.warehouse import generate_warehouse
+from prefect_ombudsman.operations.context import OperationContext
+from prefect_ombudsman.projects import find_project
+
+log = logging.getLogger("prefect_ombudsman.datagen")
+
+DEFAULT_TARGETS = ("source", "target")
+
+# Process-local listeners of row progress (the CLI's per-table bars), called from operation
+# threads: listener(operation_id, table, rows_done, rows_total).
+RowListener = Callable[[str, str, int, int], None]
+ROW_LISTENERS: list[RowListener] = []
+_LISTENERS_LOCK = threading.Lock()
+
+
+def add_row_listener(listener: RowListener) -> Callable[[], None]:
+    """Register a row-progress listener; returns a function that removes it."""
+    with _LISTENERS_LOCK:
+        ROW_LISTENERS.append(listener)
+
+    def remove() -> None:
+        with _LISTENERS_LOCK:
+            if listener in ROW_LISTENERS:
+                ROW_LISTENERS.remove(listener)
+
+    return remove
+
+
+def _notify(operation_id: str, table: str, done: int, total: int) -> None:
+    with _LISTENERS_LOCK:
+        listeners = list(ROW_LISTENERS)
+    for listener in listeners:
+        try:
+            listener(operation_id, table, done, total)
+        except Exception as exc:  # a broken progress bar must not fail the load
+            log.debug("row listener failed: %s", exc)
+
+
+def target_label(ref: Any, index: int) -> str:
+    return ref if isinstance(ref, str) else f"inline-{index}"
+
+
+def manifest_path(ctx: OperationContext, requested: str | None) -> Path:
+    """Where the drift manifest goes: the spec's path (relative to the project folder), else
+    `<project>/results/drift/<job>_<operation>.json` (no project: under the projects root)."""
+    project = find_project(ctx.project_id, ctx.projects_dir)
+    base = project.path if project else ctx.projects_dir
+    if requested:
+        path = Path(requested).expanduser()
+        return path if path.is_absolute() else base / path
+    folder = (
+        project.results_dir / "drift" if project else ctx.projects_dir / ".ombudsman" / "datagen"
+    )
+    return folder / f"{ctx.job_id}_{ctx.operation_id}.json"
+
+
+def _date(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def run_data_generation(ctx: OperationContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Plan, resolve the targets, generate and load; the result names seed, tables and drift."""
+    plan = build_plan(
+        arguments["schema_type"],
+        int(arguments["row_count"]),
+        arguments.get("seed"),
+        tables=arguments.get("tables"),
+        table_name=arguments.get("table_name"),
+        start_date=_date(arguments.get("start_date")),
+        end_date=_date(arguments.get("end_date")),
+    )
+    drift = parse_drift(arguments["drift"]) if arguments.get("drift") else None
+    refs = list(arguments.get("targets") or DEFAULT_TARGETS)
+    targets = [Target(target_label(ref, i), ctx.engine(ref)) for i, ref in enumerate(refs)]
+    result = generate_warehouse(
+        plan,
+        targets,
+        if_exists=arguments.get("if_exists") or "replace",
+        drift=drift,
+        manifest_path=manifest_path(ctx, drift.manifest) if drift else None,
+        batch_rows=arguments.get("batch_rows"),
+        check_cancelled=ctx.check_cancelled,
+        on_progress=lambda table, done, total: _notify(ctx.operation_id, table, done, total),
+    )
+    result["seed_source"] = arguments.get("seed_source", "request")
+    return result
