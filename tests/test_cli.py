@@ -1,0 +1,61 @@
+"""The `ombudsman` CLI: exit codes of SPEC §10 and the --json summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from prefect_ombudsman.cli import app
+
+runner = CliRunner()
+
+
+def test_bad_input_exits_2_naming_the_field():
+    result = runner.invoke(app, ["run", "custom", "sleep", "--max-parallel", "0"])
+    assert result.exit_code == 2
+    assert "max_parallel" in result.output
+
+
+def test_bad_json_arguments_exit_2():
+    result = runner.invoke(app, ["run", "custom", "sleep", "--args", "{nope"])
+    assert result.exit_code == 2 and "--args" in result.output
+
+
+def test_operations_lists_builtins():
+    result = runner.invoke(app, ["operations"])
+    assert result.exit_code == 0
+    assert {"noop", "sleep", "fail", "flaky", "sql_query"} <= set(result.output.split())
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_run_custom_json_summary_and_exit_codes(tmp_projects: Path):
+    ok = runner.invoke(app, ["run", "custom", "noop", "--repeat", "3", "--parallel", "--json"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.stdout)
+    assert summary["status"] == "completed" and summary["total_operations"] == 3
+    assert [op["operation_id"] for op in summary["operations"]] == ["custom_0_noop", "custom_1_noop", "custom_2_noop"]
+    assert Path(summary["report_path"]).is_file()
+    failed = runner.invoke(app, ["run", "custom", "noop", "fail", "--json"])
+    assert failed.exit_code == 1
+    assert json.loads(failed.stdout)["status"] == "partial_success"
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_demo_runs_on_embedded_defaults(tmp_projects: Path):
+    result = runner.invoke(app, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert (tmp_projects / "demo" / "project.yaml").is_file()
+    results = {op["operation_id"]: op["result"] for op in summary["operations"]}
+    assert results["custom_0_source-count"]["rows"] == results["custom_3_target-count"]["rows"]
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([str(Path(sys.executable).parent / "ombudsman"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "run" in result.stdout
