@@ -1,0 +1,343 @@
+"""Row comparison benchmark: ours vs reladiff (`-a hashdiff`) on the same data (issue 6).
+
+    .venv/bin/python benchmarks/comparison.py --rows 1000000 --engines duckdb postgresql
+
+Builds, once per size, a 10-column source table and two targets (identical, and with 100
+differences: 40 changed, 30 missing, 30 extra) in two separate DuckDB files and two separate
+PostgreSQL databases, then times in fresh processes: our comparison (auto mode: the engine's
+native hash on same-engine pairs; and the canonical cross-engine hash), reladiff, and the floor
+(one canonical-hash scan per side, both sides at once). Prints wall time, peak RSS, rows
+transferred and the differences found. reladiff lives only in a separate venv
+(`--reladiff /tmp/bench-venv/bin/reladiff`; create it with `python -m venv /tmp/bench-venv &&
+/tmp/bench-venv/bin/pip install reladiff duckdb==2.0.1 psycopg2-binary`).
+PostgreSQL: `--pg-url postgresql+psycopg://user@host:port/postgres`, else a throwaway server is
+started with initdb in a temp dir (Debian's postgresql package) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ["id", "qty", "amount", "name", "sku", "ts", "d", "flag", "ratio", "region"]
+DUCK_SELECT = """
+    SELECT i::BIGINT AS id, (i * 7) % 1000 AS qty, ((i % 100000) / 100.0)::DECIMAL(12,2) AS amount,
+           'customer_' || (i % 50000) AS name, 'SKU-' || (i % 997) AS sku,
+           TIMESTAMP '2020-01-01' + to_seconds(i % 100000000) AS ts, DATE '2020-01-01' + (i % 1500)::INT AS d,
+           i % 2 = 0 AS flag, (i % 1000) / 8.0::DOUBLE AS ratio, ((i * 31) % 7)::INT AS region
+    FROM range({n}) r(i)"""
+PG_SELECT = """
+    SELECT i::BIGINT AS id, (i * 7) % 1000 AS qty, ((i % 100000) / 100.0)::NUMERIC(12,2) AS amount,
+           'customer_' || (i % 50000) AS name, 'SKU-' || (i % 997) AS sku,
+           TIMESTAMP '2020-01-01' + (i % 100000000) * INTERVAL '1 second' AS ts, DATE '2020-01-01' + (i % 1500)::INT AS d,
+           i % 2 = 0 AS flag, ((i % 1000) / 8.0)::DOUBLE PRECISION AS ratio, ((i * 31) % 7)::INT AS region
+    FROM generate_series(0, {n} - 1) AS g(i)"""
+# 100 differences: 40 changed, 30 missing in target, 30 extra in target
+DIFF_SQL = [
+    "UPDATE {t} SET name = name || '!' WHERE id % {step} = 1 AND id < {step} * 40",
+    "DELETE FROM {t} WHERE id % {step} = 2 AND id < {step} * 30",
+    "INSERT INTO {t} SELECT id + {n}, qty, amount, name, sku, ts, d, flag, ratio, region FROM {t} "
+    "WHERE id % {step} = 5 AND id < {step} * 30",
+]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def build_duckdb(folder: Path, n: int) -> tuple[str, str]:
+    import duckdb
+
+    src, tgt = folder / f"src_{n}.duckdb", folder / f"tgt_{n}.duckdb"
+    if not (src.exists() and tgt.exists()):
+        for path in (src, tgt):
+            path.unlink(missing_ok=True)
+        con = duckdb.connect(str(src))
+        con.execute("SET enable_progress_bar = false")
+        con.execute("CREATE TABLE t AS " + DUCK_SELECT.format(n=n))
+        con.close()
+        con = duckdb.connect(str(tgt))
+        con.execute("SET enable_progress_bar = false")
+        con.execute("CREATE TABLE t_same AS " + DUCK_SELECT.format(n=n))
+        con.execute("CREATE TABLE t_diff AS " + DUCK_SELECT.format(n=n))
+        for sql in DIFF_SQL:
+            con.execute(sql.format(t="t_diff", n=n, step=n // 100))
+        con.close()
+    return f"duckdb:///{src}", f"duckdb:///{tgt}"
+
+
+def build_postgres(base_url: str, n: int) -> tuple[str, str]:
+    import psycopg
+
+    plain = base_url.replace("postgresql+psycopg://", "postgresql://")
+    root, _, _ = plain.rpartition("/")
+    names = (f"bench_src_{n}", f"bench_tgt_{n}")
+    with psycopg.connect(plain, autocommit=True) as admin:
+        existing = {r[0] for r in admin.execute("SELECT datname FROM pg_database")}
+        for name in names:
+            if name not in existing:
+                admin.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(f"{root}/{names[0]}", autocommit=True) as con:
+        if not con.execute("SELECT to_regclass('t')").fetchone()[0]:
+            con.execute("CREATE TABLE t AS " + PG_SELECT.format(n=n))
+            con.execute("ALTER TABLE t ADD PRIMARY KEY (id)")
+            con.execute("VACUUM ANALYZE t")
+    with psycopg.connect(f"{root}/{names[1]}", autocommit=True) as con:
+        if not con.execute("SELECT to_regclass('t_diff')").fetchone()[0]:
+            for table in ("t_same", "t_diff"):
+                con.execute(f"CREATE TABLE {table} AS " + PG_SELECT.format(n=n))
+            for sql in DIFF_SQL:
+                con.execute(sql.format(t="t_diff", n=n, step=n // 100))
+            for table in ("t_same", "t_diff"):
+                con.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+                con.execute(f"VACUUM ANALYZE {table}")
+    base = base_url.rpartition("/")[0]
+    return f"{base}/{names[0]}", f"{base}/{names[1]}"
+
+
+class ThrowawayPostgres:
+    """initdb + pg_ctl in a temp dir on a free port (as tests/conftest.py does)."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+        if not bins:
+            raise SystemExit("PostgreSQL is not installed; give --pg-url")
+        self.bin = bins[-1]
+        self.root = Path(tempfile.mkdtemp(prefix="ombudsman-bench-pg-"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def __enter__(self) -> str:
+        if self.prefix:
+            shutil.chown(self.root, "postgres", "postgres")
+        data = self.root / "data"
+        subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                        "-E", "UTF8", "--no-locale"], check=True, capture_output=True)  # fmt: skip
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB")  # fmt: skip
+        subprocess.run([*self.prefix, str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-w",
+                        "-o", options, "start"], check=True, capture_output=True)  # fmt: skip
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def __exit__(self, *exc: Any) -> None:
+        subprocess.run([*self.prefix, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w",
+                        "stop"], capture_output=True)  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- measured runs (child processes)
+
+
+def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> dict[str, Any]:
+    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.validation.comparison import ComparisonOptions, compare_tables
+
+    started = time.perf_counter()
+    outcome = compare_tables(
+        get_engine(spec_from_url(src)),
+        get_engine(spec_from_url(tgt)),
+        table,
+        target_table,
+        options=ComparisonOptions(key_columns=["id"], hash_mode=mode, sample_size=100),
+    )
+    r, s = outcome.result, outcome.stats
+    return {
+        "inner_s": round(time.perf_counter() - started, 3),
+        "found": f"{r.missing_in_target}/{r.extra_in_target}/{r.changed}",
+        "rows_transferred": s.rows_transferred,
+        "detail": f"{s.hash_mode}, {s.failing_buckets} failing buckets, {s.scans_per_side} scans/side",
+    }
+
+
+def child_floor(src: str, tgt: str, table: str, target_table: str) -> dict[str, Any]:
+    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.validation.comparison import table_fingerprint
+
+    out: dict[str, Any] = {}
+
+    def scan(label: str, url: str, name: str) -> None:
+        t0 = time.perf_counter()
+        table_fingerprint(get_engine(spec_from_url(url)), name)
+        out[label] = round(time.perf_counter() - t0, 3)
+
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=scan, args=a)
+        for a in (("src", src, table), ("tgt", tgt, target_table))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {
+        "inner_s": round(time.perf_counter() - started, 3),
+        "rows_transferred": 2,
+        "detail": f"per side {out}",
+    }
+
+
+def measure(cmd: list[str]) -> tuple[float, float, str, str]:
+    """(wall seconds, peak RSS MiB, stdout, stderr) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder: dict[str, str] = {}
+
+    def drain(name: str, stream: Any) -> None:
+        holder[name] = stream.read()
+
+    readers = [
+        threading.Thread(target=drain, args=a) for a in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join()
+    return wall, usage.ru_maxrss / 1024, holder.get("out", ""), holder.get("err", "")
+
+
+def reladiff_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://").replace("duckdb:///", "duckdb://")
+
+
+def run_reladiff(binary: str, src: str, tgt: str, table: str, target_table: str) -> dict[str, Any]:
+    cmd = [binary, reladiff_url(src), table, reladiff_url(tgt), target_table, "-k", "id",
+           *[a for c in COLUMNS[1:] for a in ("-c", c)], "-a", "hashdiff", "--stats"]  # fmt: skip
+    wall, rss, out, err = measure(cmd)
+    numbers = {}
+    for line in out.splitlines():
+        for marker, key in (
+            ("exclusive to table A", "missing"),
+            ("exclusive to table B", "extra"),
+            ("rows updated", "changed"),
+        ):
+            if marker in line:
+                numbers[key] = line.split()[0]
+    found = (
+        f"{numbers.get('missing', '?')}/{numbers.get('extra', '?')}/{numbers.get('changed', '?')}"
+    )
+    stats = ""
+    if not numbers and err:
+        found = "error: " + err.strip().splitlines()[-1][:120]
+    return {
+        "wall_s": round(wall, 2),
+        "peak_mib": round(rss),
+        "found": found,
+        "rows_transferred": "n/a",
+        "detail": stats,
+    }
+
+
+def run_child(kind: str, *args: str) -> dict[str, Any]:
+    wall, rss, out, err = measure([sys.executable, __file__, "--child", kind, *args])
+    try:
+        data = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {
+            "wall_s": round(wall, 2),
+            "peak_mib": round(rss),
+            "found": "error: " + err.strip()[-200:],
+        }
+    return {"wall_s": round(wall, 2), "peak_mib": round(rss), **data}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument(
+        "--engines", nargs="+", default=["duckdb", "postgresql"], choices=["duckdb", "postgresql"]
+    )
+    parser.add_argument("--diffs", type=int, nargs="+", default=[0, 100], choices=[0, 100])
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ombudsman-bench-data"
+    )
+    parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--reladiff", default="/tmp/bench-venv/bin/reladiff")
+    parser.add_argument(
+        "--skip-canonical",
+        action="store_true",
+        help="Skip our canonical-hash run on same-engine pairs.",
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        result = child_ours(*rest) if kind == "ours" else child_floor(*rest)
+        print(json.dumps(result))
+        return
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    server = ThrowawayPostgres() if "postgresql" in args.engines and not args.pg_url else None
+    pg_url = server.__enter__() if server else args.pg_url
+    try:
+        rows_out = []
+        for n in args.rows:
+            for engine in args.engines:
+                t0 = time.perf_counter()
+                src, tgt = (
+                    build_duckdb(args.data_dir, n)
+                    if engine == "duckdb"
+                    else build_postgres(pg_url, n)
+                )
+                print(
+                    f"# data {engine} {n:,} rows ready in {time.perf_counter() - t0:.1f} s",
+                    flush=True,
+                )
+                for diffs in args.diffs:
+                    target_table = "t_diff" if diffs else "t_same"
+                    label = f"{engine} {n:,} rows, {diffs} diffs"
+                    runs = [
+                        (
+                            "floor (1 canonical scan/side)",
+                            run_child("floor", src, tgt, "t", target_table),
+                        )
+                    ]
+                    runs.append(
+                        ("ours (auto)", run_child("ours", src, tgt, "t", target_table, "auto"))
+                    )
+                    if not args.skip_canonical:
+                        runs.append(
+                            (
+                                "ours (canonical)",
+                                run_child("ours", src, tgt, "t", target_table, "canonical"),
+                            )
+                        )
+                    if Path(args.reladiff).exists():
+                        runs.append(
+                            (
+                                "reladiff -a hashdiff",
+                                run_reladiff(args.reladiff, src, tgt, "t", target_table),
+                            )
+                        )
+                    for tool, r in runs:
+                        rows_out.append((label, tool, r))
+                        print(f"{label:34} {tool:30} wall {r.get('wall_s', '?'):>7} s  peak {r.get('peak_mib', '?'):>5} MiB  "
+                              f"rows {r.get('rows_transferred', '?'):>8}  found {r.get('found', '-'):>12}  {r.get('detail', '')}",
+                              flush=True)  # fmt: skip
+        print(
+            "\nfound = missing in target / extra in target / changed (reladiff: from its --stats)."
+        )
+    finally:
+        if server:
+            server.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()
