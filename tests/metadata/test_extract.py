@@ -31,7 +31,8 @@ def test_sqlite_catalog_matches_known_ddl(tmp_path: Path):
     catalog = extract_catalog(engine, connection="known")
     check_known_catalog(catalog, "main")
     assert catalog.dialect == "sqlite" and catalog.database.endswith("known.db")
-    assert len(statements) == 6  # database, schemas, tables, columns, primary keys, foreign keys
+    # database, schemas, tables, columns (with primary-key positions), foreign keys
+    assert len(statements) == 5
     customer = catalog.table("main", "customer")  # case-insensitive lookup
     assert customer is not None and customer.column("full name").max_length == 60
 
@@ -42,7 +43,7 @@ def test_exact_counts_are_flagged_and_batched(tmp_path: Path):
     statements = _counting(engine)
     catalog = extract_catalog(engine, connection="known", exact_counts=True)
     check_known_catalog(catalog, "main", exact=True)
-    assert len(statements) == 7  # the six catalog queries plus one UNION ALL of three COUNT(*)
+    assert len(statements) == 6  # the five catalog queries plus one UNION ALL of three COUNT(*)
 
 
 def test_duckdb_catalog_matches_known_ddl(tmp_path: Path):

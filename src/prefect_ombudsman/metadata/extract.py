@@ -14,7 +14,9 @@ the database:
 - `foreign_keys`: the same plus referred_schema, referred_table, referred_column, and an
   optional constraint_id where the database names no constraint
 
-Statements filter on `:schemas` (an expanding parameter). A dialect without `catalog_sql`
+A `columns` row may carry `pk_position` (with `primary_keys: None` in `catalog_sql`) when the
+database lists primary-key positions with the columns. Statements filter on `:schemas` (an
+expanding parameter). A dialect without `catalog_sql`
 falls back to SQLAlchemy's `get_multi_*` reflection, one call per kind and schema.
 """
 
@@ -27,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, inspect, literal, select, table, text, union_all
@@ -66,6 +69,8 @@ def catalog_statements(dialect: Dialect, kind: str) -> list[Any] | None:
     if not sql_by_kind or kind not in sql_by_kind:
         return None
     entry = sql_by_kind[kind]
+    if entry is None:  # served by another kind's query (SQLite: primary keys come with the columns)
+        return []
     statements = []
     for sql in entry if isinstance(entry, tuple) else (entry,):
         stmt = text(sql)
@@ -88,6 +93,8 @@ class CatalogReader:
         statements = catalog_statements(self.dialect, kind)
         if statements is None:
             return self._reflected(kind, schemas or [])
+        if not statements:
+            return []
         aliases = getattr(self.dialect, "catalog_row_aliases", {}).get(kind, {})
         params = {"schemas": list(schemas or [])}
         last_error: Exception | None = None
@@ -95,7 +102,8 @@ class CatalogReader:
             try:
                 self.queries += 1
                 result = self.conn.execute(stmt, params)
-                raw = [dict(row) for row in result.mappings()]
+                keys = [str(k).lower() for k in result.keys()]
+                raw = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
             except Exception as exc:  # an alternative the database lacks: try the next one
                 last_error = exc
                 self._rollback()
@@ -107,7 +115,7 @@ class CatalogReader:
                         "catalog %s: alternative %d failed (%s), trying the next", kind, i + 1, exc
                     )
                 continue
-            return [_normalise_keys(row, aliases) for row in raw]
+            return [_normalise_keys(row, aliases) for row in raw] if aliases else raw
         assert last_error is not None
         raise last_error
 
@@ -195,7 +203,7 @@ def _type_text(sa_type: Any, conn: Connection) -> str | None:
 
 
 def _normalise_keys(row: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
-    out = {str(k).lower(): v for k, v in row.items()}
+    out = dict(row)
     for alias, canonical in aliases.items():
         if canonical not in out and alias in out:
             out[canonical] = out[alias]
@@ -207,9 +215,16 @@ def _normalise_keys(row: dict[str, Any], aliases: dict[str, str]) -> dict[str, A
 
 def split_type(data_type: Any) -> tuple[str | None, int | None, int | None, int | None]:
     """`'varchar(20)'` -> `('VARCHAR', 20, None, None)`; `'numeric(12,2)'` -> `('NUMERIC', None, 12, 2)`."""
-    if data_type is None or not str(data_type).strip():
+    if data_type is None:
         return None, None, None, None
-    text_type = str(data_type).strip()
+    return _split_type(str(data_type))
+
+
+@lru_cache(maxsize=4096)
+def _split_type(text_type: str) -> tuple[str | None, int | None, int | None, int | None]:
+    text_type = text_type.strip()
+    if not text_type:
+        return None, None, None, None
     match = _TYPE_WITH_PARAMS.match(text_type)
     if not match:
         return text_type.upper(), None, None, None
@@ -240,6 +255,8 @@ def _int(value: Any) -> int | None:
 
 
 def _bool(value: Any, default: bool = True) -> bool:
+    if value is True or value is False:
+        return value
     if value is None:
         return default
     if isinstance(value, str):
@@ -247,12 +264,14 @@ def _bool(value: Any, default: bool = True) -> bool:
     return bool(value)
 
 
-def _column(row: dict[str, Any]) -> CatalogColumn:
+def _column(row: dict[str, Any], ordinal: int, primary_key: bool) -> CatalogColumn:
+    """A column from a normalised row (values converted here, so validation is skipped: 10k+ columns)."""
     base, length, precision, scale = split_type(row.get("data_type"))
     default = row.get("column_default")
-    return CatalogColumn(
+    return CatalogColumn.model_construct(
         name=str(row["column_name"]),
-        ordinal=max(1, _int(row.get("ordinal_position")) or 1),
+        ordinal=ordinal,
+        primary_key=primary_key,
         data_type=base,
         max_length=_int(row.get("max_length")) if row.get("max_length") is not None else length,
         precision=_int(row.get("numeric_precision"))
@@ -403,13 +422,16 @@ def _extract(
         selected = tables
     check()
 
-    columns: dict[Key, list[CatalogColumn]] = defaultdict(list)
+    column_rows: dict[Key, list[dict[str, Any]]] = defaultdict(list)
+    key_rows: list[dict[str, Any]] = []
     for row in reader.rows("columns", schemas):
         key = (str(row["table_schema"]), str(row["table_name"]))
         if key in selected:
-            columns[key].append(_column(row))
+            column_rows[key].append(row)
+        if row.get("pk_position"):  # a dialect whose columns query carries the primary key
+            key_rows.append({**row, "key_position": row["pk_position"]})
     check()
-    primary_keys = _group_keys(reader.rows("primary_keys", schemas), wanted)
+    primary_keys = _group_keys(key_rows + reader.rows("primary_keys", schemas), wanted)
     check()
     foreign_keys = _group_keys(reader.rows("foreign_keys", schemas), wanted)
     check()
@@ -418,12 +440,13 @@ def _extract(
     for (tkey, _), rows in primary_keys.items():
         pk_columns.setdefault(tkey, [str(r["column_name"]) for r in rows])
     for key, tbl in selected.items():
-        cols = sorted(columns.get(key, []), key=lambda c: c.ordinal)
+        rows = sorted(column_rows.get(key, []), key=lambda r: _int(r.get("ordinal_position")) or 0)
         pk = pk_columns.get(key, [])
-        for i, col in enumerate(cols, start=1):
-            col.ordinal = i  # dense 1..n: dropped columns leave gaps in some catalogs
-            col.primary_key = col.name in pk
-        tbl.columns = cols
+        in_pk = set(pk)
+        # ordinals dense 1..n: dropped columns leave gaps in some catalogs
+        tbl.columns = [
+            _column(r, i, str(r["column_name"]) in in_pk) for i, r in enumerate(rows, start=1)
+        ]
         tbl.primary_key = list(pk)
     for (tkey, _constraint), rows in foreign_keys.items():
         tbl = selected.get(tkey)
