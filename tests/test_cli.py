@@ -59,3 +59,22 @@ def test_demo_runs_on_embedded_defaults(tmp_projects: Path):
 def test_console_script_is_installed():
     result = subprocess.run([str(Path(sys.executable).parent / "ombudsman"), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_jobs_commands_read_a_finished_job(tmp_projects: Path):
+    run = runner.invoke(app, ["run", "custom", "noop", "fail", "--name", "jobs-cli", "--json"])
+    job_id = json.loads(run.stdout)["job_id"]
+    shown = runner.invoke(app, ["jobs", "show", job_id])
+    assert shown.exit_code == 0
+    job = json.loads(shown.stdout)
+    assert job["status"] == "partial_success" and job["name"] == "jobs-cli" and len(job["operations"]) == 2
+    progress = json.loads(runner.invoke(app, ["jobs", "progress", job_id]).stdout)
+    assert progress["progress"]["completed_operations"] == 1 and progress["progress"]["failed_operations"] == 1
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--type", "custom", "--json"]).stdout)
+    assert job_id in {j["job_id"] for j in listed["jobs"]}
+    report = runner.invoke(app, ["jobs", "report", job_id])
+    assert json.loads(report.stdout)["job_id"] == job_id
+    assert runner.invoke(app, ["jobs", "cancel", job_id]).exit_code == 1  # already finished
+    assert runner.invoke(app, ["jobs", "show", "not-a-uuid"]).exit_code == 2
+    assert runner.invoke(app, ["jobs", "list", "--status", "bogus"]).exit_code == 2

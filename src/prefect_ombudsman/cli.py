@@ -15,7 +15,14 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -212,6 +219,147 @@ def run_custom(
     execute_job(custom_batch, params, as_json=as_json, label="custom")
 
 
+# ----------------------------------------------------------------------------- jobs
+
+jobs_app = typer.Typer(help="Inspect and control batch jobs (Prefect flow runs of the batch flows).", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _service_call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    from prefect_ombudsman.jobs.service import JobNotFound, JobStateError
+
+    try:
+        return function(*args, **kwargs)
+    except JobNotFound as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except JobStateError as exc:
+        console.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(1) from None
+
+
+def _dump(model: Any) -> None:
+    out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else json.dumps(model, default=str))
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    project: Annotated[str | None, typer.Option("--project")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Jobs, newest first."""
+    from prefect_ombudsman.jobs import service
+    from prefect_ombudsman.jobs.models import BatchJobStatus, BatchJobType
+
+    try:
+        status_value = BatchJobStatus(status) if status else None
+        type_value = BatchJobType(job_type) if job_type else None
+    except ValueError as exc:
+        refuse(str(exc))
+    jobs, total = service.list_jobs(status=status_value, job_type=type_value, project_id=project, limit=limit, offset=offset)
+    if as_json:
+        out.print_json(json.dumps({"jobs": [j.model_dump(mode="json") for j in jobs], "total": total}))
+        return
+    table = Table(title=f"{total} jobs")
+    for column in ("job_id", "type", "status", "name", "done", "created"):
+        table.add_column(column)
+    for job in jobs:
+        p = job.progress
+        done = f"{p.completed_operations + p.failed_operations + p.skipped_operations}/{p.total_operations}" if p else ""
+        table.add_row(job.job_id, job.job_type.value, job.status.value, job.name, done, job.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """The whole job (SPEC §4) as JSON."""
+    from prefect_ombudsman.jobs import service
+
+    _dump(_service_call(service.get_job, job_id))
+
+
+@jobs_app.command("progress")
+def jobs_progress(job_id: str) -> None:
+    """Counters, percent and ETA of a job."""
+    from prefect_ombudsman.jobs import service
+
+    job = _service_call(service.get_job, job_id, with_operations=False)
+    out.print_json(json.dumps({"job_id": job.job_id, "job_status": job.status.value, "progress": job.progress.model_dump() if job.progress else None}))
+
+
+@jobs_app.command("operations")
+def jobs_operations(job_id: str) -> None:
+    """The operations of a job with their status, timing, result and error."""
+    from prefect_ombudsman.jobs import service
+
+    job = _service_call(service.get_job, job_id)
+    out.print_json(json.dumps({"job_id": job.job_id, "total_operations": len(job.operations), "operations": [o.model_dump(mode="json") for o in job.operations]}))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, reason: Annotated[str | None, typer.Option("--reason")] = None) -> None:
+    """Cancel a job: no operation starts afterwards, running ones stop at their next safe point."""
+    from prefect_ombudsman.jobs import service
+
+    job = _service_call(service.cancel_job, job_id, reason)
+    out.print(f"job {job.job_id}: {job.status.value}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: str) -> None:
+    """Re-run a failed job: only operations that did not complete execute again."""
+    from prefect_ombudsman.jobs import service
+
+    job = _service_call(service.retry_job, job_id)
+    out.print(f"job {job.job_id}: {job.status.value}")
+    raise typer.Exit(0 if job.status.value in ("completed", "queued", "pending") else 1)
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: str) -> None:
+    """Delete a finished job's flow run."""
+    from prefect_ombudsman.jobs import service
+
+    _service_call(service.delete_job, job_id)
+    out.print(f"deleted {job_id}")
+
+
+@jobs_app.command("stats")
+def jobs_stats() -> None:
+    """Counts by status and type, and the ten newest jobs."""
+    from prefect_ombudsman.jobs import service
+    from prefect_ombudsman.jobs.models import BatchJobStatus, BatchJobType
+
+    jobs, total = service.list_jobs(limit=10_000)
+    stats = {
+        "total_jobs": total,
+        "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
+        "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
+        "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
+        "recent_jobs": [
+            {"job_id": j.job_id, "name": j.name, "status": j.status.value, "created_at": j.created_at.isoformat()} for j in jobs[:10]
+        ],
+    }
+    out.print_json(json.dumps(stats))
+
+
+@jobs_app.command("report")
+def jobs_report(job_id: str) -> None:
+    """The job's report (JSON written by the flow at the end)."""
+    from prefect_ombudsman.jobs import service
+
+    job = _service_call(service.get_job, job_id, with_operations=False)
+    path = (job.result_summary or {}).get("report_path")
+    if not path or not Path(path).is_file():
+        console.print(f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]")
+        raise typer.Exit(1)
+    sys.stdout.write(Path(path).read_text())
+
+
 @app.command("demo")
 def demo_command(
     projects_dir: ProjectsDir = None,
@@ -271,8 +419,9 @@ def split_source(value: str) -> tuple[str, str | None]:
 @run_app.command("metadata")
 def run_metadata(
     source: Annotated[
-        list[str], typer.Option("--source", "-s", help="Connection REF[:schema] (repeat for more sources).")
-    ],
+        list[str] | None,
+        typer.Option("--source", "-s", help="Connection REF[:schema], repeatable. Default with --project: its source and target."),
+    ] = None,
     table: Annotated[
         list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable; applies to every source).")
     ] = None,
@@ -292,8 +441,10 @@ def run_metadata(
     """Extract the metadata catalog of each source into the project's metadata/ folder."""
     from prefect_ombudsman.jobs.models import BatchMetadataRequest
 
+    if not source and not project:
+        refuse("give --source (one or more) or --project (extracts its source and target)")
     items = []
-    for value in source:
+    for value in source or ["source", "target"]:
         ref, schema = split_source(value.strip())
         items.append({"connection": ref, "schema_name": schema, "table_names": list(table) if table else None})
     request = build_request(
