@@ -34,7 +34,13 @@ steps:
 """
 
 
-def make_project(root: Path, project_id: str, *, drift: dict[str, Any] | None = None, pipelines: dict[str, str] | None = None) -> Path:
+def make_project(
+    root: Path,
+    project_id: str,
+    *,
+    drift: dict[str, Any] | None = None,
+    pipelines: dict[str, str] | None = None,
+) -> Path:
     """A project folder whose source and target hold the warehouse (target with `drift`)."""
     folder = root / project_id
     (folder / "pipelines").mkdir(parents=True)
@@ -43,8 +49,14 @@ def make_project(root: Path, project_id: str, *, drift: dict[str, Any] | None = 
     )
     (folder / "data").mkdir()
     warehouse.build(get_engine(spec_from_url(f"sqlite:///{folder / 'data' / 'source.db'}")))
-    warehouse.build(get_engine(spec_from_url(f"duckdb:///{folder / 'data' / 'target.duckdb'}")), drift=drift)
-    for name, text in (pipelines if pipelines is not None else {"sales": SALES_PIPELINE, "customers": CUSTOMER_PIPELINE}).items():
+    warehouse.build(
+        get_engine(spec_from_url(f"duckdb:///{folder / 'data' / 'target.duckdb'}")), drift=drift
+    )
+    for name, text in (
+        pipelines
+        if pipelines is not None
+        else {"sales": SALES_PIPELINE, "customers": CUSTOMER_PIPELINE}
+    ).items():
         (folder / "pipelines" / f"{name}.yaml").write_text(textwrap.dedent(text))
     return folder
 

@@ -19,19 +19,39 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.flows.runner import OperationPlan, register_executor, run_batch, settings_from, write_json_atomic
-from prefect_ombudsman.jobs.models import BatchJobType, BatchPipelineRequest, JobName, MaxParallel, MaxRetries, PipelineExecutionItem
+from prefect_ombudsman.flows.runner import (
+    OperationPlan,
+    register_executor,
+    run_batch,
+    settings_from,
+    write_json_atomic,
+)
+from prefect_ombudsman.jobs.models import (
+    BatchJobType,
+    BatchPipelineRequest,
+    JobName,
+    MaxParallel,
+    MaxRetries,
+    PipelineExecutionItem,
+)
 from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.tasks.validation import run_pipeline_operation
 from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
-from prefect_ombudsman.validation.report import build_report, report_markdown, report_table_rows, write_report
+from prefect_ombudsman.validation.report import (
+    build_report,
+    report_markdown,
+    report_table_rows,
+    write_report,
+)
 
 log = logging.getLogger("prefect_ombudsman.validation")
 
 register_executor("pipeline_execution", run_pipeline_operation)
 
 
-def plan_pipelines(request: BatchPipelineRequest, projects_dir: str | None = None) -> list[OperationPlan]:
+def plan_pipelines(
+    request: BatchPipelineRequest, projects_dir: str | None = None
+) -> list[OperationPlan]:
     """One operation per pipeline; batch files expand; a missing file still gets its (failing) operation."""
     root = projects_root(projects_dir)
     project_id = request.project_id or default_project_id()
@@ -43,7 +63,11 @@ def plan_pipelines(request: BatchPipelineRequest, projects_dir: str | None = Non
             refs = [PipelineRef(item.pipeline_id, None)]
         for ref in refs:
             i = len(plans)
-            metadata = {"pipeline_id": ref.pipeline_id, "pipeline_name": item.pipeline_name, "config_override": item.config_override}
+            metadata = {
+                "pipeline_id": ref.pipeline_id,
+                "pipeline_name": item.pipeline_name,
+                "config_override": item.config_override,
+            }
             if ref.from_batch:
                 metadata["from_batch"] = ref.from_batch
             plans.append(
@@ -70,7 +94,11 @@ def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
         return state
     try:
         report = build_report(summary, multi_project=multi_project)
-        folder = Path(summary["report_path"]).parent if summary.get("report_path") else projects_root(None) / ".ombudsman" / "jobs"
+        folder = (
+            Path(summary["report_path"]).parent
+            if summary.get("report_path")
+            else projects_root(None) / ".ombudsman" / "jobs"
+        )
         path = write_report(report, folder / f"validation_report_{summary['job_id']}.json")
         summary["validation_report_path"] = str(path)
         summary["validation_summary"] = report["summary"]
@@ -80,10 +108,18 @@ def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
         log.warning("could not build the consolidated validation report: %s", exc)
         return state
     try:
-        create_markdown_artifact(key=f"ombudsman-{slug}-report", markdown=report_markdown(report, str(path)), description="Consolidated validation report")
+        create_markdown_artifact(
+            key=f"ombudsman-{slug}-report",
+            markdown=report_markdown(report, str(path)),
+            description="Consolidated validation report",
+        )
         rows = report_table_rows(report)
         if rows:
-            create_table_artifact(key=f"ombudsman-{slug}-tables", table=rows, description="Validation results per table")
+            create_table_artifact(
+                key=f"ombudsman-{slug}-tables",
+                table=rows,
+                description="Validation results per table",
+            )
     except Exception as exc:
         log.warning("could not publish the validation report artifacts: %s", exc)
     return state
@@ -124,6 +160,7 @@ def bulk_pipeline_execution(
         created_by=created_by,
     )
     state = run_batch(
-        settings_from(request, BatchJobType.bulk_pipeline_execution, projects_dir), plan_pipelines(request, projects_dir)
+        settings_from(request, BatchJobType.bulk_pipeline_execution, projects_dir),
+        plan_pipelines(request, projects_dir),
     )
     return finish_validation_job(state, multi_project=False, slug="bulk-pipeline-execution")

@@ -13,8 +13,20 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_ombudsman.flows.pipelines import finish_validation_job
-from prefect_ombudsman.flows.runner import OperationPlan, register_executor, run_batch, settings_from
-from prefect_ombudsman.jobs.models import BatchJobType, BatchMultiProjectRequest, JobName, MaxParallel, MaxRetries, MultiProjectValidationItem
+from prefect_ombudsman.flows.runner import (
+    OperationPlan,
+    register_executor,
+    run_batch,
+    settings_from,
+)
+from prefect_ombudsman.jobs.models import (
+    BatchJobType,
+    BatchMultiProjectRequest,
+    JobName,
+    MaxParallel,
+    MaxRetries,
+    MultiProjectValidationItem,
+)
 from prefect_ombudsman.tasks.validation import run_project_operation
 
 register_executor("project_validation", run_project_operation)
@@ -68,5 +80,8 @@ def multi_project_validation(
         tags=tags or [],
         created_by=created_by,
     )
-    state = run_batch(settings_from(request, BatchJobType.multi_project_validation, projects_dir), plan_projects(request))
+    state = run_batch(
+        settings_from(request, BatchJobType.multi_project_validation, projects_dir),
+        plan_projects(request),
+    )
     return finish_validation_job(state, multi_project=True, slug="multi-project-validation")

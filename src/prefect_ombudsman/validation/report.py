@@ -55,27 +55,45 @@ def failure_kind(step: dict[str, Any]) -> str:
     return FAILURE_KINDS.get(str(step.get("validator")), "other")
 
 
-def _pipeline_results(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+def _pipeline_results(
+    summary: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """(full pipeline results, pipeline-level errors, project entries) from a batch summary."""
     results, errors, projects = [], [], []
     for op in summary.get("operations", []):
         result = op.get("result")
         meta = op.get("metadata") or {}
         if isinstance(result, dict) and "pipelines" in result and "project_id" in result:
-            projects.append({k: v for k, v in result.items() if k != "pipelines"} | {"operation_id": op.get("operation_id"), "operation_status": op.get("status")})
+            projects.append(
+                {k: v for k, v in result.items() if k != "pipelines"}
+                | {"operation_id": op.get("operation_id"), "operation_status": op.get("status")}
+            )
             for entry in result.get("pipelines", []):
                 full = _load(entry.get("results_path"))
                 if full is not None:
                     results.append(full)
                 elif entry.get("status") == "error" or entry.get("error"):
-                    errors.append({"project_id": result["project_id"], "pipeline_id": entry.get("pipeline_id"), "error": entry.get("error")})
+                    errors.append(
+                        {
+                            "project_id": result["project_id"],
+                            "pipeline_id": entry.get("pipeline_id"),
+                            "error": entry.get("error"),
+                        }
+                    )
                 else:
                     results.append({**entry, "project_id": result["project_id"]})
         elif isinstance(result, dict) and "steps" in result:
             results.append(result)
         elif op.get("status") in ("failed", "skipped"):
             if meta.get("project_id") and "pipeline_ids" in meta:
-                projects.append({"project_id": meta["project_id"], "operation_id": op.get("operation_id"), "operation_status": op.get("status"), "error": op.get("error")})
+                projects.append(
+                    {
+                        "project_id": meta["project_id"],
+                        "operation_id": op.get("operation_id"),
+                        "operation_status": op.get("status"),
+                        "error": op.get("error"),
+                    }
+                )
             errors.append(
                 {
                     "operation_id": op.get("operation_id"),
@@ -109,7 +127,20 @@ def build_report(summary: dict[str, Any], *, multi_project: bool = False) -> dic
     for result in results:
         project = result.get("project_id")
         pipelines.append(
-            {k: result.get(k) for k in ("project_id", "pipeline_id", "pipeline_name", "run_id", "status", "summary", "duration_ms", "results_path", "from_batch")}
+            {
+                k: result.get(k)
+                for k in (
+                    "project_id",
+                    "pipeline_id",
+                    "pipeline_name",
+                    "run_id",
+                    "status",
+                    "summary",
+                    "duration_ms",
+                    "results_path",
+                    "from_batch",
+                )
+            }
         )
         for step in result.get("steps", []):
             status = step.get("status", "ERROR")
@@ -127,7 +158,11 @@ def build_report(summary: dict[str, Any], *, multi_project: bool = False) -> dic
             if result.get("pipeline_id") not in entry["pipelines"]:
                 entry["pipelines"].append(result.get("pipeline_id"))
             entry["total_validations"] += 1
-            entry[{"PASS": "passed", "FAIL": "failed", "ERROR": "errors", "SKIPPED": "skipped"}.get(status, "errors")] += 1
+            entry[
+                {"PASS": "passed", "FAIL": "failed", "ERROR": "errors", "SKIPPED": "skipped"}.get(
+                    status, "errors"
+                )
+            ] += 1
             if status in ("FAIL", "ERROR"):
                 issue = {
                     "project_id": project,
@@ -155,7 +190,9 @@ def build_report(summary: dict[str, Any], *, multi_project: bool = False) -> dic
         entry["pass_rate"] = round(entry["passed"] / ran * 100, 2) if ran else None
         entry["status"] = "FAIL" if entry["failed"] or entry["errors"] else "PASS"
         table_rows.append(entry)
-    table_rows.sort(key=lambda e: (e["pass_rate"] if e["pass_rate"] is not None else 101, e["table"]))
+    table_rows.sort(
+        key=lambda e: (e["pass_rate"] if e["pass_rate"] is not None else 101, e["table"])
+    )
     ran = counts["PASS"] + counts["FAIL"] + counts["ERROR"]
     report = {
         "job_id": summary.get("job_id"),
@@ -199,14 +236,32 @@ def report_markdown(report: dict[str, Any], report_path: str | None = None, limi
         "",
     ]
     if report.get("projects"):
-        lines += ["## Projects", "", "| project | pipelines | passed | failed | errors |", "|---|---|---|---|---|"]
+        lines += [
+            "## Projects",
+            "",
+            "| project | pipelines | passed | failed | errors |",
+            "|---|---|---|---|---|",
+        ]
         for p in report["projects"]:
-            lines.append(f"| {p.get('project_id')} | {p.get('total_pipelines', '')} | {p.get('passed', '')} | {p.get('failed', '')} | {p.get('errors', p.get('error', ''))} |")
+            lines.append(
+                f"| {p.get('project_id')} | {p.get('total_pipelines', '')} | {p.get('passed', '')} | {p.get('failed', '')} | {p.get('errors', p.get('error', ''))} |"
+            )
         lines.append("")
-    lines += ["## Tables", "", "| table | validations | passed | failed | errors | pass rate |", "|---|---|---|---|---|---|"]
+    lines += [
+        "## Tables",
+        "",
+        "| table | validations | passed | failed | errors | pass rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in report["tables"][:limit]:
-        label = f"{t['project_id']}:{t['table']}" if report.get("projects") and t.get("project_id") else t["table"]
-        lines.append(f"| {label} | {t['total_validations']} | {t['passed']} | {t['failed']} | {t['errors']} | {t['pass_rate']}% |")
+        label = (
+            f"{t['project_id']}:{t['table']}"
+            if report.get("projects") and t.get("project_id")
+            else t["table"]
+        )
+        lines.append(
+            f"| {label} | {t['total_validations']} | {t['passed']} | {t['failed']} | {t['errors']} | {t['pass_rate']}% |"
+        )
     if len(report["tables"]) > limit:
         lines.append(f"| ... {len(report['tables']) - limit} more | | | | | |")
     if report["failures_by_kind"]:
@@ -217,7 +272,9 @@ def report_markdown(report: dict[str, Any], report_path: str | None = None, limi
             for f in bucket["failures"][:10]:
                 where = f"{f.get('table') or ''} · {f.get('pipeline_id') or ''}".strip(" ·")
                 text = (f.get("message") or f.get("error") or "").replace("\n", " ")[:200]
-                lines.append(f"- `{where}` {f.get('step') or ''} **{f.get('status') or ''}** {text}")
+                lines.append(
+                    f"- `{where}` {f.get('step') or ''} **{f.get('status') or ''}** {text}"
+                )
                 shown += 1
             if bucket["count"] > 10:
                 lines.append(f"- ... {bucket['count'] - 10} more")

@@ -149,14 +149,14 @@ _COLUMNS = table(
     column("numeric_scale"),
     column("ordinal_position"),
     schema="information_schema",
-)
+).alias("c")  # aliased: fakesnow rewrites the table name but not column qualifiers
 _TABLES = table(
     "tables",
     column("table_schema"),
     column("table_name"),
     column("table_type"),
     schema="information_schema",
-)
+).alias("t")
 
 
 def _int(value: Any) -> int | None:
