@@ -294,27 +294,53 @@ def rebatch(chunks: Iterator[pa.Table], rows: int | None) -> Iterator[pa.Table]:
 # ----------------------------------------------------------------------------- content digest
 
 
-def update_digest(digest: Any, chunk: pa.Table) -> None:
-    """Feed the logical content of a chunk (values and null positions, not padding) into a hash."""
-    for column in chunk.columns:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        n = len(array)
-        if array.null_count:
-            # the bytes under a NULL are unspecified: hash the null positions, then zero them
-            digest.update(np.packbits(array.is_null().to_numpy(zero_copy_only=False)).tobytes())
-            array = pc.fill_null(array, _zero(array.type))
-        if pa.types.is_string(array.type):
-            offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[
-                array.offset : array.offset + n + 1
-            ]
-            data = array.buffers()[2]
-            digest.update((offsets - offsets[0]).tobytes())
-            if data is not None and n:
-                digest.update(memoryview(data)[offsets[0] : offsets[-1]])
-        else:
-            width = array.type.byte_width
-            values = array.buffers()[1]
-            digest.update(memoryview(values)[array.offset * width : (array.offset + n) * width])
+class ContentDigest:
+    """SHA-256 of a table's logical content, the same however the rows are cut into batches.
+
+    Each column feeds three streams (null flags, value lengths of strings, value bytes) that are
+    plain concatenations over batches; padding and the bytes under NULLs never count."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, str], Any] = {}
+
+    def _stream(self, column: str, part: str) -> Any:
+        key = (column, part)
+        if key not in self._streams:
+            self._streams[key] = hashlib.sha256()
+        return self._streams[key]
+
+    def update(self, chunk: pa.Table) -> None:
+        for name, column in zip(chunk.column_names, chunk.columns, strict=True):
+            array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            n = len(array)
+            if array.null_count:
+                self._stream(name, "nulls").update(
+                    array.is_null().to_numpy(zero_copy_only=False).tobytes()
+                )
+                array = pc.fill_null(array, _zero(array.type))
+            else:
+                self._stream(name, "nulls").update(bytes(n))
+            if pa.types.is_string(array.type):
+                offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[
+                    array.offset : array.offset + n + 1
+                ]
+                self._stream(name, "lengths").update(np.diff(offsets).astype(np.int32).tobytes())
+                data = array.buffers()[2]
+                if data is not None and n:
+                    self._stream(name, "data").update(memoryview(data)[offsets[0] : offsets[-1]])
+            else:
+                width = array.type.byte_width
+                self._stream(name, "data").update(
+                    memoryview(array.buffers()[1])[
+                        array.offset * width : (array.offset + n) * width
+                    ]
+                )
+
+    def hexdigest(self) -> str:
+        total = hashlib.sha256()
+        for key in sorted(self._streams):
+            total.update("/".join(key).encode() + self._streams[key].digest())
+        return total.hexdigest()
 
 
 def _zero(data_type: pa.DataType) -> pa.Scalar:
@@ -326,7 +352,7 @@ def _zero(data_type: pa.DataType) -> pa.Scalar:
 
 
 def content_digest(chunks: Iterator[pa.Table]) -> str:
-    digest = hashlib.sha256()
+    digest = ContentDigest()
     for chunk in chunks:
-        update_digest(digest, chunk)
+        digest.update(chunk)
     return digest.hexdigest()

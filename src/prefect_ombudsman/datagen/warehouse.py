@@ -8,14 +8,13 @@ every target with either its old table or the complete new one.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect_ombudsman.datagen.drift import DriftPlan, DriftSpec, write_manifest
-from prefect_ombudsman.datagen.generator import GenerationPlan, iter_chunks, rebatch, update_digest
+from prefect_ombudsman.datagen.generator import ContentDigest, GenerationPlan, iter_chunks, rebatch
 from prefect_ombudsman.datagen.load import TableLoad, Target, prepare_target
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError, OperationCancelled
 
@@ -91,7 +90,7 @@ def generate_warehouse(
         total = plan.sizes[table.name]
         loads = [TableLoad(target, table, if_exists) for target in targets]
         opened: list[TableLoad] = []
-        digest = hashlib.sha256()
+        digest = ContentDigest()
         current = loads[0]
         try:
             for load in sorted(
@@ -103,7 +102,7 @@ def generate_warehouse(
             done = 0
             for chunk in rebatch(iter_chunks(plan, table), batch_rows):
                 check_cancelled()
-                update_digest(digest, chunk)
+                digest.update(chunk)
                 for index, load in enumerate(loads):
                     current = load
                     data = (
