@@ -265,10 +265,10 @@ def _bool(value: Any, default: bool = True) -> bool:
 
 
 def _column(row: dict[str, Any], ordinal: int, primary_key: bool) -> CatalogColumn:
-    """A column from a normalised row (values converted here, so validation is skipped: 10k+ columns)."""
+    """A column from a normalised catalog row."""
     base, length, precision, scale = split_type(row.get("data_type"))
     default = row.get("column_default")
-    return CatalogColumn.model_construct(
+    return CatalogColumn(
         name=str(row["column_name"]),
         ordinal=ordinal,
         primary_key=primary_key,
