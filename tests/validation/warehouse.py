@@ -22,6 +22,7 @@ def customer_rows() -> list[dict[str, Any]]:
             "email": f"user{i}@example.com",
             "segment": segments[i % 3],
             "valid_from": dt.date(2019, 1, 1),
+            "valid_to": None,
         }
         for i in range(1, CUSTOMERS + 1)
     ]
@@ -54,6 +55,7 @@ def tables(schema: str | None = None) -> tuple[MetaData, Table, Table]:
         Column("email", String(100)),
         Column("segment", String(10)),
         Column("valid_from", Date),
+        Column("valid_to", Date),
     )
     sales = Table(
         "fact_sales",
@@ -91,6 +93,13 @@ def build(
         customers[1]["customer_id"] = customers[0]["customer_id"]
     if drift.get("bad_segment"):
         customers[2]["segment"] = "Platinum"
+    if drift.get("amount_factor"):
+        for row in facts:
+            row["amount"] *= drift["amount_factor"]
+    if drift.get("duplicate_sale"):
+        facts.append({**facts[5], "sales_key": 10_000})
+    if drift.get("valid_from_shift"):
+        customers[4]["valid_from"] = dt.date(2019, 6, 1)
     if drift.get("bad_email"):
         customers[3]["email"] = "not-an-email"
     with engine.begin() as conn:

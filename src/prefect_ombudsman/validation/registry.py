@@ -13,6 +13,7 @@ Names are stored without the `validate_` prefix; lookups accept either form.
 from __future__ import annotations
 
 import difflib
+import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ def validator(
 
 
 _LOAD_LOCK = threading.Lock()
+# Validators that live outside `validators/` and register themselves on import.
+OPTIONAL_MODULES = ("prefect_ombudsman.validation.row_checksum",)
 
 
 def _ensure_builtins() -> None:
@@ -98,6 +101,11 @@ def _ensure_builtins() -> None:
         if not _LOADED:
             import prefect_ombudsman.validation.validators  # noqa: F401  (registers the built-ins)
 
+            for module in OPTIONAL_MODULES:
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    pass
             _LOADED = True
 
 

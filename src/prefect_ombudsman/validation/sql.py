@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, Numeric, case, cast, column, func, literal, select, table
+from sqlalchemy import Double, Numeric, case, cast, column, func, literal, select, table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -259,7 +259,8 @@ class SqlPieces:
         return func.sum(case((condition, 1), else_=0))
 
     def as_float(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
-        return cast(expr, Float)
+        """A 64-bit float (FLOAT is 32-bit on DuckDB, which moves values across bucket edges)."""
+        return cast(expr, Double())
 
     def floor(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         """FLOOR of a non-negative number."""

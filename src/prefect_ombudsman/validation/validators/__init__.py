@@ -2,8 +2,11 @@
 
 from prefect_ombudsman.validation.validators import (  # noqa: F401
     custom,
+    dimensions,
+    distribution,
     integrity,
     metrics,
     quality,
     schema,
+    timeseries,
 )
