@@ -433,10 +433,14 @@ class DriftPlan:
                 "missing_rows": sorted(plan.missing_keys),
                 "extra_rows": sorted(plan.extra_keys),
                 **entries,
-                "counts": {
-                    "missing_rows": len(plan.missing_keys),
-                    "extra_rows": len(plan.extra_keys),
-                    **{kind: len(e) for kind, e in entries.items()},
+                "counts": {  # per kind asked for: what was actually planted
+                    kind: len(plan.missing_keys)
+                    if kind == "missing_rows"
+                    else len(plan.extra_keys)
+                    if kind == "extra_rows"
+                    else len(entries.get(kind, []))
+                    for kind in KINDS
+                    if kind in plan.options
                 },
             }
             expected[name] = {

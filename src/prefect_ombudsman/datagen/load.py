@@ -56,7 +56,9 @@ class Target:
 def prepare_target(target: Target, tables: tuple[TableSpec, ...], if_exists: str) -> None:
     """Reach the target, create the `dim`/`fact` schemas it needs, refuse existing tables for if_exists=fail."""
     dialect = target.dialect
-    with target.engine.connect() as connection:
+    # Two operations creating the same schema at once conflict on DuckDB ("Catalog write-write
+    # conflict"): one schema set-up per database at a time.
+    with _table_lock((target.identity, "", "")), target.engine.connect() as connection:
         if dialect.has_schemas:
             for schema in sorted({t.schema for t in tables}):
                 name = dialect.datagen_schema(schema)
