@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from prefect_ombudsman.errors import ConfigurationError
 
 TableType = Literal["TABLE", "VIEW"]
+ProblemKind = Literal[
+    "missing_table", "insufficient_privileges", "row_count_failed", "query_fallback"
+]
 
 
 class _Model(BaseModel):
@@ -78,7 +81,7 @@ class CatalogTable(_Model):
 class CatalogProblem(_Model):
     """Something the extraction could not do, reported instead of failing the whole source."""
 
-    kind: Literal["missing_table", "insufficient_privileges", "row_count_failed", "query_fallback"]
+    kind: ProblemKind
     schema_name: str | None = Field(default=None, alias="schema")
     table: str | None = None
     message: str

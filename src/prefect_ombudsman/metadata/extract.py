@@ -45,6 +45,8 @@ from prefect_ombudsman.metadata.catalog import (
     CatalogForeignKey,
     CatalogProblem,
     CatalogTable,
+    ProblemKind,
+    TableType,
 )
 from prefect_ombudsman.redaction import scrub
 
@@ -178,14 +180,14 @@ class CatalogReader:
                 for (_, tname), fks in insp.get_multi_foreign_keys(schema=schema).items():
                     for n, fk in enumerate(fks):
                         pairs = zip(fk["constrained_columns"], fk["referred_columns"], strict=False)
-                        for i, (col, ref) in enumerate(pairs, start=1):
+                        for i, (fk_col, ref) in enumerate(pairs, start=1):
                             rows.append(
                                 {
                                     "table_schema": schema,
                                     "table_name": tname,
                                     "constraint_name": fk.get("name"),
                                     "constraint_id": n,
-                                    "column_name": col,
+                                    "column_name": fk_col,
                                     "key_position": i,
                                     "referred_schema": fk.get("referred_schema") or schema,
                                     "referred_table": fk["referred_table"],
@@ -402,7 +404,7 @@ def _extract(
         key = (str(row["table_schema"]), str(row["table_name"]))
         if key[0] not in wanted:
             continue
-        kind = "VIEW" if "VIEW" in str(row.get("table_type") or "").upper() else "TABLE"
+        kind: TableType = "VIEW" if "VIEW" in str(row.get("table_type") or "").upper() else "TABLE"
         count = _int(row.get("row_count")) if kind == "TABLE" else None
         tables[key] = CatalogTable(schema=key[0], name=key[1], type=kind, row_count=count)
         if row.get("selectable") is not None:
@@ -449,16 +451,16 @@ def _extract(
         ]
         tbl.primary_key = list(pk)
     for (tkey, _constraint), rows in foreign_keys.items():
-        tbl = selected.get(tkey)
-        if tbl is None:
+        owner = selected.get(tkey)
+        if owner is None:
             continue
         first = rows[0]
         referred_schema = str(first.get("referred_schema") or tkey[0])
         referred_table = str(first["referred_table"])
-        referred = [r.get("referred_column") for r in rows]
+        referred: list[Any] = [r.get("referred_column") for r in rows]
         if any(c is None for c in referred):  # SQLite: the referred table's primary key
-            referred = pk_columns.get((referred_schema, referred_table), [])
-        tbl.foreign_keys.append(
+            referred = list(pk_columns.get((referred_schema, referred_table), []))
+        owner.foreign_keys.append(
             CatalogForeignKey(
                 name=None
                 if first.get("constraint_name") is None
@@ -555,7 +557,7 @@ def _count_rows(
                     if str(exc)
                     else type(exc).__name__
                 )
-                kind = (
+                kind: ProblemKind = (
                     "insufficient_privileges"
                     if "permission" in first_line.lower() or "privilege" in first_line.lower()
                     else "row_count_failed"
