@@ -13,7 +13,11 @@ from typing import Any
 
 _LOCK = threading.Lock()
 _SECRETS: set[str] = set()
+_SHORT: dict[str, re.Pattern[str]] = {}
 MASK = "********"
+# A secret shorter than this is masked only as a whole token, so a test password like "snow"
+# never mangles "snowflake" in a message, while ":snow@" in a DSN is still masked.
+WHOLE_TOKEN_BELOW = 8
 
 # Secrets inside connection strings or URLs that were never registered (typed by a user).
 _INLINE_PATTERNS = (
@@ -26,7 +30,10 @@ def register_secret(value: str | None) -> None:
     """Remember a secret so `scrub` removes it wherever it shows up later."""
     if value and len(value) >= 3:
         with _LOCK:
-            _SECRETS.add(value)
+            if len(value) < WHOLE_TOKEN_BELOW:
+                _SHORT[value] = re.compile(r"(?<![A-Za-z0-9])" + re.escape(value) + r"(?![A-Za-z0-9])")
+            else:
+                _SECRETS.add(value)
 
 
 def scrub(text: str) -> str:
@@ -35,9 +42,13 @@ def scrub(text: str) -> str:
         return text
     with _LOCK:
         secrets = sorted(_SECRETS, key=len, reverse=True)
+        short = list(_SHORT.items())
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    for secret, pattern in short:
+        if secret in text:
+            text = pattern.sub(MASK, text)
     text = _INLINE_PATTERNS[0].sub(lambda m: f"{m.group(1)}={MASK}", text)
     text = _INLINE_PATTERNS[1].sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
     return text

@@ -163,8 +163,8 @@ def test_engine_cache_is_per_resolved_configuration(tmp_path: Path):
     b = get_engine(f"sqlite:///{tmp_path / 'b.db'}")
     assert a1 is a2
     assert a1 is not b
-    p1 = dc.spec_from_url("postgresql://u@h/db", password="one")
-    p2 = dc.spec_from_url("postgresql://u@h/db", password="two")
+    p1 = dc.spec_from_url("postgresql://u@h/db", password="pw-number-one")
+    p2 = dc.spec_from_url("postgresql://u@h/db", password="pw-number-two")
     assert p1.cache_key() != p2.cache_key()
 
 
