@@ -305,6 +305,7 @@ def build_sales(ctx: ChunkContext) -> dict[str, Any]:
     price = list_price[products - 1]
     quantity = np.minimum(rng.geometric(0.42, n), 10)
     gross = price * quantity
+    days = ctx.fact_dates()
     promo = rng.random(n) < 0.22
     discount = np.where(
         promo, np.round(gross * rng.choice([0.05, 0.10, 0.15, 0.20, 0.25, 0.30], n)), 0
@@ -314,7 +315,8 @@ def build_sales(ctx: ChunkContext) -> dict[str, Any]:
         "dim_customer_key": P.skewed_keys(rng, ctx.size("dim_customer"), n),
         "dim_product_key": products,
         "dim_store_key": P.skewed_keys(rng, ctx.size("dim_store"), n, 1.2),
-        "dim_date_key": ctx.calendar.keys[ctx.fact_dates()],
+        "dim_date_key": ctx.calendar.keys[days],
+        "sales_date": ctx.calendar.dates[days],
         "quantity": quantity,
         "unit_price": price,
         "discount_amount": discount,
@@ -327,6 +329,7 @@ def build_inventory(ctx: ChunkContext) -> dict[str, Any]:
     rng, n = ctx.rng, ctx.count
     products = P.uniform_keys(rng, ctx.size("dim_product"), n)
     _, _, unit_cost = product_attributes(ctx.seed, ctx.size("dim_product"))
+    days = rng.integers(0, ctx.calendar.days, n)
     reorder = rng.integers(10, 31, n)
     on_hand = rng.poisson(45, n)
     on_order = np.where(on_hand < reorder, rng.integers(2, 11, n) * 12, 0)
@@ -335,7 +338,8 @@ def build_inventory(ctx: ChunkContext) -> dict[str, Any]:
         "inventory_key": ctx.keys,
         "dim_product_key": products,
         "dim_store_key": P.uniform_keys(rng, ctx.size("dim_store"), n),
-        "dim_date_key": ctx.calendar.keys[rng.integers(0, ctx.calendar.days, n)],
+        "dim_date_key": ctx.calendar.keys[days],
+        "snapshot_date": ctx.calendar.dates[days],
         "quantity_on_hand": on_hand,
         "quantity_on_order": on_order,
         "reorder_point": reorder,
@@ -426,6 +430,7 @@ FACT_SALES = TableSpec(
         Column("dim_product_key", INT, nullable=False, references="dim_product.product_key"),
         Column("dim_store_key", INT, nullable=False, references="dim_store.store_key"),
         Column("dim_date_key", INT, nullable=False, references="dim_date.date_key"),
+        Column("sales_date", DATE),
         Column("quantity", INT),
         Column("unit_price", DECIMAL(10, 2)),
         Column("discount_amount", DECIMAL(10, 2)),
@@ -434,7 +439,7 @@ FACT_SALES = TableSpec(
     ),
     size=lambda rows: rows,
     build=build_sales,
-    date_column="dim_date_key",
+    date_column="sales_date",
 )
 
 FACT_INVENTORY = TableSpec(
@@ -446,6 +451,7 @@ FACT_INVENTORY = TableSpec(
         Column("dim_product_key", INT, nullable=False, references="dim_product.product_key"),
         Column("dim_store_key", INT, nullable=False, references="dim_store.store_key"),
         Column("dim_date_key", INT, nullable=False, references="dim_date.date_key"),
+        Column("snapshot_date", DATE),
         Column("quantity_on_hand", INT),
         Column("quantity_on_order", INT),
         Column("reorder_point", INT),
@@ -454,7 +460,7 @@ FACT_INVENTORY = TableSpec(
     ),
     size=lambda rows: rows,
     build=build_inventory,
-    date_column="dim_date_key",
+    date_column="snapshot_date",
 )
 
 RETAIL = StarSchema(
