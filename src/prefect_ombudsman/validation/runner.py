@@ -93,7 +93,7 @@ def run_pipeline(
                 item.validator.plan(item.ctx, item.config)
             except Exception:  # the step itself will report the problem when it runs
                 pass
-    results = _execute(prepared, max(1, max_workers), check)
+    results = _execute(prepared, max(1, max_workers), check, [*source.tables(), *target.tables()])
     steps = [results[item.step.id] for item in prepared]
     summary = {
         "total": len(steps),
@@ -193,7 +193,10 @@ def _link(prepared: list[_Prepared]) -> None:
 
 
 def _execute(
-    prepared: list[_Prepared], workers: int, check: Callable[[], None]
+    prepared: list[_Prepared],
+    workers: int,
+    check: Callable[[], None],
+    tables: list[Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     pending = {item.step.id: item for item in prepared}
@@ -203,6 +206,9 @@ def _execute(
             del pending[item.step.id]
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ombudsman-step") as pool:
         running: dict[cf.Future[dict[str, Any]], str] = {}
+        # the shared scans of both sides start at once, so the source and target scans overlap
+        for table in tables or []:
+            pool.submit(table.prefetch)
         try:
             while pending or running:
                 check()

@@ -87,6 +87,11 @@ class Side:
             self.pieces.prepare_connection(conn)
             yield conn
 
+    def tables(self) -> list[ResolvedTable]:
+        """The tables resolved so far in this run."""
+        with self._lock:
+            return list(self._tables.values())
+
     def split(self, qualified: str) -> tuple[str | None, str]:
         """'db.schema.table' / 'schema.table' / 'table' -> (schema, table) for this side."""
         parts = [p.strip() for p in qualified.strip().split(".")]
@@ -271,6 +276,20 @@ class ResolvedTable:
             return self._joins.setdefault(key, Join(key, factory))
 
     # --- shared aggregate scan
+    def prefetch(self) -> None:
+        """Run the shared scan for everything announced so far (the runner starts these in parallel)."""
+        with self._lock:
+            wanted = {k: v for k, v in self._wanted.items() if k not in self._values}
+            if not wanted:
+                return
+            try:
+                values, sql = self._scan(wanted)
+            except Exception:  # the steps compute their own aggregates and report the error
+                return
+            self._values.update(values)
+            self._fused_sql = sql
+            self._wanted = {k: v for k, v in self._wanted.items() if k not in values}
+
     def want(self, requests: dict[str, Agg]) -> None:
         """Announce aggregates in the planning pass (they join this table's shared scan)."""
         with self._lock:
