@@ -107,6 +107,16 @@ def python_columns(batch: Any, *, decimals: str = "decimal", temporal: str = "ob
         kind = array.type
         if pa.types.is_decimal(kind) and decimals == "float":
             array = array.cast(pa.float64())
+        elif temporal == "iso" and array.null_count == 0 and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+            # numpy formats ISO text about 3x faster than Arrow's strftime
+            values = array.to_numpy(zero_copy_only=False)
+            if pa.types.is_date(kind):
+                columns.append(np.datetime_as_string(values, unit="D").tolist())
+                continue
+            whole = not (values.astype("datetime64[us]").astype(np.int64) % 1_000_000).any()
+            text = np.datetime_as_string(values, unit="s" if whole else "us")
+            columns.append(np.char.replace(text, "T", " ").tolist())
+            continue
         elif pa.types.is_date(kind) and temporal == "iso":
             array = pc.strftime(array, format="%Y-%m-%d")
         elif pa.types.is_timestamp(kind) and temporal == "iso":
