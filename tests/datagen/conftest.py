@@ -82,7 +82,7 @@ def _staging_tables(engine: Engine) -> list[str]:
             names += [n for n in inspector.get_table_names(schema=schema) if "__stg_" in n.lower()]
         except Exception:  # a schema that does not exist (SQLite has none)
             continue
-    return names
+    return sorted(set(names))
 
 
 @pytest.fixture

@@ -146,13 +146,27 @@ def _fail_on_second_batch(monkeypatch, cls: type[Dialect]) -> None:
     monkeypatch.setattr(cls, "bulk_insert", bulk_insert)
 
 
+DUCKDB_BATCHED = (
+    "duckdb_engine:batched"  # a table above max_rows_per_transaction: committed staging
+)
+
+
+def _engine(request, monkeypatch, engine_fixture: str):
+    name, _, mode = engine_fixture.partition(":")
+    engine = request.getfixturevalue(name)
+    if mode == "batched":
+        monkeypatch.setattr(type(dialect_for(engine)), "max_rows_per_transaction", 1000)
+    return engine
+
+
 @pytest.mark.parametrize(
-    "engine_fixture", ["sqlite_engine", "duckdb_engine", "pg_engine", "snowflake_engine"]
+    "engine_fixture",
+    ["sqlite_engine", "duckdb_engine", DUCKDB_BATCHED, "pg_engine", "snowflake_engine"],
 )
 def test_a_failure_mid_load_leaves_the_old_table(
     engine_fixture, request, monkeypatch, staging_tables
 ):
-    engine = request.getfixturevalue(engine_fixture)
+    engine = _engine(request, monkeypatch, engine_fixture)
     target = Target("t", engine)
     generate_warehouse(build_plan("Retail", 1000, 1, table_name="fact_inventory"), [target])
     before = table_fingerprint(engine, "Retail", "fact_inventory")
@@ -201,6 +215,8 @@ _CHILD = textwrap.dedent(
     engine = get_engine(sys.argv[1])
     cls = type(dialect_for(engine))
     original = cls.bulk_insert
+    if len(sys.argv) > 2:
+        cls.max_rows_per_transaction = int(sys.argv[2])
 
     def slow(self, connection, table, batch):
         original(self, connection, table, batch)
@@ -213,9 +229,12 @@ _CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("engine_fixture", ["sqlite_engine", "duckdb_engine", "pg_engine"])
-def test_a_killed_load_leaves_the_old_table(engine_fixture, request, staging_tables):
-    engine = request.getfixturevalue(engine_fixture)
+@pytest.mark.parametrize(
+    "engine_fixture", ["sqlite_engine", "duckdb_engine", DUCKDB_BATCHED, "pg_engine"]
+)
+def test_a_killed_load_leaves_the_old_table(engine_fixture, request, monkeypatch, staging_tables):
+    engine = _engine(request, monkeypatch, engine_fixture)
+    batched = engine_fixture.endswith(":batched")
     generate_warehouse(
         build_plan("Retail", 1000, 1, table_name="fact_sales"), [Target("t", engine)]
     )
@@ -223,7 +242,7 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, staging_tab
     engine.dispose()  # DuckDB allows one process per file
     url = engine.url.render_as_string(hide_password=False)
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, url],
+        [sys.executable, "-c", _CHILD, url, *(["1000"] if batched else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -235,6 +254,12 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, staging_tab
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     assert table_fingerprint(engine, "Retail", "fact_sales") == before
+    if batched:  # the committed staging table outlives the process; the next load sweeps it
+        assert len(staging_tables(engine)) == 1
+        generate_warehouse(
+            build_plan("Retail", 1500, 3, table_name="fact_sales"), [Target("t", engine)]
+        )
+        assert table_fingerprint(engine, "Retail", "fact_sales")["rows"] == 1500
     assert staging_tables(engine) == []
 
 

@@ -2,9 +2,12 @@
 
 Where DDL is transactional (SQLite, DuckDB, PostgreSQL, SQL Server) the staging table is
 created, filled and renamed over the old table inside ONE transaction: a failure, a cancel or a
-killed process leaves the old table exactly as it was. On Snowflake (DDL commits implicitly) the
-staging table is filled first and swapped in with `ALTER TABLE ... SWAP WITH` at the end; a
-failed load drops it, and a later load of the same table sweeps any left by a killed process.
+killed process leaves the old table exactly as it was. On Snowflake (DDL commits implicitly),
+and on DuckDB for tables above `max_rows_per_transaction` (DuckDB keeps uncommitted rows in
+memory), the staging table is filled and committed batch by batch, then swapped in at the end
+(`ALTER TABLE ... SWAP WITH` on Snowflake, DROP + RENAME in one transaction on DuckDB). The
+target table is never partial; a failed load drops its staging table, and the next load of the
+same table sweeps one left by a killed process.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def prepare_target(target: Target, tables: tuple[TableSpec, ...], if_exists: str
 class TableLoad:
     """One table into one target; `open`, then `write` batches, then `finish` (or `abort`)."""
 
-    def __init__(self, target: Target, spec: TableSpec, if_exists: str = "replace") -> None:
+    def __init__(self, target: Target, spec: TableSpec, if_exists: str = "replace", rows: int | None = None) -> None:
         if if_exists not in IF_EXISTS:
             raise ConfigurationError(
                 f"if_exists must be one of {', '.join(IF_EXISTS)}, got {if_exists!r}"
@@ -100,6 +103,9 @@ class TableLoad:
         self.seconds = 0.0
         self._lock = _table_lock((target.identity, self.final.schema or "", spec.name))
         self._locked = False
+        limit = self.dialect.max_rows_per_transaction
+        #: create, fill and swap in one transaction (else: committed staging batches + one swap)
+        self.single_transaction = self.dialect.transactional_ddl and (limit is None or rows is None or rows <= limit)
 
     @property
     def lock_key(self) -> tuple[str, str, str]:
@@ -117,13 +123,13 @@ class TableLoad:
                 raise ConfigurationError(
                     f"table {self.where} already exists in target {self.target.label!r} (if_exists=fail)"
                 )
-            if not self.dialect.transactional_ddl:
+            if not self.single_transaction:
                 self._sweep_stale_staging(inspector)
             self.connection.commit()
             self.transaction = self.connection.begin()
             self.dialect.begin_load(self.connection)
             self.staging.create(self.connection)
-            if not self.dialect.transactional_ddl:
+            if not self.single_transaction:
                 self.transaction.commit()
                 self.transaction = self.connection.begin()
         except BaseException:
@@ -142,6 +148,9 @@ class TableLoad:
         assert self.connection is not None, "open() first"
         started = time.perf_counter()
         self.dialect.bulk_insert(self.connection, self.staging, batch)
+        if not self.single_transaction and self.transaction is not None:
+            self.transaction.commit()  # bounded memory: the staging table is not the target
+            self.transaction = self.connection.begin()
         self.rows += batch.num_rows
         self.seconds += time.perf_counter() - started
 
@@ -169,14 +178,14 @@ class TableLoad:
         self._close()
 
     def abort(self) -> None:
-        """Roll back; on Snowflake also drop the staging table. Never raises."""
+        """Roll back; drop a committed staging table. Never raises."""
         if self.connection is not None:
             try:
                 if self.transaction is not None and self.transaction.is_active:
                     self.transaction.rollback()
             except Exception:
                 pass
-            if not self.dialect.transactional_ddl:
+            if not self.single_transaction:
                 try:
                     with self.target.engine.begin() as connection:
                         self.dialect.drop_table(connection, self.staging)
@@ -197,7 +206,7 @@ class TableLoad:
             self._lock.release()
 
     def _sweep_stale_staging(self, inspector: Any) -> None:
-        """Drop staging tables of this table left by a killed load (non-transactional DDL only)."""
+        """Drop staging tables of this table left by a killed load (committed-staging mode only)."""
         prefix = (self.spec.name + STAGING_MARK).lower()
         for name in inspector.get_table_names(schema=self.final.schema):
             if name.lower().startswith(prefix):

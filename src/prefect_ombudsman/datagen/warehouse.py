@@ -88,7 +88,7 @@ def generate_warehouse(
         check_cancelled()
         table_started = time.perf_counter()
         total = plan.sizes[table.name]
-        loads = [TableLoad(target, table, if_exists) for target in targets]
+        loads = [TableLoad(target, table, if_exists, rows=total) for target in targets]
         opened: list[TableLoad] = []
         digest = ContentDigest()
         current = loads[0]

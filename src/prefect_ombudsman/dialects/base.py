@@ -37,6 +37,9 @@ class Dialect:
     # --- datagen: bulk load and types
     #: whether CREATE / load / swap run inside one transaction (transactional DDL)
     transactional_ddl: ClassVar[bool] = True
+    #: tables above this many rows load through a committed staging table instead of one
+    #: transaction (a database that keeps uncommitted rows in memory); None: no limit
+    max_rows_per_transaction: ClassVar[int | None] = None
 
     def datagen_schema(self, schema: str) -> str | None:
         """Where a `dim` / `fact` table lands (None: the default schema)."""

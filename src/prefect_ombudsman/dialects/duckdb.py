@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 from sqlalchemy.types import UserDefinedType
@@ -15,6 +16,10 @@ class DuckDBDialect(Dialect):
     default_schema = "main"
 
     # --- datagen: bulk load and types
+    # DuckDB holds a transaction's appended rows in memory until COMMIT (6M fact rows ~ 800 MB):
+    # bigger tables go through a committed staging table and one swap transaction.
+    max_rows_per_transaction = 2_000_000
+
     def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
         """Register the Arrow table as a view and INSERT ... SELECT from it (no Python rows)."""
         from uuid import uuid4
@@ -145,8 +150,52 @@ class DuckDBDialect(Dialect):
     def fence(self, query: Any) -> Any:
         return query
 
-    def prepare_comparison(self, connection: Any) -> None:
+    def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
+        from sqlalchemy import text
+
+        row = connection.execute(
+            text(
+                "SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND lower(schema_name) = lower(coalesce(:schema, current_schema())) AND lower(table_name) = lower(:name)"
+            ),
+            {"schema": schema, "name": name},
+        ).first()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
+        """Progress bar off; the in-process database's memory_limit lowered to `memory_limit_mb`
+        while comparisons run on it (memory_limit is global to the database instance, so it is
+        reference-counted per database and restored by the last `finish_comparison`)."""
         connection.exec_driver_sql("SET enable_progress_bar = false")
+        if memory_limit_mb is None:
+            return
+        key = str(connection.engine.url)
+        with _MEMORY_LOCK:
+            held = _MEMORY_HOLDERS.get(key)
+            if held is None:
+                current = connection.exec_driver_sql("SELECT current_setting('memory_limit')").scalar()
+                if _mebibytes(str(current)) <= memory_limit_mb:
+                    return
+                connection.exec_driver_sql(f"SET memory_limit = '{int(memory_limit_mb)}MiB'")
+                held = _MEMORY_HOLDERS[key] = [0, str(current)]
+            held[0] += 1
+            connection.info["ombudsman_memory_key"] = key
+
+    def finish_comparison(self, connection: Any) -> None:
+        key = connection.info.pop("ombudsman_memory_key", None)
+        if key is None:
+            return
+        with _MEMORY_LOCK:
+            held = _MEMORY_HOLDERS.get(key)
+            if held is None:
+                return
+            held[0] -= 1
+            if held[0] <= 0:
+                del _MEMORY_HOLDERS[key]
+                # RESET gives back the default exactly; a limit someone set is set again (as shown)
+                connection.exec_driver_sql("RESET memory_limit")
+                if connection.exec_driver_sql("SELECT current_setting('memory_limit')").scalar() != held[1]:
+                    connection.exec_driver_sql(f"SET memory_limit = '{held[1]}'")
 
     # --- validation: aggregates and expressions
     # RE2 full match; date_trunc and stddev_samp are the defaults.
@@ -164,3 +213,19 @@ class _UBigInt(UserDefinedType):  # type: ignore[type-arg]
 
     def get_col_spec(self, **kw: Any) -> str:
         return "UBIGINT"
+
+
+# --- comparison: canonical row hash (memory_limit held per database while comparisons run)
+
+_MEMORY_LOCK = threading.Lock()
+_MEMORY_HOLDERS: dict[str, list[Any]] = {}  # engine URL -> [comparisons running, memory_limit before]
+_UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _mebibytes(setting: str) -> float:
+    """MiB of a DuckDB memory setting such as '18.8 GiB' (unparsable: unlimited)."""
+    number, _, unit = setting.strip().partition(" ")
+    try:
+        return float(number) * _UNITS[(unit or "B").strip().upper()] / 2**20
+    except (KeyError, ValueError):
+        return float("inf")
