@@ -154,3 +154,36 @@ def test_dialect_for_kind_names_gives_datagen_types():
     assert isinstance(dialect_for("sqlserver").datagen_type("string", length=5), sa.NVARCHAR)
     assert dialect_for("sqlite").datagen_schema("dim") is None
     assert dialect_for("duckdb").datagen_schema("fact") == "fact"
+
+
+class _RecordingConnection:
+    """Collects the statements a dialect issues (T-SQL cannot run on this machine)."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, object]] = []
+
+    def exec_driver_sql(self, sql: str, parameters: object = None) -> None:
+        self.statements.append((sql, parameters))
+
+
+def test_sqlserver_schema_and_swap_statements():
+    d = mssql.dialect()
+    d.server_version_info = (16, 0, 1000)
+    d._setup_version_attributes()
+    sqlserver = SQLServerDialect(d)
+    spec = get_schema("Retail").table("fact_sales")
+    final, staging = (
+        sa_table(spec, sqlserver),
+        sa_table(spec, sqlserver, name="fact_sales__stg_ab12"),
+    )
+    connection = _RecordingConnection()
+    sqlserver.ensure_schema(connection, "fact")
+    sqlserver.swap_table(connection, staging, final, exists=True)
+    assert connection.statements == [
+        (
+            "DECLARE @ddl nvarchar(400) = N'CREATE SCHEMA ' + QUOTENAME(?); IF SCHEMA_ID(?) IS NULL EXEC (@ddl)",
+            ("fact", "fact"),
+        ),
+        ("DROP TABLE fact.fact_sales", None),
+        ("EXEC sp_rename ?, ?", ("fact.fact_sales__stg_ab12", "fact_sales")),
+    ]
