@@ -82,7 +82,9 @@ def prepare_target(target: Target, tables: tuple[TableSpec, ...], if_exists: str
 class TableLoad:
     """One table into one target; `open`, then `write` batches, then `finish` (or `abort`)."""
 
-    def __init__(self, target: Target, spec: TableSpec, if_exists: str = "replace", rows: int | None = None) -> None:
+    def __init__(
+        self, target: Target, spec: TableSpec, if_exists: str = "replace", rows: int | None = None
+    ) -> None:
         if if_exists not in IF_EXISTS:
             raise ConfigurationError(
                 f"if_exists must be one of {', '.join(IF_EXISTS)}, got {if_exists!r}"
@@ -105,7 +107,9 @@ class TableLoad:
         self._locked = False
         limit = self.dialect.max_rows_per_transaction
         #: create, fill and swap in one transaction (else: committed staging batches + one swap)
-        self.single_transaction = self.dialect.transactional_ddl and (limit is None or rows is None or rows <= limit)
+        self.single_transaction = self.dialect.transactional_ddl and (
+            limit is None or rows is None or rows <= limit
+        )
 
     @property
     def lock_key(self) -> tuple[str, str, str]:
