@@ -71,9 +71,9 @@ def prepare_target(target: Target, tables: tuple[TableSpec, ...], if_exists: str
         if if_exists == "fail":
             inspector = sa.inspect(connection)
             for table in tables:
-                schema = dialect.datagen_schema(table.schema)
-                if inspector.has_table(table.name, schema=schema):
-                    where = f"{schema}.{table.name}" if schema else table.name
+                in_schema = dialect.datagen_schema(table.schema)
+                if inspector.has_table(table.name, schema=in_schema):
+                    where = f"{in_schema}.{table.name}" if in_schema else table.name
                     raise ConfigurationError(
                         f"table {where} already exists in target {target.label!r} (if_exists=fail)"
                     )
