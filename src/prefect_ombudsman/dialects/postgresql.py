@@ -179,7 +179,22 @@ class PostgreSQLDialect(Dialect):
         """OFFSET 0 keeps the planner from inlining the subquery (and hashing each row twice)."""
         return query.offset(0)
 
-    def prepare_comparison(self, connection: Any) -> None:
+    def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
+        """The planner's row estimate (also sized from the pages of a never-analyzed table)."""
+        from sqlalchemy import table
+
+        plan = connection.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.table_ref(table(name, schema=schema))}"
+        ).scalar()
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
+        """For this transaction only: no JIT (compiling the hash expression costs more than it
+        saves), and work_mem enough for the bucket aggregate never to spill."""
+        connection.exec_driver_sql("SET LOCAL jit = off")
+        connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+    def finish_comparison(self, connection: Any) -> None:
         return None
 
     # --- validation: aggregates and expressions

@@ -75,10 +75,20 @@ class SQLiteDialect(Dialect):
     # registered deterministic Python function (`canonical_row_hash` below, one call per row): the
     # one place where per-row Python runs. It is also the reference the SQL recipes are tested against.
 
-    def prepare_comparison(self, connection: Any) -> None:
+    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
         raw = connection.connection.dbapi_connection
         raw.create_function("ombudsman_row_hash", -1, _sqlite_row_hash, deterministic=True)
         raw.create_function("ombudsman_canonical", 2, _sqlite_canonical, deterministic=True)
+
+    def finish_comparison(self, connection: Any) -> None:
+        return None
+
+    def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
+        """COUNT(*) (SQLite keeps no row count; counting walks the smallest index, cheap next to
+        the per-row Python hash that follows)."""
+        from sqlalchemy import func, select, table
+
+        return int(connection.execute(select(func.count()).select_from(table(name, schema=schema))).scalar())
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
         from sqlalchemy import func

@@ -208,8 +208,20 @@ class SQLServerDialect(Dialect):
     def fence(self, query: Any) -> Any:
         return query
 
-    def prepare_comparison(self, connection: Any) -> None:
+    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
         return None
+
+    def finish_comparison(self, connection: Any) -> None:
+        return None
+
+    def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
+        """Row count of the heap or clustered index from sys.partitions (no scan)."""
+        from sqlalchemy import table, text
+
+        return connection.execute(
+            text("SELECT SUM(rows) FROM sys.partitions WHERE object_id = OBJECT_ID(:name) AND index_id IN (0, 1)"),
+            {"name": self.table_ref(table(name, schema=schema))},
+        ).scalar()
 
     # --- validation: aggregates and expressions
     # T-SQL: SUM over INT/BIGINT overflows in the column's type, so integers are summed as

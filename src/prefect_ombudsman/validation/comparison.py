@@ -35,10 +35,12 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     column,
     func,
     inspect,
     literal,
+    literal_column,
     or_,
     select,
     table,
@@ -76,7 +78,10 @@ class ComparisonOptions(BaseModel):
         default=10, ge=0, le=1000, description="Sample keys kept per category."
     )
     buckets: int = Field(
-        default=16384, ge=1, le=1 << 20, description="Level-1 buckets (rounded up to a power of 2)."
+        default=16384,
+        ge=1,
+        le=1 << 20,
+        description="Most level-1 buckets (a power of 2); fewer for small tables, ~1 per 64 rows.",
     )
     hash_mode: HashMode = Field(
         default="auto",
@@ -86,9 +91,14 @@ class ComparisonOptions(BaseModel):
         default=6, ge=0, le=12, description="Decimals kept of FLOAT/REAL values."
     )
     max_rows_in_memory: int = Field(
-        default=400_000,
+        default=200_000,
         ge=1,
         description="Rows per side held at once while drilling into differing buckets.",
+    )
+    memory_limit_mb: int | None = Field(
+        default=32,
+        ge=16,
+        description="An in-process database's own memory cap while comparing (DuckDB memory_limit); None leaves it.",
     )
 
 
@@ -124,6 +134,9 @@ class ComparisonStats:
     """How the comparison ran (for logs and the benchmark; not part of the result)."""
 
     hash_mode: str = "canonical"
+    #: "key" (arithmetic on integer keys), "key hash" (native hash of the key), "row hash"
+    bucket_by: str = "row hash"
+    estimated_rows: int | None = None
     buckets: int = 0
     failing_buckets: int = 0
     scans_per_side: int = 0
@@ -390,11 +403,54 @@ def canonical_text_of(dialect: Any, fields: list[CanonicalField]) -> Any:
     return dialect.concat_text(parts)
 
 
+#: key buckets: an integer key is reduced modulo a prime and scrambled by a multiplier (a
+#: primitive root), all in BIGINT without overflow on every engine; sequential keys spread evenly
+#: and keys strided by a power of two do not pile into one bucket.
+KEY_PRIME = 2147483647
+KEY_MULTIPLIER = 48271
+
+BucketBy = Literal["key", "key hash", "row hash"]
+
+
+def key_bucket(values: Iterable[Any], buckets: int) -> int:
+    """The bucket of an integer key (Python reference of `key_bucket_sql`)."""
+    acc: int | None = None
+    for value in values:
+        m = int(value) % KEY_PRIME  # Python's % is already non-negative
+        acc = m if acc is None else (acc * KEY_MULTIPLIER + m) % KEY_PRIME
+    assert acc is not None
+    return acc * KEY_MULTIPLIER % KEY_PRIME % buckets
+
+
+def key_bucket_sql(keys: list[Any], buckets: int) -> Any:
+    """`key_bucket` in SQL: `%` truncates toward zero on every engine, hence `(k % p + p) % p`."""
+    prime, multiplier = literal_column(str(KEY_PRIME)), literal_column(str(KEY_MULTIPLIER))
+    acc: Any = None
+    for key in keys:
+        m = (cast(key % prime, types.BigInteger()) + prime) % prime
+        acc = m if acc is None else (acc * multiplier + m) % prime
+    return (acc * multiplier) % prime % literal_column(str(buckets))
+
+
+def integer_key(fields: list[CanonicalField]) -> bool:
+    """Whether every key field is an integer (or a scale-0 decimal) on this side."""
+    return bool(fields) and all(
+        f.own != "bool" and (f.kind == "int" or (f.kind == "decimal" and f.scale == 0))
+        for f in fields
+    )
+
+
 class SideQueries:
     """The SQL of one side: level-1 buckets, level-2 keys and hashes, level-3 canonical rows."""
 
     def __init__(
-        self, side: Side, fields: list[CanonicalField], keys: list[str], mode: str, buckets: int
+        self,
+        side: Side,
+        fields: list[CanonicalField],
+        keys: list[str],
+        mode: str,
+        buckets: int,
+        bucket_by: BucketBy = "row hash",
     ) -> None:
         self.side = side
         self.dialect: Any = side.dialect
@@ -403,6 +459,7 @@ class SideQueries:
         self.key_fields = [f for f in fields if f.name.lower() in keys]
         self.mode = mode
         self.buckets = buckets
+        self.bucket_by = bucket_by
         self.table = side.table(f.name for f in fields)
 
     def _bound(self, source: Any) -> list[CanonicalField]:
@@ -416,11 +473,25 @@ class SideQueries:
             return native
         return self.dialect.row_hash(fields, lambda: canonical_text_of(self.dialect, fields))
 
-    def _hashed(self, extra: list[Any]) -> Any:
-        """A fenced subquery: `extra` columns plus the row hash columns `_omb_h0..`."""
+    def key_bucket(self) -> Any:
+        """The bucket of a row from its key alone (bucket_by "key" / "key hash")."""
+        keys = [self.table.c[f.name] for f in self.key_fields]
+        if self.bucket_by == "key":
+            return key_bucket_sql(keys, self.buckets)
+        parts = self.dialect.hash_parts(self.dialect.native_row_hash(keys))
+        return self.dialect.hash_bucket(parts[-1], self.buckets)
+
+    def _hashed(self, extra: list[Any], where: Any = None) -> Any:
+        """A subquery: `extra` columns plus the row hash columns `_omb_h0..` (of the rows passing
+        `where`), fenced where the hash is referenced twice above it (so it is computed once)."""
         hashed = [h.label(f"_omb_h{i}") for i, h in enumerate(self.hash_columns())]
         inner = select(*extra, *hashed).select_from(self.table)
-        sub = self.dialect.fence(inner).subquery("_omb_rows")
+        if where is not None:
+            inner = inner.where(where)
+        probe = self.dialect.hash_parts([column(f"_omb_h{i}") for i in range(len(hashed))])
+        if self.bucket_by == "row hash" or len(probe) > 1:
+            inner = self.dialect.fence(inner)
+        sub = inner.subquery("_omb_rows")
         parts = self.dialect.hash_parts([sub.c[f"_omb_h{i}"] for i in range(len(hashed))])
         return sub, parts
 
@@ -430,8 +501,14 @@ class SideQueries:
         if nullable_keys:
             flag = case((or_(*[self.table.c[f.name].is_(None) for f in nullable_keys]), 1), else_=0)
             extra.append(flag.label("_omb_null_key"))
+        if self.bucket_by != "row hash":
+            extra.append(self.key_bucket().label("_omb_bucket"))
         sub, parts = self._hashed(extra)
-        bucket = self.dialect.hash_bucket(parts[-1], self.buckets).label("_omb_bucket")
+        bucket = (
+            sub.c._omb_bucket
+            if self.bucket_by != "row hash"
+            else self.dialect.hash_bucket(parts[-1], self.buckets).label("_omb_bucket")
+        )
         columns = [
             bucket,
             func.count().label("_omb_rows"),
@@ -442,10 +519,20 @@ class SideQueries:
         return select(*columns).group_by(bucket)
 
     def level2(self) -> Any:
-        """Rows of the listed buckets: keyed -> raw keys, canonical keys, hash parts; else all columns."""
+        """Rows of the listed buckets: keyed -> raw keys, canonical keys, hash parts; else all columns.
+
+        With key buckets the filter runs on the key before any row is hashed, so only the rows of
+        the failing buckets are hashed again."""
         names = [f.name for f in self.key_fields] if self.keys else [f.name for f in self.fields]
-        sub, parts = self._hashed([self.table.c[n] for n in names])
-        bucket = self.dialect.hash_bucket(parts[-1], self.buckets)
+        listed = bindparam(
+            "buckets", expanding=True, literal_execute=True, type_=types.BigInteger()
+        )
+        if self.bucket_by != "row hash":
+            sub, parts = self._hashed(
+                [self.table.c[n] for n in names], where=self.key_bucket().in_(listed)
+            )
+        else:
+            sub, parts = self._hashed([self.table.c[n] for n in names])
         canon = (
             [
                 self.dialect.canonical_text(sub.c[f.name], f.bound(sub.c[f.name]))
@@ -455,11 +542,9 @@ class SideQueries:
             else []
         )
         query = select(*[sub.c[n] for n in names], *canon, *parts)
-        return query.where(
-            bucket.in_(
-                bindparam("buckets", expanding=True, literal_execute=True, type_=types.BigInteger())
-            )
-        )
+        if self.bucket_by == "row hash":
+            query = query.where(self.dialect.hash_bucket(parts[-1], self.buckets).in_(listed))
+        return query
 
     def level3(self, raw_keys: list[tuple[Any, ...]]) -> Any:
         """Canonical text of every compared column for the given keys."""
@@ -583,11 +668,41 @@ class _Runner:
         self.pool.shutdown(wait=True)
 
 
-def _bucket_count(wanted: int) -> int:
+#: level-1 buckets are sized for about this many rows each: a failing bucket then costs its
+#: few dozen rows in level 2, while the level-1 answer stays small (at most `buckets` rows).
+ROWS_PER_BUCKET = 64
+
+
+def _bucket_count(wanted: int, estimated_rows: int | None = None) -> int:
+    """A power of two: at most `wanted`, about one per ROWS_PER_BUCKET estimated rows."""
+    if estimated_rows is not None:
+        wanted = max(1, min(wanted, -(-estimated_rows // ROWS_PER_BUCKET)))
     buckets = 1
     while buckets < wanted:
         buckets <<= 1
     return buckets
+
+
+def _estimated_rows(side: Side, conn: Connection) -> int | None:
+    """The database's cheap row estimate (catalog, planner or metadata), None when it has none."""
+    try:
+        return side.dialect.estimated_rows(conn, side.schema, side.name)  # type: ignore[attr-defined]
+    except (SQLAlchemyError, LookupError, TypeError, ValueError):
+        conn.rollback()
+        return None
+
+
+def _bucket_by(plan: Plan, mode: str) -> BucketBy:
+    """Key buckets when the key allows one computed alike on both sides; else the row hash."""
+    if not plan.keys:
+        return "row hash"
+    keyed = [
+        [f for f in fields if f.name.lower() in plan.keys]
+        for fields in (plan.source_fields, plan.target_fields)
+    ]
+    if all(integer_key(fields) for fields in keyed):
+        return "key"
+    return "key hash" if mode == "native" else "row hash"
 
 
 def compare_tables(
@@ -609,23 +724,31 @@ def compare_tables(
     source = reflect_side("source", source_engine, source_table)
     target = reflect_side("target", target_engine, target_table)
     plan = plan_columns(source, target, options)
-    buckets = _bucket_count(options.buckets)
-    stats.buckets = buckets
     with source_engine.connect() as src_conn, target_engine.connect() as tgt_conn:
-        source.dialect.prepare_comparison(src_conn)  # type: ignore[attr-defined]
-        target.dialect.prepare_comparison(tgt_conn)  # type: ignore[attr-defined]
-        mode = _choose_mode(source, target, plan, options.hash_mode)
-        stats.hash_mode = mode
-        queries = [
-            SideQueries(source, plan.source_fields, plan.keys, mode, buckets),
-            SideQueries(target, plan.target_fields, plan.keys, mode, buckets),
-        ]
+        estimates = [_estimated_rows(source, src_conn), _estimated_rows(target, tgt_conn)]
+        known = [e for e in estimates if e is not None]
+        stats.estimated_rows = max(known) if known else None
+        buckets = _bucket_count(options.buckets, stats.estimated_rows)
+        stats.buckets = buckets
+        prepared: list[tuple[Side, Connection]] = []
         runner = _Runner([src_conn, tgt_conn], stats, cancel_check)
         try:
+            for side, conn in ((source, src_conn), (target, tgt_conn)):
+                side.dialect.prepare_comparison(conn, memory_limit_mb=options.memory_limit_mb)  # type: ignore[attr-defined]
+                prepared.append((side, conn))
+            mode = _choose_mode(source, target, plan, options.hash_mode)
+            stats.hash_mode = mode
+            stats.bucket_by = _bucket_by(plan, mode)
+            queries = [
+                SideQueries(source, plan.source_fields, plan.keys, mode, buckets, stats.bucket_by),  # type: ignore[arg-type]
+                SideQueries(target, plan.target_fields, plan.keys, mode, buckets, stats.bucket_by),  # type: ignore[arg-type]
+            ]
             stats.seconds["setup"] = round(time.perf_counter() - started, 4)
             result = _compare(runner, source, target, plan, queries, options, stats, table_label)
         finally:
             runner.close()
+            for side, conn in prepared:
+                side.dialect.finish_comparison(conn)  # type: ignore[attr-defined]
     stats.seconds["total"] = round(time.perf_counter() - started, 4)
     return ComparisonOutcome(result=result, stats=stats)
 
@@ -655,7 +778,8 @@ def _compare(
         has_null = names[-1] == "_omb_null_keys"
         for row in runner.rows(conn, level1[i]):
             sums = row[2 : width - 1] if has_null else row[2:width]
-            out[int(row[0])] = (int(row[1]), fold(sums))
+            # a NULL key has no key bucket: it is refused below
+            out[-1 if row[0] is None else int(row[0])] = (int(row[1]), fold(sums))
             if has_null:
                 null_keys += int(row[-1] or 0)
         return out, null_keys
@@ -753,27 +877,36 @@ def _drill_keyed(
     pending: list[dict[tuple[Any, ...], _KeyRows]] = [{}, {}]
     for batch in batches:
 
-        def fetch(
-            i: int, conn: Connection, batch: list[int] = batch
-        ) -> dict[tuple[Any, ...], _KeyRows]:
-            rows: dict[tuple[Any, ...], _KeyRows] = {}
+        def fetch(i: int, conn: Connection, batch: list[int] = batch) -> dict[tuple[Any, ...], Any]:
+            # canonical key -> (raw key, hash); a Counter of hashes only for a duplicated key
+            rows: dict[tuple[Any, ...], Any] = {}
             for row in runner.rows(conn, level2[i], {"buckets": batch}):
                 canon = tuple(row[nkeys : 2 * nkeys])
-                entry = rows.get(canon)
-                if entry is None:
-                    entry = rows[canon] = _KeyRows(tuple(row[:nkeys]), Counter())
-                entry.hashes[_hash_of(tuple(row[2 * nkeys :]))] += 1
+                h = _hash_of(tuple(row[2 * nkeys :]))
+                held = rows.get(canon)
+                if held is None:
+                    rows[canon] = (tuple(row[:nkeys]), h)
+                elif isinstance(held, tuple):
+                    rows[canon] = _KeyRows(held[0], Counter((held[1], h)))
+                else:
+                    held.hashes[h] += 1
             return rows
 
         src_rows, tgt_rows = runner.both(fetch)
         stats.scans_per_side += 1
-        for key in src_rows.keys() & tgt_rows.keys():
-            common = src_rows[key].hashes & tgt_rows[key].hashes
-            if common:
-                src_rows[key].hashes -= common
-                tgt_rows[key].hashes -= common
+        for key in [k for k in src_rows if k in tgt_rows]:
+            s, t = src_rows[key], tgt_rows[key]
+            if isinstance(s, tuple) and isinstance(t, tuple):
+                if s[1] == t[1]:
+                    del src_rows[key], tgt_rows[key]
+                continue
+            s, t = src_rows[key], tgt_rows[key] = _as_key_rows(s), _as_key_rows(t)
+            common = s.hashes & t.hashes
+            s.hashes -= common
+            t.hashes -= common
         for side_rows, keep in zip((src_rows, tgt_rows), pending, strict=True):
-            for key, entry in side_rows.items():
+            for key, held_rows in side_rows.items():
+                entry = _as_key_rows(held_rows)
                 if not entry.hashes:
                     continue
                 held = keep.get(key)
@@ -808,7 +941,13 @@ def _drill_keyed(
         if len(changed_keys) < options.sample_size:
             changed_keys.append((key, s.raw, t.raw))
     if changed_keys:
+        t3 = time.perf_counter()
         _changed_columns(runner, plan, queries, changed_keys, samples)
+        stats.seconds["changed_columns"] = round(time.perf_counter() - t3, 4)
+
+
+def _as_key_rows(held: Any) -> _KeyRows:
+    return _KeyRows(held[0], Counter((held[1],))) if isinstance(held, tuple) else held
 
 
 def _key_value(raw: tuple[Any, ...]) -> Any:
@@ -898,6 +1037,7 @@ def table_fingerprint(
     columns: list[str] | None = None,
     float_scale: int = 6,
     hash_mode: Literal["canonical", "native"] = "canonical",
+    memory_limit_mb: int | None = 32,
 ) -> tuple[int, int]:
     """(row count, sum of the 64-bit row hashes mod 2^64) of one table, in one scan.
 
@@ -924,10 +1064,13 @@ def table_fingerprint(
             )
         )
     with engine.connect() as conn:
-        side.dialect.prepare_comparison(conn)  # type: ignore[attr-defined]
-        query = SideQueries(side, fields, [], hash_mode, 1).level1()
-        rows, total = 0, 0
-        for row in conn.execute(query):
-            rows += int(row[1])
-            total = (total + fold(row[2:])) % MOD64
+        side.dialect.prepare_comparison(conn, memory_limit_mb=memory_limit_mb)  # type: ignore[attr-defined]
+        try:
+            query = SideQueries(side, fields, [], hash_mode, 1).level1()
+            rows, total = 0, 0
+            for row in conn.execute(query):
+                rows += int(row[1])
+                total = (total + fold(row[2:])) % MOD64
+        finally:
+            side.dialect.finish_comparison(conn)  # type: ignore[attr-defined]
     return rows, total
