@@ -59,6 +59,7 @@ def _changed(rng: random.Random, kind: str, old: Any) -> Any:
 
 KEY_LAYOUTS = {
     "int": [("id", "int")],
+    "int_pair": [("k1", "bigint"), ("k2", "int")],
     "composite": [("k1", "int"), ("k2", "text")],
     "string": [("code", "text")],
 }
@@ -67,6 +68,8 @@ KEY_LAYOUTS = {
 def _key(rng: random.Random, layout: str, i: int) -> tuple[Any, ...]:
     if layout == "int":
         return (i * 7 + rng.randint(0, 6),)
+    if layout == "int_pair":  # negative, huge and strided values: key buckets must agree anyway
+        return (rng.choice([-(2**62), -3, 0, 2**40]) + i % 3, i * 1024 - 70_000)
     if layout == "composite":
         return (i % 13, f"k{i}é")
     return (f"c:{i}~{rng.choice('ab')}",)
@@ -140,10 +143,12 @@ def _load_pair(src, tgt, name: str, layout: str, planted: dict[str, Any]) -> lis
 
 
 OPTIONS = ComparisonOptions(sample_size=50, buckets=64, max_rows_in_memory=40)
+#: how each layout is bucketed across engines (canonical hash): integer keys by key arithmetic
+CANONICAL_BUCKETS = {"int": "key", "int_pair": "key", "composite": "row hash", "string": "row hash"}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-@pytest.mark.parametrize("layout", ["int", "composite", "string"])
+@pytest.mark.parametrize("layout", ["int", "int_pair", "composite", "string"])
 def test_sqlite_to_duckdb_reports_exactly_the_planted_rows(tmp_path: Path, seed: int, layout: str):
     src, tgt = sqlite_engine(tmp_path / "s.db"), duckdb_engine(tmp_path / "t.duckdb")
     planted = plant(seed, layout)
@@ -152,6 +157,7 @@ def test_sqlite_to_duckdb_reports_exactly_the_planted_rows(tmp_path: Path, seed:
         src, tgt, "facts", options=OPTIONS.model_copy(update={"key_columns": keys})
     )
     assert outcome.stats.hash_mode == "canonical"
+    assert outcome.stats.bucket_by == CANONICAL_BUCKETS[layout]
     assert_reports_exactly(outcome.result, planted)
 
 
@@ -169,7 +175,9 @@ def pg(postgres_url: str):
     return engine
 
 
-@pytest.mark.parametrize("seed,layout", [(4, "int"), (5, "composite"), (6, "string")])
+@pytest.mark.parametrize(
+    "seed,layout", [(4, "int"), (11, "int_pair"), (5, "composite"), (6, "string")]
+)
 def test_postgresql_to_fakesnow_reports_exactly_the_planted_rows(pg, snow, seed: int, layout: str):
     planted = plant(seed, layout, rows=120)
     keys = _load_pair(pg, snow, f"facts_{layout}", layout, planted)
@@ -177,11 +185,14 @@ def test_postgresql_to_fakesnow_reports_exactly_the_planted_rows(pg, snow, seed:
         pg, snow, f"facts_{layout}", options=OPTIONS
     )  # keys from the primary key
     assert outcome.result.key_columns == keys
+    assert outcome.stats.bucket_by == CANONICAL_BUCKETS[layout]
     assert_reports_exactly(outcome.result, planted)
 
 
 @pytest.mark.parametrize("mode", ["native", "canonical"])
-@pytest.mark.parametrize("seed,layout", [(7, "int"), (8, "composite"), (9, "string")])
+@pytest.mark.parametrize(
+    "seed,layout", [(7, "int"), (12, "int_pair"), (8, "composite"), (9, "string")]
+)
 def test_postgresql_to_postgresql_reports_exactly_the_planted_rows(
     pg, seed: int, layout: str, mode: str
 ):
@@ -199,6 +210,11 @@ def test_postgresql_to_postgresql_reports_exactly_the_planted_rows(
         options=OPTIONS.model_copy(update={"hash_mode": mode}),
     )
     assert outcome.stats.hash_mode == mode
+    # same engine, native hash: a non-integer key is bucketed by the engine's hash of the key
+    expected = CANONICAL_BUCKETS[layout]
+    assert outcome.stats.bucket_by == (
+        "key hash" if mode == "native" and expected != "key" else expected
+    )
     assert_reports_exactly(outcome.result, planted)
 
 

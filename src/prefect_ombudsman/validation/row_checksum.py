@@ -30,7 +30,9 @@ class RowChecksumConfig(TableConfig):
         default=None, description="Columns compared; default all common ones."
     )
     sample_size: int = Field(default=10, ge=0, le=1000)
-    buckets: int = Field(default=16384, ge=1, le=1 << 20)
+    buckets: int = Field(
+        default=16384, ge=1, le=1 << 20, description="Most level-1 buckets; fewer for small tables."
+    )
     hash_mode: HashMode = "auto"
     float_scale: int = Field(default=6, ge=0, le=12)
 
