@@ -152,11 +152,13 @@ def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> 
         options=ComparisonOptions(key_columns=["id"], hash_mode=mode, sample_size=100),
     )
     r, s = outcome.result, outcome.stats
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in s.seconds.items() if k != "total")
     return {
         "inner_s": round(time.perf_counter() - started, 3),
         "found": f"{r.missing_in_target}/{r.extra_in_target}/{r.changed}",
         "rows_transferred": s.rows_transferred,
-        "detail": f"{s.hash_mode}, {s.failing_buckets} failing buckets, {s.scans_per_side} scans/side",
+        "detail": f"{s.hash_mode} hash, buckets by {s.bucket_by}: {s.failing_buckets}/{s.buckets} failing, "
+        f"{s.scans_per_side} scans/side ({phases} s)",
     }
 
 
@@ -254,6 +256,42 @@ def run_child(kind: str, *args: str) -> dict[str, Any]:
     return {"wall_s": round(wall, 2), "peak_mib": round(rss), **data}
 
 
+def print_goals(rows_out: list[tuple[str, str, dict[str, Any], float]]) -> None:
+    """Ours (auto) against the issue's goals: identical <= 1.5x floor, 100 diffs <= 0.33x reladiff,
+    peak memory <= 256 MiB, every difference found (30/30/40)."""
+    cases: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, tool, r, _ in rows_out:
+        cases.setdefault(label, {})[tool] = r
+    print("\ngoals (ours auto):")
+    for label, runs in cases.items():
+        ours, floor, rel = (
+            runs.get("ours (auto)", {}),
+            runs.get("floor (1 canonical scan/side)", {}),
+            runs.get("reladiff -a hashdiff", {}),
+        )
+        wall, mib = ours.get("wall_s"), ours.get("peak_mib")
+        if wall is None:
+            continue
+        identical = label.endswith(" 0 diffs")
+        parts = [f"{label:34} ours {wall:>7.2f} s"]
+        if identical and floor.get("wall_s"):
+            ratio = wall / floor["wall_s"]
+            parts.append(f"= {ratio:.2f}x floor ({'ok' if ratio <= 1.5 else 'MISSED'} <= 1.5x)")
+        if not identical and isinstance(rel.get("wall_s"), float):
+            ratio = wall / rel["wall_s"]
+            parts.append(
+                f"= {ratio:.2f}x reladiff ({'ok' if ratio <= 0.33 else 'MISSED'} <= 0.33x)"
+            )
+        expected = "0/0/0" if identical else "30/30/40"
+        parts.append(
+            f"found {ours.get('found')} ({'ok' if ours.get('found') == expected else 'MISSED'})"
+        )
+        parts.append(
+            f"peak {mib} MiB ({'ok' if mib is not None and mib <= 256 else 'MISSED'} <= 256)"
+        )
+        print("  ".join(parts))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -287,7 +325,7 @@ def main() -> None:
     server = ThrowawayPostgres() if "postgresql" in args.engines and not args.pg_url else None
     pg_url = server.__enter__() if server else args.pg_url
     try:
-        rows_out = []
+        rows_out: list[tuple[str, str, dict[str, Any], float]] = []
         for n in args.rows:
             for engine in args.engines:
                 t0 = time.perf_counter()
@@ -326,14 +364,17 @@ def main() -> None:
                                 run_reladiff(args.reladiff, src, tgt, "t", target_table),
                             )
                         )
+                    load = os.getloadavg()[0]
                     for tool, r in runs:
-                        rows_out.append((label, tool, r))
+                        rows_out.append((label, tool, r, load))
                         print(f"{label:34} {tool:30} wall {r.get('wall_s', '?'):>7} s  peak {r.get('peak_mib', '?'):>5} MiB  "
-                              f"rows {r.get('rows_transferred', '?'):>8}  found {r.get('found', '-'):>12}  {r.get('detail', '')}",
-                              flush=True)  # fmt: skip
+                              f"rows {r.get('rows_transferred', '?'):>8}  found {r.get('found', '-'):>12}  load {load:.1f}  "
+                              f"{r.get('detail', '')}", flush=True)  # fmt: skip
         print(
-            "\nfound = missing in target / extra in target / changed (reladiff: from its --stats)."
+            "\nfound = missing in target / extra in target / changed (reladiff: from its --stats); "
+            "load = 1-minute load average after the case (2-core machine)."
         )
+        print_goals(rows_out)
     finally:
         if server:
             server.__exit__(None, None, None)
