@@ -201,10 +201,11 @@ def _mssql_side() -> Side:
     )  # type: ignore[arg-type]
 
 
-def test_tsql_recipe_compiles_to_valid_tsql():
+@pytest.mark.parametrize("bucket_by", ["row hash", "key"])
+def test_tsql_recipe_compiles_to_valid_tsql(bucket_by):
     side = _mssql_side()
     plan = plan_columns(side, side, ComparisonOptions())
-    queries = SideQueries(side, plan.source_fields, plan.keys, "canonical", 4096)
+    queries = SideQueries(side, plan.source_fields, plan.keys, "canonical", 4096, bucket_by)
     sa_dialect = side.engine.dialect
     level1 = compile_sql(queries.level1(), sa_dialect)
     level2 = compile_sql(queries.level2().params(buckets=[1, 2]), sa_dialect)
@@ -217,7 +218,12 @@ def test_tsql_recipe_compiles_to_valid_tsql():
     assert "DATETIME2(3)" in level1  # DATETIME rounded to its millisecond ticks
     assert "SWITCHOFFSET" in level1.upper()
     assert "[fact_sales]" in level1 or "fact_sales" in level1
-    assert "& 4095" in level1
+    if bucket_by == "row hash":
+        assert "& 4095" in level1
+    else:  # key arithmetic in BIGINT; level 2 filters on the key before hashing
+        assert "% 2147483647 AS BIGINT" in level1 and "% 4096" in level1
+        inner = level2[level2.index("FROM (") :]
+        assert "WHERE" in inner and inner.index("WHERE") < inner.index(") AS _omb_rows")
 
 
 def test_canonical_field_is_plain_dataclass():
