@@ -25,7 +25,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Runs started here keep their full logs in the Prefect API; the terminal shows the progress bar
+# and the summary instead of Prefect's console lines (set the variable to see them).
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 

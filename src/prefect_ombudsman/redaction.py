@@ -90,9 +90,18 @@ _FILTER = SecretScrubbingFilter()
 
 
 def install_log_filter(*logger_names: str) -> None:
-    """Attach the scrubbing filter to loggers and their handlers (idempotent)."""
-    names = logger_names or ("prefect", "prefect_ombudsman", "sqlalchemy", "snowflake", "")
-    for name in names:
+    """Attach the scrubbing filter to loggers and to every handler they and their children have.
+
+    Handler filters are what count: a logger's own filters do not see records propagated from its
+    children (`prefect.task_runs` logs through its own API handler).
+    """
+    prefixes = logger_names or ("prefect", "prefect_ombudsman", "sqlalchemy", "snowflake")
+    names = [""] + [
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if any(name == p or name.startswith(p + ".") for p in prefixes)
+    ]
+    for name in {*names, *prefixes}:
         target = logging.getLogger(name)
         if _FILTER not in target.filters:
             target.addFilter(_FILTER)

@@ -190,6 +190,13 @@ def _backoff(attempt: int) -> float:
     return delay * (1 + 0.25 * random.random())
 
 
+def _task_logger() -> Any:
+    try:
+        return get_run_logger()
+    except Exception:
+        return log
+
+
 def run_attempts(
     board: RunBoard, operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any], job_id: str
 ) -> dict[str, Any] | State:
@@ -240,7 +247,11 @@ def run_attempts(
                     continue
                 record.error = message if attempt == 1 else f"{message} (after {attempt} attempts)"
                 record.result = scrub_data(getattr(exc, "result", None))
-                raise OmbudsmanError(record.error) from None
+                if not isinstance(exc, OmbudsmanError):
+                    # unexpected: keep the traceback in the run's logs for whoever debugs it
+                    _task_logger().warning("%s failed unexpectedly: %s", operation_id, message, exc_info=exc)
+                # A failed outcome, not a crash: a Failed state without Prefect's traceback logging
+                return Failed(message=record.error)
             record.result = result
             return {
                 "result": result,
@@ -667,7 +678,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                 if op.status == BatchOperationStatus.completed:
                     checkpoint.append(plan, op)
                 if op.status == BatchOperationStatus.failed:
-                    logger.error("%s failed: %s", op.operation_id, op.error)
+                    logger.warning("%s failed: %s", op.operation_id, op.error)
                     if settings.stop_on_error and stop_reason is None:
                         stop_reason = f"stop_on_error after {op.operation_id} failed"
                         logger.warning("Stopping: %s", stop_reason)
