@@ -201,6 +201,37 @@ class DuckDBDialect(Dialect):
                     connection.exec_driver_sql(f"SET memory_limit = '{held[1]}'")
 
     # --- validation: aggregates and expressions
+    # COUNT(DISTINCT) of an integer key as a bitmap over its [MIN, MAX] range: exact, and ~8x
+    # cheaper than DuckDB's hash-based DISTINCT; wider ranges (or other types) keep COUNT(DISTINCT)
+    # in a SELECT of its own, which costs less than inside the shared scan.
+    BITSTRING_MAX_RANGE = 1 << 26  # 8 MB of bits per thread
+
+    def validation_distinct_bounds(self, info: Any) -> bool:
+        return bool(info.family == "integer")
+
+    def _bitstring_range(self, info: Any, bounds: Any) -> tuple[int, int] | None:
+        if info.family != "integer" or not bounds or bounds[0] is None or bounds[1] is None:
+            return None
+        low, high = int(bounds[0]), int(bounds[1])
+        if low < -(1 << 63) or high >= (1 << 63) or high - low >= self.BITSTRING_MAX_RANGE:
+            return None
+        return low, high
+
+    def validation_count_distinct(self, expr: Any, info: Any, bounds: Any) -> Any:
+        from sqlalchemy import BigInteger, cast, func, literal
+
+        found = self._bitstring_range(info, bounds)
+        if found is None:
+            return None
+        low, high = found
+        bits = func.bitstring_agg(
+            cast(expr, BigInteger), literal(low, BigInteger), literal(high, BigInteger)
+        )
+        return func.coalesce(func.bit_count(bits), 0)
+
+    def validation_distinct_alone(self, info: Any, bounds: Any) -> bool:
+        return self._bitstring_range(info, bounds) is None
+
     # RE2 full match; date_trunc and stddev_samp are the defaults.
 
     def validation_regex_full_match(self, expr: Any, pattern: str) -> Any:

@@ -198,6 +198,10 @@ class PostgreSQLDialect(Dialect):
         return None
 
     # --- validation: aggregates and expressions
+    def validation_distinct_alone(self, info: Any, bounds: Any) -> bool:
+        """COUNT(DISTINCT) cannot run in parallel workers: kept out of the shared scan so that scan can."""
+        return True
+
     # POSIX regex with `~` (anchored, so the whole value must match); the rest is the default.
 
     def validation_regex_full_match(self, expr: Any, pattern: str) -> Any:

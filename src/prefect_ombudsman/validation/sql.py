@@ -255,6 +255,24 @@ class SqlPieces:
             return own(expr, info)
         return func.stddev_samp(expr)
 
+    def distinct_bounds(self, info: ColumnInfo) -> bool:
+        """Whether COUNT(DISTINCT) of this column gets cheaper once its MIN/MAX are known (a probe first)."""
+        own = self._own("distinct_bounds")
+        return bool(own(info)) if own is not None else False
+
+    def count_distinct(
+        self, expr: ColumnElement[Any], info: ColumnInfo, bounds: tuple[Any, Any] | None = None
+    ) -> ColumnElement[Any]:
+        """Exact number of distinct non-null values (`bounds`: the column's MIN and MAX when probed)."""
+        own = self._own("count_distinct")
+        found = own(expr, info, bounds) if own is not None else None
+        return found if found is not None else func.count(expr.distinct())
+
+    def distinct_alone(self, info: ColumnInfo, bounds: tuple[Any, Any] | None = None) -> bool:
+        """Whether the distinct count runs in a SELECT of its own rather than in the shared scan."""
+        own = self._own("distinct_alone")
+        return bool(own(info, bounds)) if own is not None else False
+
     def count_if(self, condition: ColumnElement[bool]) -> ColumnElement[Any]:
         return func.sum(case((condition, 1), else_=0))
 

@@ -195,37 +195,32 @@ class Side:
             return f"<could not render SQL: {exc}>"
 
 
-Builder = Callable[[], ColumnElement[Any]]
-
-
-class Join:
-    """A LEFT JOIN the shared scan may carry: built once per table and key, so every aggregate
-    that uses it references the same alias. The joined selectable must be unique on the join key
-    (e.g. `SELECT DISTINCT key FROM dim`), so joining never changes the scanned row count."""
-
-    def __init__(self, key: str, factory: Callable[[], tuple[Any, ColumnElement[bool]]]) -> None:
-        self.key = key
-        self._factory = factory
-        self._built: tuple[Any, ColumnElement[bool]] | None = None
-        self._lock = threading.Lock()
-
-    def built(self) -> tuple[Any, ColumnElement[bool]]:
-        with self._lock:
-            if self._built is None:
-                self._built = self._factory()
-            return self._built
-
-    @property
-    def alias(self) -> Any:
-        return self.built()[0]
-
-
 class Agg:
-    """One aggregate of a table scan: how to build it, and the joins it needs."""
+    """One aggregate of a table scan.
 
-    def __init__(self, build: Builder, joins: tuple[Join, ...] = ()) -> None:
+    `build()` returns its SQL expression; with `needs` (aggregates of a first, cheap probe, e.g.
+    a key's MIN/MAX) it is `build(values)` and gets their values. `alone` runs it in a SELECT of
+    its own: a COUNT(DISTINCT) would make PostgreSQL's whole shared scan single-threaded.
+    """
+
+    def __init__(
+        self,
+        build: Callable[..., ColumnElement[Any]],
+        *,
+        needs: dict[str, Agg] | None = None,
+        alone: bool | Callable[[dict[str, Any]], bool] = False,
+    ) -> None:
         self.build = build
-        self.joins = joins
+        self.needs = needs or {}
+        self._alone = alone
+
+    def expression(self, values: dict[str, Any]) -> ColumnElement[Any]:
+        return self.build({k: values[k] for k in self.needs}) if self.needs else self.build()
+
+    def alone(self, values: dict[str, Any]) -> bool:
+        if callable(self._alone):
+            return self._alone({k: values[k] for k in self.needs})
+        return self._alone
 
 
 class ResolvedTable:
@@ -243,7 +238,6 @@ class ResolvedTable:
         self._by_lower = {c.name.lower(): c for c in columns}
         self._wanted: dict[str, Agg] = {}
         self._values: dict[str, Any] = {}
-        self._joins: dict[str, Join] = {}
         self._fused_sql: str | None = None
         self._lock = threading.Lock()
 
@@ -269,11 +263,6 @@ class ResolvedTable:
 
     def has(self, name: str) -> bool:
         return str(name).lower() in self._by_lower
-
-    def join(self, key: str, factory: Callable[[], tuple[Any, ColumnElement[bool]]]) -> Join:
-        """The shared `Join` for `key` (created on first use)."""
-        with self._lock:
-            return self._joins.setdefault(key, Join(key, factory))
 
     # --- shared aggregate scan
     def prefetch(self) -> None:
@@ -324,20 +313,38 @@ class ResolvedTable:
             return {k: self._values[k] for k in requests}
 
     def _scan(self, aggs: dict[str, Agg]) -> tuple[dict[str, Any], str]:
-        keys = list(aggs)
-        source: Any = self.sa
-        joined: dict[str, Join] = {}
+        """Probe (what `needs` asks for), then one SELECT for every shared aggregate, then one per
+        `alone` aggregate. Called with the lock held; returns the values and the SQL that ran."""
+        values: dict[str, Any] = {}
+        statements: list[str] = []
+        probe: dict[str, Agg] = {}
         for agg in aggs.values():
-            for j in agg.joins:
-                joined.setdefault(j.key, j)
-        touched = [self]
-        for j in joined.values():
-            alias, onclause = j.built()
-            source = source.outerjoin(alias, onclause)
-        stmt = select(*[aggs[k].build().label(f"a{i}") for i, k in enumerate(keys)]).select_from(
-            source
-        )
+            for key, need in agg.needs.items():
+                if key not in self._values:
+                    probe[key] = need
+        if probe:
+            statements.append(self._select(probe, values))
+        known = {**self._values, **values}
+        rest = {k: a for k, a in aggs.items() if k not in values}
+        shared = {k: a for k, a in rest.items() if not a.alone(known)}
+        if shared:
+            statements.append(self._select(shared, values, known))
+        for key, agg in rest.items():
+            if key not in shared:
+                statements.append(self._select({key: agg}, values, known))
+        return values, ";\n".join(statements)
+
+    def _select(
+        self, aggs: dict[str, Agg], into: dict[str, Any], known: dict[str, Any] | None = None
+    ) -> str:
+        """One SELECT of `aggs` over this table; values go into `into`, returns its SQL."""
+        keys = list(aggs)
+        known = {**(known or {}), **into}
+        stmt = select(
+            *[aggs[k].expression(known).label(f"a{i}") for i, k in enumerate(keys)]
+        ).select_from(self.sa)
         sql = self.side.render(stmt)
-        rows = self.side.run(stmt, None, tables=tuple(touched))
+        rows = self.side.run(stmt, None, tables=(self,))
         row = rows[0] if rows else [None] * len(keys)
-        return {k: row[i] for i, k in enumerate(keys)}, sql
+        into.update({k: row[i] for i, k in enumerate(keys)})
+        return sql

@@ -29,8 +29,26 @@ def non_null(t: ResolvedTable, name: str) -> dict[str, Agg]:
 
 
 def distinct(t: ResolvedTable, name: str) -> dict[str, Agg]:
-    col = t.col(name)
-    return {f"distinct:{name.lower()}": Agg(lambda: func.count(col.distinct()))}
+    """Exact distinct non-null values; the dialect picks how (a bitmap over the probed MIN/MAX on DuckDB)."""
+    col, info, pieces = t.col(name), t.info(name), t.side.pieces
+    key = f"distinct:{name.lower()}"
+    if not pieces.distinct_bounds(info):
+        return {
+            key: Agg(lambda: pieces.count_distinct(col, info), alone=pieces.distinct_alone(info))
+        }
+    low, high = f"min:{name.lower()}", f"max:{name.lower()}"
+    needs = {**minimum(t, name), **maximum(t, name)}
+
+    def bounds(v: dict[str, Any]) -> tuple[Any, Any]:
+        return v[low], v[high]
+
+    return {
+        key: Agg(
+            lambda v: pieces.count_distinct(col, info, bounds(v)),
+            needs=needs,
+            alone=lambda v: pieces.distinct_alone(info, bounds(v)),
+        )
+    }
 
 
 def total(t: ResolvedTable, name: str) -> dict[str, Agg]:
