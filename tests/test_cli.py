@@ -46,14 +46,21 @@ def test_run_custom_json_summary_and_exit_codes(tmp_projects: Path):
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_demo_runs_on_embedded_defaults(tmp_projects: Path):
-    result = runner.invoke(app, ["demo", "--json"])
+def test_demo_finds_every_planted_difference_on_embedded_defaults(tmp_projects: Path):
+    result = runner.invoke(app, ["demo", "--rows", "3000", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert summary["status"] == "completed"
+    out = json.loads(result.stdout)
     assert (tmp_projects / "demo" / "project.yaml").is_file()
-    results = {op["operation_id"]: op["result"] for op in summary["operations"]}
-    assert results["custom_0_source-count"]["rows"] == results["custom_3_target-count"]["rows"]
+    assert out["datagen"]["status"] == "completed"
+    drift = out["drift"]
+    assert drift["all_found"] and drift["false_alarms"] == []
+    kinds = {(f["table"], f["kind"]) for f in drift["findings"]}
+    assert ("fact_sales", "orphan_fks") in kinds and ("dim_customer", "truncated_strings") in kinds and len(kinds) == 8
+    assert all(f["found"] and "row_checksum" in f["found_by"] for f in drift["findings"])
+    nulls = next(f for f in drift["findings"] if f["kind"] == "nulls")
+    assert "nulls" in nulls["found_by"]
+    assert "dim_product" in drift["untouched_tables"] and drift["untouched_checks"] > 20
+    assert Path(out["report_path"]).is_file()
 
 
 def test_console_script_is_installed():

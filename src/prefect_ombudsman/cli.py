@@ -71,18 +71,19 @@ def build_request(model: type[BaseModel], **fields: Any) -> Any:
         refuse(validation_message(exc))
 
 
-def execute_job(
+def run_job(
     flow: Any,
     parameters: dict[str, Any],
     *,
-    as_json: bool,
     label: str,
+    quiet: bool = False,
     extra_progress: Any = None,
 ) -> dict[str, Any]:
-    """Run a batch flow in process with a progress bar; print the outcome; exit by SPEC §10.
+    """Run a batch flow in process with a progress bar and return its summary (SPEC §3).
 
     `extra_progress(progress)` may add bars of its own (e.g. rows per table) and returns a
-    function that detaches them."""
+    function that detaches them. A run that ends without a summary exits 2 (parameters refused)
+    or 1."""
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
@@ -97,7 +98,7 @@ def execute_job(
         TimeRemainingColumn(),
         console=console,
         transient=False,
-        disable=as_json or not console.is_terminal and os.environ.get("OMBUDSMAN_PROGRESS") != "1",
+        disable=quiet or not console.is_terminal and os.environ.get("OMBUDSMAN_PROGRESS") != "1",
     )
     bar: dict[str, Any] = {}
 
@@ -122,6 +123,19 @@ def execute_job(
     if not isinstance(summary, dict):
         console.print(f"[red]error:[/red] {state.message or state.name}")
         raise typer.Exit(2 if "validation" in str(state.message).lower() else 1)
+    return summary
+
+
+def execute_job(
+    flow: Any,
+    parameters: dict[str, Any],
+    *,
+    as_json: bool,
+    label: str,
+    extra_progress: Any = None,
+) -> dict[str, Any]:
+    """Run a batch flow in process with a progress bar; print the outcome; exit by SPEC §10."""
+    summary = run_job(flow, parameters, label=label, quiet=as_json, extra_progress=extra_progress)
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
@@ -365,32 +379,71 @@ def jobs_report(job_id: str) -> None:
 @app.command("demo")
 def demo_command(
     projects_dir: ProjectsDir = None,
+    rows: Annotated[int, typer.Option("--rows", min=100, max=10_000_000, help="Fact rows to generate.")] = 20_000,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create or refresh the embedded `demo` project and run a batch job on it."""
-    from prefect_ombudsman.demo import DEMO_PROJECT, ensure_demo_project, seed_demo_tables
-    from prefect_ombudsman.flows import custom_batch
-    from prefect_ombudsman.jobs.models import BatchCustomRequest
+    """Generate the Retail warehouse (SQLite source, DuckDB target, planted drift), validate it as one
+    bulk job, and show that every planted difference was found. No server, no credentials."""
+    from prefect_ombudsman import demo
+    from prefect_ombudsman.flows import batch_data_generation, bulk_pipeline_execution
 
     root = projects_dir.resolve() if projects_dir else None
-    folder = ensure_demo_project(root)
-    console.print(f"demo project: {folder}")
-    seed_demo_tables(root)
-    queries = {
-        "count": "SELECT COUNT(*) AS row_count FROM demo_orders",
-        "sum": "SELECT SUM(amount) AS total_amount FROM demo_orders",
-        "range": "SELECT MIN(order_id) AS first_id, MAX(order_id) AS last_id FROM demo_orders",
-    }
-    items = [
-        {"operation": "sql_query", "name": f"{side}-{check}", "arguments": {"connection": side, "query": sql}}
-        for side in ("source", "target")
-        for check, sql in queries.items()
-    ]
-    request = build_request(
-        BatchCustomRequest, job_name="Demo batch", items=items, parallel_execution=True, max_parallel=4, project_id=DEMO_PROJECT
+    folder = demo.prepare_project(root)
+    if not as_json:
+        console.print(f"[bold]Ombudsman demo[/bold] — project {folder}")
+        console.print("source: SQLite (stands in for SQL Server) · target: DuckDB (stands in for Snowflake)")
+    generated = run_job(batch_data_generation, demo.datagen_parameters(rows, root), label="generate Retail", quiet=as_json)
+    if generated["status"] != "completed":
+        print_summary(generated)
+        raise typer.Exit(1)
+    manifest = demo.manifest_of(generated)
+    validated = run_job(bulk_pipeline_execution, demo.pipeline_parameters(folder, root), label="validate pipelines", quiet=as_json)
+    account = demo.account_for_drift(manifest, validated)
+    report = validated.get("validation_report_path") or validated.get("report_path")
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {"datagen": generated, "validation": validated, "drift": account.as_json(), "report_path": report},
+                default=str,
+            )
+        )
+        raise typer.Exit(0 if account.ok else 1)
+    summary = validated.get("validation_summary") or {}
+    out.print(
+        f"validated {summary.get('total_pipelines', '?')} pipelines, {summary.get('total_validations', '?')} checks: "
+        f"{summary.get('passed', '?')} passed, {summary.get('failed', '?')} failed, {summary.get('errors', '?')} errors"
     )
-    params = request.model_dump(mode="json") | {"projects_dir": str(root) if root else None}
-    execute_job(custom_batch, params, as_json=as_json, label="demo")
+    table = Table(title="Planted differences and what found them")
+    for column in ("table", "planted", "n", "found by (failing validators)", "row comparison", ""):
+        table.add_column(column, overflow="fold")
+    for f in account.findings:
+        mark = "[green]found[/green]" if f.found else "[red]MISSED[/red]"
+        table.add_row(f.table, demo.LABELS.get(f.kind, f.kind), str(f.planted), ", ".join(f.found_by) or "-", f.detail, mark)
+    out.print(table)
+    if account.false_alarms:
+        out.print("[red]false alarms on untouched tables:[/red]")
+        for alarm in account.false_alarms:
+            out.print(f"  {alarm}")
+    else:
+        out.print(
+            f"untouched tables ({', '.join(account.untouched_tables)}): all {account.untouched_checks} checks passed"
+        )
+    out.print(f"drift manifest: {next(iter(_manifest_paths(generated)), '-')}")
+    out.print(f"report: {report}")
+    out.print(
+        "[green]every planted difference was found, with no false alarm[/green]"
+        if account.ok
+        else "[red]some planted differences were missed[/red]"
+    )
+    raise typer.Exit(0 if account.ok else 1)
+
+
+def _manifest_paths(summary: dict[str, Any]) -> list[str]:
+    return [
+        ((op.get("result") or {}).get("drift") or {}).get("manifest_path")
+        for op in summary.get("operations", [])
+        if ((op.get("result") or {}).get("drift") or {}).get("manifest_path")
+    ]
 
 
 @app.command("serve")
