@@ -273,6 +273,19 @@ class SqlPieces:
         own = self._own("distinct_alone")
         return bool(own(info, bounds)) if own is not None else False
 
+    def stddev_from_moments(self, info: ColumnInfo) -> bool:
+        """Whether sample STDDEV is cheaper from exact moments (COUNT, SUM, SUM of squares, folded
+        in Python with Decimal arithmetic) than from the database's STDDEV_SAMP."""
+        own = self._own("stddev_from_moments")
+        return bool(own(info)) if own is not None else False
+
+    def square_sum(self, expr: ColumnElement[Any], info: ColumnInfo) -> ColumnElement[Any]:
+        """Exact SUM(x * x) (asked only where `stddev_from_moments` said yes)."""
+        own = self._own("square_sum")
+        if own is not None:
+            return own(expr, info)
+        return func.sum(expr * expr)
+
     def count_if(self, condition: ColumnElement[bool]) -> ColumnElement[Any]:
         return func.sum(case((condition, 1), else_=0))
 

@@ -8,6 +8,7 @@ together: the first step that needs a table's aggregates runs one SELECT for all
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import difflib
 import threading
 import time
@@ -205,16 +206,25 @@ class Agg:
 
     def __init__(
         self,
-        build: Callable[..., ColumnElement[Any]],
+        build: Callable[..., ColumnElement[Any]] | None = None,
         *,
         needs: dict[str, Agg] | None = None,
         alone: bool | Callable[[dict[str, Any]], bool] = False,
+        parts: dict[str, Agg] | None = None,
+        derive: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
+        if (build is None) == (derive is None):
+            raise ValueError(
+                "an aggregate has either SQL (build) or is derived from parts (derive)"
+            )
         self.build = build
         self.needs = needs or {}
         self._alone = alone
+        self.parts = parts or {}
+        self.derive = derive
 
     def expression(self, values: dict[str, Any]) -> ColumnElement[Any]:
+        assert self.build is not None
         return self.build({k: values[k] for k in self.needs}) if self.needs else self.build()
 
     def alone(self, values: dict[str, Any]) -> bool:
@@ -317,6 +327,12 @@ class ResolvedTable:
         `alone` aggregate. Called with the lock held; returns the values and the SQL that ran."""
         values: dict[str, Any] = {}
         statements: list[str] = []
+        derived = {k: a for k, a in aggs.items() if a.derive is not None}
+        aggs = {k: a for k, a in aggs.items() if k not in derived}
+        for agg in derived.values():
+            for key, part in agg.parts.items():
+                if key not in self._values:
+                    aggs.setdefault(key, part)
         probe: dict[str, Agg] = {}
         for agg in aggs.values():
             for key, need in agg.needs.items():
@@ -327,11 +343,25 @@ class ResolvedTable:
         known = {**self._values, **values}
         rest = {k: a for k, a in aggs.items() if k not in values}
         shared = {k: a for k, a in rest.items() if not a.alone(known)}
-        if shared:
-            statements.append(self._select(shared, values, known))
-        for key, agg in rest.items():
-            if key not in shared:
-                statements.append(self._select({key: agg}, values, known))
+        groups = [shared] if shared else []
+        groups += [{k: a} for k, a in rest.items() if k not in shared]
+        if len(groups) == 1:
+            statements.append(self._select(groups[0], values, known))
+        elif groups:
+            # the separate SELECTs run at the same time as the shared one, on their own connections
+            with cf.ThreadPoolExecutor(len(groups), thread_name_prefix="ombudsman-scan") as pool:
+                outs: list[dict[str, Any]] = [{} for _ in groups]
+                futures = [
+                    pool.submit(self._select, g, out, known)
+                    for g, out in zip(groups, outs, strict=True)
+                ]
+                statements += [f.result() for f in futures]
+            for out in outs:
+                values.update(out)
+        known = {**self._values, **values}
+        for key, agg in derived.items():
+            assert agg.derive is not None
+            values[key] = agg.derive({k: known[k] for k in agg.parts})
         return values, ";\n".join(statements)
 
     def _select(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import and_, func, not_
@@ -72,8 +73,32 @@ def maximum(t: ResolvedTable, name: str) -> dict[str, Agg]:
 
 
 def stddev(t: ResolvedTable, name: str) -> dict[str, Agg]:
-    col, info = t.col(name), t.info(name)
-    return {f"std:{name.lower()}": Agg(lambda: t.side.pieces.stddev(col, info))}
+    """Sample standard deviation: the database's, or folded exactly from COUNT, SUM and SUM(x*x)."""
+    col, info, pieces = t.col(name), t.info(name), t.side.pieces
+    key = name.lower()
+    if not pieces.stddev_from_moments(info):
+        return {f"std:{key}": Agg(lambda: pieces.stddev(col, info))}
+    parts = combine(
+        non_null(t, name),
+        total(t, name),
+        {f"sumsq:{key}": Agg(lambda: pieces.square_sum(col, info))},
+    )
+
+    def fold(v: dict[str, Any]) -> Any:
+        return sample_stddev(v[f"nonnull:{key}"], v[f"sum:{key}"], v[f"sumsq:{key}"])
+
+    return {f"std:{key}": Agg(parts=parts, derive=fold)}
+
+
+def sample_stddev(n: Any, total: Any, squares: Any) -> float | None:
+    """sqrt((n*S2 - S1^2) / (n*(n-1))) in exact Decimal arithmetic (no cancellation), as a float."""
+    if n is None or total is None or squares is None or int(n) < 2:
+        return None
+    with localcontext() as exact:
+        exact.prec = 100
+        count, s1, s2 = Decimal(int(n)), Decimal(total), Decimal(squares)
+        variance = (count * s2 - s1 * s1) / (count * (count - 1))
+        return float(max(variance, Decimal(0)).sqrt())
 
 
 def outside_domain(t: ResolvedTable, name: str, allowed: list[Any]) -> dict[str, Agg]:
