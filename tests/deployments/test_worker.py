@@ -155,6 +155,16 @@ def test_deployment_run_completes_under_the_worker(deployed):
     assert summary["completed"] == 4
     with _client(deployed) as client:
         assert {"ombudsman", "job-type:custom"} <= set(client.read_flow_run(run_id).tags)
+        deployments = {d.name for d in client.read_deployments()}
+    assert deployments == {
+        "bulk-pipeline-execution",
+        "nightly-validation",
+        "batch-data-generation",
+        "multi-project-validation",
+        "bulk-metadata-extraction",
+        "batch-comparison",
+        "custom-batch",
+    }
 
 
 def test_cancel_with_prefect_cli_stops_a_worker_run(deployed):
