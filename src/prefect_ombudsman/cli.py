@@ -797,6 +797,20 @@ def run_projects(
     execute_job(multi_project_validation, params, as_json=as_json, label="projects")
 
 
+@app.command("api")
+def api_command(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    projects_dir: ProjectsDir = None,
+) -> None:
+    """Serve the Studio's /batch REST API (OpenAPI at /docs); jobs run as Prefect flow runs."""
+    import uvicorn
+
+    from prefect_ombudsman.jobs.api import create_app
+
+    uvicorn.run(create_app(str(projects_dir.resolve()) if projects_dir else None), host=host, port=port)
+
+
 @app.command("operations")
 def list_operations() -> None:
     """List the registered custom operations."""

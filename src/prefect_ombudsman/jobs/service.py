@@ -7,7 +7,10 @@ job runs. The CLI (`ombudsman jobs ...`) and the REST API call these functions.
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Scheduled
+from pydantic import BaseModel
 
 from prefect_ombudsman.errors import OmbudsmanError
 from prefect_ombudsman.jobs.models import (
@@ -319,12 +323,63 @@ def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
     if wait:
         run_flow(flow, flow_run=run, parameters=run.parameters, return_type="state")
     else:
-        import threading
-
         threading.Thread(
             target=run_flow, kwargs={"flow": flow, "flow_run": run, "parameters": run.parameters, "return_type": "state"}, daemon=True
         ).start()
     return get_job(job_id, with_operations=wait)
+
+
+def _deployment_for(client: SyncPrefectClient, flow_name: str) -> Any:
+    """A deployment that runs `flow_name`: `$OMBUDSMAN_DEPLOYMENT_NAME`, the served one, or prefect.yaml's."""
+    names = [n for n in (os.environ.get("OMBUDSMAN_DEPLOYMENT_NAME"), "ombudsman", flow_name) if n]
+    for name in names:
+        try:
+            return client.read_deployment_by_name(f"{flow_name}/{name}")
+        except ObjectNotFound:
+            continue
+    return None
+
+
+def submit_job(
+    job_type: BatchJobType,
+    request: BaseModel,
+    *,
+    projects_dir: str | None = None,
+    execution: str | None = None,
+) -> BatchJob:
+    """Start a job without waiting: through the flow's deployment when one exists (a worker or
+    `ombudsman serve` runs it), else in this process on a background thread.
+
+    `execution` ("deployment" | "local", default `$OMBUDSMAN_EXECUTION` else automatic) forces one.
+    """
+    from prefect.flow_engine import run_flow
+
+    from prefect_ombudsman import flows as flow_module
+
+    flow = flow_module.flow_for(job_type)
+    accepted = set(inspect.signature(flow.fn).parameters)
+    parameters = {k: v for k, v in request.model_dump(mode="json").items() if k in accepted}
+    if "projects_dir" in accepted and projects_dir:
+        parameters["projects_dir"] = projects_dir
+    project_id = getattr(request, "project_id", None)
+    tags = ["ombudsman", f"job-type:{job_type.value}", *([f"project:{project_id}"] if project_id else []), *request.tags]
+    mode = execution or os.environ.get("OMBUDSMAN_EXECUTION") or "auto"
+    with _client() as client:
+        deployment = _deployment_for(client, flow.name) if mode != "local" else None
+        if mode == "deployment" and deployment is None:
+            raise JobStateError(f"no deployment of flow {flow.name!r} exists (prefect deploy, or ombudsman serve)")
+        if deployment is not None:
+            run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters, tags=tags)
+        else:
+            run = client.create_flow_run(flow, name=None, parameters=parameters, tags=tags)
+            thread = threading.Thread(
+                target=run_flow,
+                kwargs={"flow": flow, "flow_run": run, "parameters": parameters, "return_type": "state"},
+                name=f"ombudsman-job-{run.id}",
+                daemon=True,
+            )
+            thread.start()
+        return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
 
 
 def delete_job(job_id: str) -> None:

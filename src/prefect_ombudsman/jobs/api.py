@@ -1,0 +1,272 @@
+"""The Studio's `/batch` REST API on top of Prefect (`ombudsman api`; OpenAPI at `/docs`).
+
+Request and response shapes are the Studio's (reference/studio-today.md §1.5), so its clients and
+documented `curl` examples work unchanged; job ids are Prefect flow-run ids. Refusals are 4xx
+with a `detail` naming the problem, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs.models import (
+    BatchComparisonRequest,
+    BatchCustomRequest,
+    BatchDataGenRequest,
+    BatchJobCancelRequest,
+    BatchJobCreateResponse,
+    BatchJobListResponse,
+    BatchJobRetryRequest,
+    BatchJobStatus,
+    BatchJobStatusResponse,
+    BatchJobType,
+    BatchMetadataRequest,
+    BatchMultiProjectRequest,
+    BatchPipelineRequest,
+    BatchProgress,
+)
+from prefect_ombudsman.projects import default_project_id
+from prefect_ombudsman.redaction import scrub, scrub_data
+
+router = APIRouter(prefix="/batch", tags=["batch"])
+
+_NOUNS = {
+    BatchJobType.bulk_pipeline_execution: ("Batch pipeline execution", "pipelines"),
+    BatchJobType.batch_data_generation: ("Batch data generation", "items"),
+    BatchJobType.multi_project_validation: ("Multi-project validation", "projects"),
+    BatchJobType.bulk_metadata_extraction: ("Bulk metadata extraction", "sources"),
+    BatchJobType.batch_comparison: ("Batch comparison", "table pairs"),
+    BatchJobType.custom: ("Custom batch", "operations"),
+}
+
+
+def _items(request: BaseModel) -> int:
+    for name in ("pipelines", "projects", "items"):
+        if hasattr(request, name):
+            return len(getattr(request, name))
+    return 0
+
+
+def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCreateResponse:
+    if getattr(request, "project_id", "missing") is None and job_type != BatchJobType.custom:
+        request = request.model_copy(update={"project_id": default_project_id()})
+    try:
+        job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
+    except service.JobStateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    label, noun = _NOUNS[job_type]
+    count = _items(request)
+    return BatchJobCreateResponse(
+        job_id=job.job_id,
+        status=job.status,
+        message=f"{label} job created with {count} {noun}",
+        total_operations=count,
+    )
+
+
+def _job_or_404(job_id: str, *, with_operations: bool = True) -> Any:
+    try:
+        return service.get_job(job_id, with_operations=with_operations)
+    except service.JobNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+
+
+@router.post("/pipelines/bulk-execute", response_model=BatchJobCreateResponse)
+def bulk_execute(request: BatchPipelineRequest, http: Request) -> BatchJobCreateResponse:
+    """Run many pipelines of a project as one job."""
+    return _create(BatchJobType.bulk_pipeline_execution, request, http.app.state)
+
+
+@router.post("/data/bulk-generate", response_model=BatchJobCreateResponse)
+def bulk_generate(request: BatchDataGenRequest, http: Request) -> BatchJobCreateResponse:
+    """Generate Retail / Finance / Healthcare warehouses into the project's databases (or `targets`)."""
+    return _create(BatchJobType.batch_data_generation, request, http.app.state)
+
+
+@router.post("/projects/multi-validate", response_model=BatchJobCreateResponse)
+def multi_validate(request: BatchMultiProjectRequest, http: Request) -> BatchJobCreateResponse:
+    """Validate many projects, each against its own databases."""
+    return _create(BatchJobType.multi_project_validation, request, http.app.state)
+
+
+@router.post("/metadata/bulk-extract", response_model=BatchJobCreateResponse)
+def bulk_extract(request: BatchMetadataRequest, http: Request) -> BatchJobCreateResponse:
+    """Extract the catalogs of many sources."""
+    return _create(BatchJobType.bulk_metadata_extraction, request, http.app.state)
+
+
+@router.post("/comparison/bulk-compare", response_model=BatchJobCreateResponse)
+def bulk_compare(request: BatchComparisonRequest, http: Request) -> BatchJobCreateResponse:
+    """Row-level comparison of many table pairs."""
+    return _create(BatchJobType.batch_comparison, request, http.app.state)
+
+
+@router.post("/custom/execute", response_model=BatchJobCreateResponse)
+def custom_execute(request: BatchCustomRequest, http: Request) -> BatchJobCreateResponse:
+    """Call registered custom operations."""
+    return _create(BatchJobType.custom, request, http.app.state)
+
+
+@router.get("/jobs", response_model=BatchJobListResponse)
+def list_jobs(
+    status: BatchJobStatus | None = None,
+    job_type: BatchJobType | None = None,
+    project_id: str | None = None,
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> BatchJobListResponse:
+    jobs, total = service.list_jobs(status=status, job_type=job_type, project_id=project_id, limit=limit, offset=offset)
+    return BatchJobListResponse(jobs=jobs, total=total, page=offset // limit + 1, page_size=limit)
+
+
+@router.get("/jobs/{job_id}", response_model=BatchJobStatusResponse)
+def get_job(job_id: str) -> BatchJobStatusResponse:
+    job = _job_or_404(job_id)
+    progress = job.progress or BatchProgress(
+        total_operations=len(job.operations), completed_operations=0, failed_operations=0, skipped_operations=0
+    )
+    return BatchJobStatusResponse(job=job, current_progress=progress)
+
+
+@router.get("/jobs/{job_id}/progress")
+def job_progress(job_id: str) -> dict[str, Any]:
+    job = _job_or_404(job_id, with_operations=False)
+    return {
+        "status": "success",
+        "job_id": job.job_id,
+        "job_status": job.status.value,
+        "progress": job.progress.model_dump() if job.progress else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+        "duration_ms": job.total_duration_ms,
+    }
+
+
+@router.get("/jobs/{job_id}/operations")
+def job_operations(job_id: str) -> dict[str, Any]:
+    job = _job_or_404(job_id)
+    return {
+        "status": "success",
+        "job_id": job.job_id,
+        "total_operations": len(job.operations),
+        "operations": [op.model_dump(mode="json") for op in job.operations],
+    }
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, request: BatchJobCancelRequest | None = Body(default=None)) -> dict[str, Any]:
+    reason = request.reason if request else None
+    job = _job_or_404(job_id, with_operations=False)
+    if job.status in (BatchJobStatus.completed, BatchJobStatus.failed, BatchJobStatus.cancelled, BatchJobStatus.partial_success):
+        return {
+            "status": "warning",
+            "message": f"Job is already {job.status.value}; nothing to cancel",
+            "job_id": job_id,
+            "current_status": job.status.value,
+        }
+    try:
+        service.cancel_job(job_id, reason)
+    except service.JobStateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return {"status": "success", "message": "Job cancellation requested", "job_id": job_id, "reason": reason}
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(job_id: str, request: BatchJobRetryRequest | None = Body(default=None)) -> dict[str, Any]:
+    job = _job_or_404(job_id)
+    failed = [op for op in job.operations if op.status.value in ("failed", "skipped")]
+    if request and request.operation_ids:
+        unknown = sorted(set(request.operation_ids) - {op.operation_id for op in job.operations})
+        if unknown:
+            raise HTTPException(status_code=400, detail=f"operation_ids: not in job {job_id}: {', '.join(unknown)}")
+    if job.status not in (BatchJobStatus.failed, BatchJobStatus.partial_success, BatchJobStatus.cancelled) or not failed:
+        return {"status": "info", "message": f"Nothing to retry: job is {job.status.value}", "job_id": job_id}
+    try:
+        service.retry_job(job_id, wait=False)
+    except service.JobStateError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    return {
+        "status": "success",
+        "message": f"Retrying {len(failed)} failed operations",
+        "job_id": job_id,
+        "retrying_operations": len(failed),
+    }
+
+
+@router.delete("/jobs/{job_id}")
+def delete_job(job_id: str) -> dict[str, Any]:
+    _job_or_404(job_id, with_operations=False)
+    try:
+        service.delete_job(job_id)
+    except service.JobStateError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    return {"status": "success", "message": f"Job {job_id} deleted", "job_id": job_id}
+
+
+@router.get("/statistics")
+def statistics() -> dict[str, Any]:
+    jobs, total = service.list_jobs(limit=10_000)
+    return {
+        "status": "success",
+        "statistics": {
+            "total_jobs": total,
+            "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
+            "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
+            "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
+            "recent_jobs": [
+                {"job_id": j.job_id, "name": j.name, "status": j.status.value, "created_at": j.created_at.isoformat()}
+                for j in jobs[:10]
+            ],
+        },
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+
+
+@router.get("/jobs/{job_id}/report")
+def job_report(job_id: str) -> dict[str, Any]:
+    job = _job_or_404(job_id, with_operations=False)
+    summary = job.result_summary or {}
+    path = summary.get("report_path")
+    if not path or not Path(path).is_file():
+        raise HTTPException(status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})")
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    validation = report.get("validation_report_path")
+    if validation and Path(validation).is_file():
+        report = {**report, "validation_report": json.loads(Path(validation).read_text(encoding="utf-8"))}
+    return {"status": "success", "job_id": job_id, "job_name": job.name, "report": scrub_data(report)}
+
+
+def create_app(projects_dir: str | None = None) -> FastAPI:
+    """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts."""
+    app = FastAPI(
+        title="Ombudsman batch operations",
+        description="The Studio's /batch API, running every job as a Prefect flow run.",
+        version="0.1.0",
+    )
+    app.state.projects_dir = projects_dir
+    app.include_router(router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        from prefect.client.orchestration import get_client
+
+        try:
+            with get_client(sync_client=True) as client:
+                prefect_ok = client.api_healthcheck() is None
+        except Exception:
+            prefect_ok = False
+        return {"status": "healthy" if prefect_ok else "degraded", "prefect_api": prefect_ok, "timestamp": datetime.now(UTC).isoformat()}
+
+    @app.exception_handler(service.OmbudsmanError)
+    def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": scrub(str(exc))})
+
+    return app
