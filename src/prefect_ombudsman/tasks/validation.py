@@ -25,6 +25,7 @@ def run_pipeline_operation(ctx: OperationContext, arguments: dict[str, Any]) -> 
         check_cancelled=ctx.check_cancelled,
         max_workers=int(arguments.get("max_parallel_steps") or 4),
         ref=ref,
+        on_cancel=ctx.on_cancel,
     )
     if arguments.get("pipeline_name"):
         result["requested_name"] = arguments["pipeline_name"]
@@ -45,6 +46,7 @@ def run_project_operation(ctx: OperationContext, arguments: dict[str, Any]) -> d
         list(arguments.get("pipeline_ids") or []),
         projects_dir=ctx.projects_dir,
         check_cancelled=ctx.check_cancelled,
+        on_cancel=ctx.on_cancel,
     )
     if result["status"] != "passed":
         raise OperationFailed(

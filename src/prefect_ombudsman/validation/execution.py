@@ -36,6 +36,8 @@ from prefect_ombudsman.validation.runner import run_pipeline
 from prefect_ombudsman.validation.spec import PipelineSpec
 from prefect_ombudsman.validation.tables import Side
 
+OnCancel = Callable[[Callable[[], None]], Callable[[], None]]
+
 
 def _project_for(ref: PipelineRef, project_id: str | None, root: Path) -> Project:
     """The job's project; else the project whose folder holds the pipeline file."""
@@ -95,8 +97,12 @@ def run_project_pipeline(
     check_cancelled: Callable[[], None] | None = None,
     max_workers: int = 4,
     ref: PipelineRef | None = None,
+    on_cancel: OnCancel | None = None,
 ) -> dict[str, Any]:
-    """Load one pipeline, run it against its project's connections, write `results/<run_id>.json`."""
+    """Load one pipeline, run it against its project's connections, write `results/<run_id>.json`.
+
+    `on_cancel(callback) -> unregister` (an operation context's `on_cancel`) gets each side's
+    `interrupt`, so a cancelled job stops the running queries, not only the next step."""
     root = projects_root(projects_dir)
     ref = ref or find_pipeline_file(pipeline_id, project_id, root)
     if ref.path is None:
@@ -106,18 +112,28 @@ def run_project_pipeline(
         ref.path, pipeline_id=ref.pipeline_id, override=config_override, from_batch=ref.from_batch
     )
     source, target = open_side("source", project, pipeline), open_side("target", project, pipeline)
-    for side in (source, target):
-        preflight(side)
-    return run_pipeline(
-        pipeline,
-        source,
-        target,
-        project_id=project.project_id,
-        schema_mappings=project.config.schema_mappings,
-        results_dir=project.results_dir,
-        max_workers=max_workers,
-        check_cancelled=check_cancelled,
-    )
+    removers = [on_cancel(side.interrupt) for side in (source, target)] if on_cancel else []
+    try:
+        for side in (source, target):
+            preflight(side)
+        return run_pipeline(
+            pipeline,
+            source,
+            target,
+            project_id=project.project_id,
+            schema_mappings=project.config.schema_mappings,
+            results_dir=project.results_dir,
+            max_workers=max_workers,
+            check_cancelled=check_cancelled,
+        )
+    except Exception as exc:
+        if not isinstance(exc, OperationCancelled) and (source.cancelled or target.cancelled):
+            # an interrupted query surfaces as a driver error: report the cancel itself
+            raise OperationCancelled(f"pipeline {pipeline.pipeline_id}: job cancelled") from None
+        raise
+    finally:
+        for remove in removers:
+            remove()
 
 
 def list_project_pipelines(project: Project) -> list[str]:
@@ -145,6 +161,7 @@ def run_project(
     projects_dir: str | os.PathLike[str] | None = None,
     check_cancelled: Callable[[], None] | None = None,
     max_workers: int = 4,
+    on_cancel: OnCancel | None = None,
 ) -> dict[str, Any]:
     """Run the named pipelines (all when none) of one project; per-pipeline outcomes plus totals."""
     root = projects_root(projects_dir)
@@ -173,6 +190,7 @@ def run_project(
                 check_cancelled=check,
                 max_workers=max_workers,
                 ref=item,
+                on_cancel=on_cancel,
             )
         except OperationCancelled:
             raise

@@ -94,6 +94,9 @@ def run_pipeline(
             except Exception:  # the step itself will report the problem when it runs
                 pass
     results = _execute(prepared, max(1, max_workers), check, [*source.tables(), *target.tables()])
+    check()  # a cancel that interrupted the last queries ends the run, it is not a result
+    if source.cancelled or target.cancelled:
+        raise OperationCancelled(f"pipeline {pipeline.pipeline_id}: cancelled")
     steps = [results[item.step.id] for item in prepared]
     summary = {
         "total": len(steps),

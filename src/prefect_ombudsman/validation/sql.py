@@ -181,6 +181,29 @@ class SqlPieces:
         if own is not None:
             own(conn)
 
+    # --- cancellation
+    def interrupt(self, dbapi_connection: Any, cursor: Any | None) -> None:
+        """Stop the statement running on this DBAPI connection (called from another thread).
+
+        sqlite3 and DuckDB: `connection.interrupt()`; psycopg: `connection.cancel_safe()` /
+        `cancel()`; pyodbc: `cursor.cancel()`; Snowflake: `cursor.abort_query(sfqid)`.
+        """
+        own = self._own("interrupt")
+        if own is not None:
+            own(dbapi_connection, cursor)
+            return
+        raw = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+        if cursor is not None and getattr(cursor, "sfqid", None) and hasattr(cursor, "abort_query"):
+            cursor.abort_query(cursor.sfqid)
+        elif callable(getattr(raw, "interrupt", None)):
+            raw.interrupt()
+        elif callable(getattr(raw, "cancel_safe", None)):
+            raw.cancel_safe(timeout=5.0)
+        elif callable(getattr(raw, "cancel", None)):
+            raw.cancel()
+        elif cursor is not None and callable(getattr(cursor, "cancel", None)):
+            cursor.cancel()
+
     # --- catalog
     def columns(
         self, conn: Connection, schema: str | None, name: str

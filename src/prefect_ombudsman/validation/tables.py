@@ -12,19 +12,20 @@ import concurrent.futures as cf
 import difflib
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import column, select, table
+from sqlalchemy import column, event, select, table
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.elements import ColumnElement
 
 from prefect_ombudsman.dialects.base import dialect_for
-from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.errors import ConfigurationError, OperationCancelled
 from prefect_ombudsman.validation.sql import ColumnInfo, SqlPieces
 
 
@@ -37,6 +38,22 @@ class ColumnNotFoundError(ConfigurationError):
 
 
 Recorder = list[str]
+_CURSOR_KEY = "ombudsman_validation_cursor"
+_TRACKED: weakref.WeakSet[Engine] = weakref.WeakSet()
+_TRACKED_LOCK = threading.Lock()
+
+
+def _track_cursors(engine: Engine) -> None:
+    """Remember the cursor a validation connection executes on (pyodbc and Snowflake cancel a cursor)."""
+    with _TRACKED_LOCK:
+        if engine in _TRACKED:
+            return
+        _TRACKED.add(engine)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _remember(conn: Connection, cursor: Any, *_: Any) -> None:
+        if _CURSOR_KEY in conn.info:
+            conn.info[_CURSOR_KEY] = cursor
 
 
 @dataclass
@@ -68,6 +85,9 @@ class Side:
         self._lock = threading.Lock()
         self.stats = SideStats()
         self._stats_lock = threading.Lock()
+        self._active: dict[int, Connection] = {}
+        self.cancelled = False
+        _track_cursors(engine)
 
     @property
     def has_schemas(self) -> bool:
@@ -84,9 +104,34 @@ class Side:
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
+        """A pooled connection, registered so `interrupt()` can stop what it runs."""
+        if self.cancelled:
+            raise OperationCancelled(f"{self.label}: validation cancelled")
         with self.engine.connect() as conn:
-            self.pieces.prepare_connection(conn)
-            yield conn
+            dbapi = conn.connection.dbapi_connection
+            conn.info[_CURSOR_KEY] = None
+            with self._lock:
+                self._active[id(conn)] = conn
+            try:
+                self.pieces.prepare_connection(conn)
+                yield conn
+            finally:
+                with self._lock:
+                    self._active.pop(id(conn), None)
+                conn.info.pop(_CURSOR_KEY, None)
+                if self.cancelled and dbapi is not None:
+                    conn.invalidate()  # an interrupted connection is not handed to the next user
+
+    def interrupt(self) -> None:
+        """Stop every statement this side runs now and refuse new ones (a cancelled job; any thread)."""
+        self.cancelled = True
+        with self._lock:
+            active = list(self._active.values())
+        for conn in active:
+            try:
+                self.pieces.interrupt(conn.connection.dbapi_connection, conn.info.get(_CURSOR_KEY))
+            except Exception:  # a failed interrupt must not hide the cancel
+                pass
 
     def tables(self) -> list[ResolvedTable]:
         """The tables resolved so far in this run."""
