@@ -176,7 +176,7 @@ def run_project(
             refs.append((pid, str(exc)))
     for side in (open_side("source", project), open_side("target", project)):
         preflight(side)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for item in refs:
         check()
         if isinstance(item, tuple):

@@ -162,6 +162,7 @@ def _prepare(step: StepSpec, run: RunContext) -> _Prepared:
         return item
     config = dict(step.config)
     tolerance_given = step.tolerance is not None or "tolerance" in config
+    step_tol: Tolerance | None
     if "tolerance" in config and "tolerance" not in item.validator.config_model.model_fields:
         try:
             step_tol = Tolerance.model_validate(config.pop("tolerance"))

@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import column, event, select, table
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Executable
 
 from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.errors import ConfigurationError, OperationCancelled
@@ -184,7 +184,7 @@ class Side:
 
     def run(
         self,
-        stmt: ClauseElement,
+        stmt: Executable,
         recorder: Recorder | None,
         *,
         tables: tuple[ResolvedTable, ...] = (),
@@ -210,7 +210,7 @@ class Side:
 
     def stream(
         self,
-        stmt: ClauseElement,
+        stmt: Executable,
         recorder: Recorder | None,
         *,
         tables: tuple[ResolvedTable, ...] = (),
@@ -234,7 +234,7 @@ class Side:
                     self.stats.rows_pulled += len(rows)
                 yield list(rows)
 
-    def render(self, stmt: ClauseElement) -> str:
+    def render(self, stmt: Any) -> str:
         try:
             return str(stmt.compile(dialect=self.engine.dialect))
         except Exception as exc:  # rendering is for the record only

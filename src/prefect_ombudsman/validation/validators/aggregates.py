@@ -113,13 +113,12 @@ def outside_domain(t: ResolvedTable, name: str, allowed: list[Any]) -> dict[str,
 def regex_violations(t: ResolvedTable, name: str, pattern: str) -> dict[str, Agg] | None:
     """None when the database has no regex (the validator then checks distinct values in Python)."""
     col = t.col(name)
-    if t.side.pieces.regex_full_match(col, pattern) is None:
+    match = t.side.pieces.regex_full_match(col, pattern)
+    if match is None:
         return None
     return {
         f"regex:{name.lower()}:{_digest(pattern)}": Agg(
-            lambda: t.side.pieces.count_if(
-                and_(col.isnot(None), not_(t.side.pieces.regex_full_match(col, pattern)))
-            )
+            lambda: t.side.pieces.count_if(and_(col.isnot(None), not_(match)))
         )
     }
 

@@ -75,7 +75,10 @@ def _count(ctx: StepContext, label: str, raw: str) -> Any:
 
 def custom_sql(ctx: StepContext, cfg: CustomSqlConfig) -> Outcome:
     """Run a query on each side and compare the answers (count, first value, or the result sets)."""
-    queries = {"source": cfg.sql_query or cfg.snow_query, "target": cfg.snow_query or cfg.sql_query}
+    queries = {
+        "source": cfg.sql_query or cfg.snow_query or "",
+        "target": cfg.snow_query or cfg.sql_query or "",
+    }
     tolerance = cfg.tolerance if not cfg.tolerance.is_exact else ctx.tolerance
     details: dict[str, Any] = {"compare_mode": cfg.compare_mode}
     if cfg.compare_mode == "count":
@@ -126,7 +129,8 @@ def custom_sql(ctx: StepContext, cfg: CustomSqlConfig) -> Outcome:
     if cfg.ignore_row_order:
         s_rows = sorted(s_rows, key=_sort_key)
         t_rows = sorted(t_rows, key=_sort_key)
-    differing, affected = [], set()
+    differing: list[dict[str, Any]] = []
+    affected: set[Any] = set()
     for i, (a_row, b_row) in enumerate(zip(s_rows, t_rows, strict=True)):
         cols = [
             s_cols[j]

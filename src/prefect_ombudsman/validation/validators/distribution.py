@@ -67,7 +67,8 @@ def distribution(ctx: StepContext, cfg: DistributionConfig) -> Outcome:
     if not columns:
         return skipped("no numeric column on both sides")
     ranges = A.values_both(ctx, pair, _range_build(columns))
-    rows, failing = [], []
+    rows: list[dict[str, Any]] = []
+    failing: list[str] = []
     for name in columns:
         key = name.lower()
         lows = [
@@ -210,7 +211,8 @@ def outliers(ctx: StepContext, cfg: OutliersConfig) -> Outcome:
         if exprs:
             row = ctx.run_sql(label, select(*exprs).select_from(t.sa), tables=(t,))[0]
             counts[label] = {n: int(row[i] or 0) for i, n in enumerate(bounds)}
-    rows, failing = [], []
+    rows: list[dict[str, Any]] = []
+    failing: list[str] = []
     for name, (lo, hi) in bounds.items():
         src, tgt = counts["source"][name], counts["target"][name]
         ok = (src == tgt if not ctx.tolerance_given else ctx.match(src, tgt)) and not (

@@ -186,9 +186,7 @@ def _foreign_keys(ctx: StepContext, cfg: ForeignKeysConfig) -> list[ForeignKey]:
             raise ConfigurationError(
                 "foreign_keys: give fk_column, ref_table and ref_column together"
             )
-        return [
-            ForeignKey(column=cfg.fk_column, ref_table=cfg.ref_table, ref_column=cfg.ref_column)
-        ]
+        return [ForeignKey(fk_column=cfg.fk_column, dim=cfg.ref_table, pk_column=cfg.ref_column)]
     if cfg.foreign_keys:
         return list(cfg.foreign_keys)
     return metadata_foreign_keys(ctx, cfg.table)
@@ -281,7 +279,7 @@ def _conformance_fk(ctx: StepContext, cfg: ConformanceConfig) -> list[ForeignKey
             raise ConfigurationError(
                 f"fact_dim_conformance: no business_key for {cfg.dim} (config or metadata)"
             )
-        return [ForeignKey(column=cfg.fk_column, ref_table=cfg.dim, ref_column=key)]
+        return [ForeignKey(fk_column=cfg.fk_column, dim=cfg.dim, pk_column=key)]
     return metadata_foreign_keys(ctx, cfg.fact, only_dim=cfg.dim)
 
 
@@ -344,7 +342,7 @@ def late_arriving_facts(ctx: StepContext, cfg: LateArrivingConfig) -> Outcome:
     fks = _conformance_fk(
         ctx,
         ConformanceConfig(
-            fact=cfg.fact, dim=cfg.dim, fk_column=cfg.fk_column, business_key=cfg.business_key
+            table=cfg.fact, dim=cfg.dim, column=cfg.fk_column, ref_column=cfg.business_key
         ),
     )
     if not fks:

@@ -197,7 +197,8 @@ def uniqueness(ctx: StepContext, cfg: UniquenessConfig) -> Outcome:
     keys = _keys(ctx, cfg)
     if not keys:
         return skipped("no key columns (config columns/keys or metadata unique_keys)")
-    results, samples = [], {}
+    results: list[dict[str, Any]] = []
+    samples: dict[str, Any] = {}
     for key in keys:
         for name in key:
             pair.source.info(name)
@@ -289,7 +290,8 @@ def domain_values(ctx: StepContext, cfg: DomainValuesConfig) -> Outcome:
     if not domains:
         return skipped("no domain_values (config or metadata)")
     values = A.values_both(ctx, pair, _domain_build(domains))
-    rows, samples = [], {}
+    rows: list[dict[str, Any]] = []
+    samples: dict[str, Any] = {}
     for name, allowed in domains.items():
         key = next(iter(A.outside_domain(pair.source, name, allowed)))
         entry = {
@@ -317,7 +319,9 @@ def domain_values(ctx: StepContext, cfg: DomainValuesConfig) -> Outcome:
     if not bad:
         return passed(details, f"all values inside their domains ({len(rows)} columns)")
     details["samples"] = samples
-    return failed(details, "values outside the domain in " + ", ".join(r["column"] for r in bad))
+    return failed(
+        details, "values outside the domain in " + ", ".join(str(r["column"]) for r in bad)
+    )
 
 
 # ----------------------------------------------------------------------------- regex_patterns
@@ -365,7 +369,8 @@ def regex_patterns(ctx: StepContext, cfg: RegexPatternsConfig) -> Outcome:
     patterns = _patterns(ctx, cfg)
     if not patterns:
         return skipped("no regex_patterns (config or metadata)")
-    rows, samples = [], {}
+    rows: list[dict[str, Any]] = []
+    samples: dict[str, Any] = {}
     for name, pattern in patterns.items():
         entry: dict[str, Any] = {"column": name, "pattern": pattern}
         for label in ("source", "target"):
@@ -378,6 +383,7 @@ def regex_patterns(ctx: StepContext, cfg: RegexPatternsConfig) -> Outcome:
                 if entry[f"{label}_invalid"]:
                     col = t.col(name)
                     match = t.side.pieces.regex_full_match(col, pattern)
+                    assert match is not None  # pushed down: the count above came from SQL
                     stmt = (
                         select(col.label("value"))
                         .select_from(t.sa)
@@ -410,7 +416,7 @@ def _python_regex(
     compiled = re.compile(pattern)
     col = t.col(name)
     stmt = select(col, func.count()).select_from(t.sa).where(col.isnot(None)).group_by(col)
-    invalid, seen, bad = 0, 0, []
+    invalid, seen, bad = 0, 0, list[Any]()
     for chunk in t.side.stream(stmt, ctx.recorder(label), tables=(t,)):
         for value, count in chunk:
             seen += 1

@@ -138,7 +138,8 @@ def schema_datatypes(ctx: StepContext, cfg: SchemaDatatypesConfig) -> Outcome:
     """Every source column exists on the target with a type that holds its values (SQL Server -> Snowflake map)."""
     pair = _pair(ctx, cfg)
     src, tgt = _names(pair)
-    matched, mismatches = [], []
+    matched: list[dict[str, Any]] = []
+    mismatches: list[dict[str, Any]] = []
     for name in _selected(cfg, src):
         s = src[name]
         expected = SQLSERVER_TO_SNOWFLAKE.get(s.data_type.split("(")[0].strip().lower())
@@ -201,7 +202,7 @@ def schema_nullability(ctx: StepContext, cfg: SchemaNullabilityConfig) -> Outcom
     """Every source column exists on the target with the same nullability (names compared upper-cased)."""
     pair = _pair(ctx, cfg)
     src, tgt = _names(pair)
-    mismatches = []
+    mismatches: list[dict[str, Any]] = []
     for name in _selected(cfg, src):
         if name not in tgt:
             mismatches.append(
