@@ -211,7 +211,7 @@ class SnowflakeDialect(Dialect):
     def concat_text(self, parts: list[Any]) -> Any:
         from sqlalchemy import String, type_coerce
 
-        text = type_coerce(parts[0], String)
+        text: Any = type_coerce(parts[0], String)
         for part in parts[1:]:
             text = text + type_coerce(part, String)
         return text

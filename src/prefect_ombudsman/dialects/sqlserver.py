@@ -178,7 +178,7 @@ class SQLServerDialect(Dialect):
         from sqlalchemy import String, cast, type_coerce
         from sqlalchemy.dialects.mssql import NVARCHAR
 
-        text = cast(parts[0], NVARCHAR(None))
+        text: Any = cast(parts[0], NVARCHAR(None))
         for part in parts[1:]:
             text = text + type_coerce(part, String)
         return text

@@ -1,17 +1,19 @@
 """Row-level comparison of two tables on any two engines (SPEC §7.3).
 
-One scan per side computes, grouped by a bucket taken from the low bits of each row's 64-bit
-hash, the row count and the hash sum of every bucket (`level 1`): the whole-table fingerprint is
-the sum of the buckets, so the bucket checksums come out of the same single scan. Only when a
-bucket differs does a second scan pull `(key, hash)` for the rows of the differing buckets
-(`level 2`), and only for the sampled changed keys are full canonical rows fetched (`level 3`) to
-name the differing columns. A row's hash is computed in each database (`dialects/*`: canonical
-text -> MD5 -> 64 bits, or the engine's native hash when both sides are the same engine with the
-same column types), so aggregates, not rows, cross the wire.
+One scan per side computes, grouped by bucket, the row count and the sum of the rows' 64-bit
+hashes (`level 1`): the whole-table fingerprint is the sum of the buckets, so the bucket
+checksums come out of the same single scan. Only when a bucket differs does a second query pull
+`(key, hash)` for the rows of the differing buckets (`level 2`), and only for the sampled changed
+keys are full canonical rows fetched (`level 3`) to name the differing columns. A row's hash is
+computed in each database (`dialects/*`: canonical text -> MD5 -> 64 bits, or the engine's native
+hash when both sides are the same engine with the same column types), so aggregates, not rows,
+cross the wire.
 
-Bucketing by the row hash (not by the key) works for any key type, composite keys and tables
-without a key: a row that differs between the sides changes the sum of the bucket its hash falls
-in, on each side where it exists, so every differing row lies in a failing bucket.
+The bucket is a cheap function of the key when one is computed alike on both sides (integer
+keys: `key_bucket_sql`; same-engine native runs: the native hash of the key), so level 2 filters
+on the key before hashing and re-hashes only the failing buckets' rows. Otherwise (text keys
+across engines, no key) it is the low bits of the row hash, which works for any key type:
+a row that differs changes the sum of its bucket on each side where it exists.
 
     result = compare_tables(src_engine, tgt_engine, "dbo.fact_sales", "PUBLIC.FACT_SALES").result
 """
@@ -304,7 +306,7 @@ def reflect_side(label: str, engine: Engine, ref: str) -> Side:
         dialect=dialect_for(engine),
         schema=schema,
         name=name,
-        columns={c["name"].lower(): c for c in columns},
+        columns={c["name"].lower(): dict(c) for c in columns},
         primary_key=primary_key,
     )
 
@@ -425,7 +427,8 @@ def key_bucket(values: Iterable[Any], buckets: int) -> int:
 
 def key_bucket_sql(keys: list[Any], buckets: int) -> Any:
     """`key_bucket` in SQL: `%` truncates toward zero on every engine, hence `(k % p + p) % p`."""
-    prime, multiplier = literal_column(str(KEY_PRIME)), literal_column(str(KEY_MULTIPLIER))
+    prime: Any = literal_column(str(KEY_PRIME))
+    multiplier: Any = literal_column(str(KEY_MULTIPLIER))
     acc: Any = None
     for key in keys:
         m = (cast(key % prime, types.BigInteger()) + prime) % prime
@@ -489,7 +492,9 @@ class SideQueries:
         inner = select(*extra, *hashed).select_from(self.table)
         if where is not None:
             inner = inner.where(where)
-        probe = self.dialect.hash_parts([column(f"_omb_h{i}") for i in range(len(hashed))])
+        probe: list[Any] = self.dialect.hash_parts(
+            [column(f"_omb_h{i}") for i in range(len(hashed))]
+        )
         if self.bucket_by == "row hash" or len(probe) > 1:
             inner = self.dialect.fence(inner)
         sub = inner.subquery("_omb_rows")
@@ -605,7 +610,7 @@ def _choose_mode(source: Side, target: Side, plan: Plan, wanted: HashMode) -> st
     if wanted == "canonical":
         return "canonical"
     same_engine = source.dialect.name == target.dialect.name
-    probe = [column(f.name) for f in plan.source_fields]
+    probe: list[Any] = [column(f.name) for f in plan.source_fields]
     native_ok = (
         same_engine
         and source.dialect.native_row_hash(probe) is not None  # type: ignore[attr-defined]
