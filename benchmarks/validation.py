@@ -6,7 +6,7 @@
 Part 1: a fact table pair (`--rows`, default 1,000,000) with a 10,000-row dimension, identical on
 both sides (two DuckDB files; two PostgreSQL databases), through one pipeline with record_counts,
 nulls, statistics, metric_sums, uniqueness and foreign_keys. Printed side by side: the pipeline's
-wall time, the table scans per side, the rows pulled to Python, and the baseline measured in the
+wall time (best of 3 runs; the first run, which also opens pooled connections, printed too), the table scans per side, the rows pulled to Python, and the baseline measured in the
 same run: one plain `SELECT COUNT(*)` per side (and, for context, one full-column scan
 `SELECT SUM(amount)` per side).
 Part 2: `--bulk-pipelines` (200) pipelines over `--bulk-tables` (20) DuckDB table pairs in one
@@ -102,7 +102,9 @@ def timed_scalar(engine: Any, sql: str) -> float:
         return time.perf_counter() - started
 
 
-def run_pipeline_bench(engine_name: str, src_url: str, tgt_url: str) -> dict[str, Any]:
+def run_pipeline_bench(
+    engine_name: str, src_url: str, tgt_url: str, runs: int = 3
+) -> dict[str, Any]:
     from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
     from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 
@@ -110,14 +112,18 @@ def run_pipeline_bench(engine_name: str, src_url: str, tgt_url: str) -> dict[str
     count = [timed_scalar(e, "SELECT COUNT(*) FROM fact_sales") for e in (src, tgt)]
     scan = [timed_scalar(e, "SELECT SUM(amount) FROM fact_sales") for e in (src, tgt)]
     pipeline = parse_pipeline(PIPELINE, pipeline_id="bench")
-    started = time.perf_counter()
-    result = run_pipeline(pipeline, Side("source", src), Side("target", tgt), max_workers=4)
-    wall = time.perf_counter() - started
+    walls = []
+    for _ in range(runs):  # the first run also opens the pool's connections
+        started = time.perf_counter()
+        result = run_pipeline(pipeline, Side("source", src), Side("target", tgt), max_workers=4)
+        walls.append(time.perf_counter() - started)
+    wall = min(walls)
     bad = [(s["name"], s["status"], s["message"]) for s in result["steps"] if s["status"] != "PASS"]
     stats = result["stats"]
     return {
         "engine": engine_name,
         "wall_s": wall,
+        "first_s": walls[0],
         "count_s": max(count),
         "scan_s": max(scan),
         "fact_scans": [
@@ -227,11 +233,11 @@ def main() -> None:
             f"\nPipeline (record_counts, nulls, statistics, metric_sums, uniqueness, foreign_keys) on {args.rows:,} fact rows"
         )
         print(
-            f"{'engines':26} {'pipeline s':>10} {'COUNT(*) s':>10} {'ratio':>7} {'SUM scan s':>10} {'ratio':>7} {'fact scans/side':>16} {'queries/side':>13} {'rows pulled':>12}"
+            f"{'engines':26} {'1st run s':>9} {'pipeline s':>10} {'COUNT(*) s':>10} {'ratio':>7} {'SUM scan s':>10} {'ratio':>7} {'fact scans/side':>16} {'queries/side':>13} {'rows pulled':>12}"
         )
         for r in rows:
             print(
-                f"{r['engine']:26} {r['wall_s']:10.3f} {r['count_s']:10.4f} {r['wall_s'] / max(r['count_s'], 1e-9):7.1f} "
+                f"{r['engine']:26} {r['first_s']:9.3f} {r['wall_s']:10.3f} {r['count_s']:10.4f} {r['wall_s'] / max(r['count_s'], 1e-9):7.1f} "
                 f"{r['scan_s']:10.4f} {r['wall_s'] / max(r['scan_s'], 1e-9):7.1f} {str(r['fact_scans']):>16} {str(r['queries']):>13} {str(r['rows_pulled']):>12}"
             )
             if r["problems"]:
