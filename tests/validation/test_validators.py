@@ -154,3 +154,38 @@ def test_sums_compare_exactly_and_tolerance_relaxes_them(tmp_path: Path):
     loose = "steps:\n  - {name: metric_sums, tolerance: 0.05, config: {table: fact_sales, metric_cols: [amount]}}\n"
     assert run_pipeline(parse_pipeline(exact, pipeline_id="e"), *sides)["status"] == "failed"
     assert run_pipeline(parse_pipeline(loose, pipeline_id="l"), *sides)["status"] == "passed"
+
+
+def test_orphans_need_the_anti_join_when_the_dimension_key_has_gaps(tmp_path: Path):
+    import statistics as py_stats
+
+    import duckdb
+
+    paths = {}
+    for side, extra in (("s", ""), ("t", ", (3, 9)")):
+        paths[side] = tmp_path / f"{side}.duckdb"
+        con = duckdb.connect(str(paths[side]))
+        con.execute("CREATE TABLE dim (k INTEGER)")
+        con.execute("INSERT INTO dim VALUES (1), (2), (4)")  # 3 is missing: no proof from ranges
+        con.execute("CREATE TABLE fact (fk INTEGER, q INTEGER)")
+        con.execute(f"INSERT INTO fact VALUES (1, 5), (2, 7), (4, 11), (NULL, 2){extra}")
+        con.close()
+    sides = [
+        Side(label, get_engine(spec_from_url(f"duckdb:///{paths[s]}")))
+        for label, s in (("source", "s"), ("target", "t"))
+    ]
+    text = """
+steps:
+  - {name: foreign_keys, config: {table: fact, fk_column: fk, ref_table: dim, ref_column: k}}
+  - {name: statistics, config: {table: fact, columns: [q], statistics: [stddev]}}
+"""
+    fk_step, stats_step = run_pipeline(parse_pipeline(text, pipeline_id="gaps"), *sides)["steps"]
+    fk = fk_step["details"]["foreign_keys"][0]
+    assert (fk["source_check"], fk["target_check"]) == ("anti-join", "anti-join")
+    assert (fk["source_orphan_rows"], fk["target_orphan_rows"]) == (0, 1)
+    assert fk["samples"]["target"] == [{"key": 3, "rows": 1}]
+    assert fk_step["status"] == "FAIL"
+    # STDDEV folded from exact moments on DuckDB equals the textbook sample standard deviation
+    std = stats_step["details"]["columns"][0]["stddev"]
+    assert abs(std["source"] - py_stats.stdev([5, 7, 11, 2])) < 1e-12
+    assert abs(std["target"] - py_stats.stdev([5, 7, 11, 2, 9])) < 1e-12
