@@ -98,9 +98,14 @@ class ComparisonOptions(BaseModel):
         description="Rows per side held at once while drilling into differing buckets.",
     )
     memory_limit_mb: int | None = Field(
-        default=32,
+        default=None,
         ge=16,
-        description="An in-process database's own memory cap while comparing (DuckDB memory_limit); None leaves it.",
+        description=(
+            "Opt-in cap on an in-process database's memory while comparing (DuckDB memory_limit). "
+            "DuckDB applies it to the whole database instance, so every other query on that database "
+            "in this process shares the cap: set it only where the comparison has the database to "
+            "itself (the benchmark uses 32). None leaves the database's own setting."
+        ),
     )
 
 
@@ -1043,7 +1048,7 @@ def table_fingerprint(
     columns: list[str] | None = None,
     float_scale: int = 6,
     hash_mode: Literal["canonical", "native"] = "canonical",
-    memory_limit_mb: int | None = 32,
+    memory_limit_mb: int | None = None,
 ) -> tuple[int, int]:
     """(row count, sum of the 64-bit row hashes mod 2^64) of one table, in one scan.
 
