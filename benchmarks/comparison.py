@@ -149,7 +149,9 @@ def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> 
         get_engine(spec_from_url(tgt)),
         table,
         target_table,
-        options=ComparisonOptions(key_columns=["id"], hash_mode=mode, sample_size=100, memory_limit_mb=32),
+        options=ComparisonOptions(
+            key_columns=["id"], hash_mode=mode, sample_size=100, memory_limit_mb=32
+        ),
     )
     r, s = outcome.result, outcome.stats
     phases = ", ".join(f"{k} {v:.2f}" for k, v in s.seconds.items() if k != "total")

@@ -62,7 +62,19 @@ class Postgres:
     def start(self) -> str:
         data = self.root / "data"
         subprocess.run(
-            [*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"],
+            [
+                *self.prefix,
+                str(self.bin / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
             check=True,
             capture_output=True,
         )
@@ -71,7 +83,18 @@ class Postgres:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         subprocess.run(
-            [*self.prefix, str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-w", "-o", opts, "start"],
+            [
+                *self.prefix,
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.root / "log"),
+                "-w",
+                "-o",
+                opts,
+                "start",
+            ],
             check=True,
             capture_output=True,
         )
@@ -79,7 +102,16 @@ class Postgres:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self.prefix, str(self.bin / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"],
+            [
+                *self.prefix,
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.root / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
             capture_output=True,
         )
         shutil.rmtree(self.root, ignore_errors=True)
@@ -140,10 +172,18 @@ def part1(pg_url: str, tables: int, repeat: int, work: Path) -> list[tuple[str, 
     with duck.begin() as conn:
         for statement in ddl(tables, None):
             conn.execute(text(statement))
-    for label, engine, schema in (("PostgreSQL 15", pg, "bench"), ("DuckDB", duck, "main"), ("SQLite", sqlite, None)):
-        seconds, catalog = best_of(repeat, lambda e=engine, s=schema: extract_catalog(e, connection="bench", schema=s))
+    for label, engine, schema in (
+        ("PostgreSQL 15", pg, "bench"),
+        ("DuckDB", duck, "main"),
+        ("SQLite", sqlite, None),
+    ):
+        seconds, catalog = best_of(
+            repeat, lambda e=engine, s=schema: extract_catalog(e, connection="bench", schema=s)
+        )
         try:
-            loop, _ = best_of(min(repeat, 2), lambda e=engine, s=schema: reflection_loop(e, s, tables))
+            loop, _ = best_of(
+                min(repeat, 2), lambda e=engine, s=schema: reflection_loop(e, s, tables)
+            )
             loop_text = f"{loop * 1000:9.0f} ms"
             ratio = f"{loop / seconds:6.1f}x"
         except Exception as exc:
@@ -222,7 +262,11 @@ def part2(pg_url: str, port: int, sources: int, work: Path) -> dict[str, Any]:
         thread.start()
         started = time.perf_counter()
         state = bulk_metadata_extraction(
-            items=items, parallel_execution=True, max_parallel=8, projects_dir=str(work / "projects"), return_state=True
+            items=items,
+            parallel_execution=True,
+            max_parallel=8,
+            projects_dir=str(work / "projects"),
+            return_state=True,
         )
         wall = time.perf_counter() - started
         stop.set()
@@ -239,9 +283,12 @@ def part2(pg_url: str, port: int, sources: int, work: Path) -> dict[str, Any]:
         "bound": sessions_per_server(),
         "peak_pool": peak["pool"],
         "peak_pg": peak["pg_stat_activity"],
-        "peak_reported": max(op["result"]["session_limit"]["in_use_at_start"] for op in ops if op.get("result")),
+        "peak_reported": max(
+            op["result"]["session_limit"]["in_use_at_start"] for op in ops if op.get("result")
+        ),
         "over": over,
-        "mean_extract_ms": sum(op["result"]["duration_ms"] for op in ops if op.get("result")) / max(1, len(ops)),
+        "mean_extract_ms": sum(op["result"]["duration_ms"] for op in ops if op.get("result"))
+        / max(1, len(ops)),
     }
 
 
@@ -255,8 +302,12 @@ def main() -> None:
     server = Postgres()
     try:
         url = server.start()
-        print(f"Catalog of {args.tables} tables x 20 columns, 1 PK each, {args.tables - 1} FKs (best of {args.repeat})")
-        print(f"{'database':<14} {'extract_catalog':>16}   {'per-table reflection loop':<28} speed-up   catalog")
+        print(
+            f"Catalog of {args.tables} tables x 20 columns, 1 PK each, {args.tables - 1} FKs (best of {args.repeat})"
+        )
+        print(
+            f"{'database':<14} {'extract_catalog':>16}   {'per-table reflection loop':<28} speed-up   catalog"
+        )
         for label, seconds, loop_text, rest in part1(url, args.tables, args.repeat, work):
             flag = "ok" if seconds <= 0.5 else "SLOW"
             print(f"{label:<14} {seconds * 1000:12.0f} ms {flag:<4} {loop_text:<28} {rest}")
@@ -266,16 +317,22 @@ def main() -> None:
             f"{args.sources} sources (databases) on one PostgreSQL server, one job, max_parallel 8, "
             f"per-server bound {result['bound']}:"
         )
-        print(f"  job {result['status']}: {result['completed']} completed in {result['wall']:.1f} s "
-              f"(mean extraction {result['mean_extract_ms']:.0f} ms)")
+        print(
+            f"  job {result['status']}: {result['completed']} completed in {result['wall']:.1f} s "
+            f"(mean extraction {result['mean_extract_ms']:.0f} ms)"
+        )
         print(
             f"  most sessions open at once: {result['peak_pool']} (SQLAlchemy pool events), "
             f"{result['peak_pg']} (pg_stat_activity sampler), {result['peak_reported']} (reported by the extractions)"
         )
         ok = max(result["peak_pool"], result["peak_reported"]) <= result["bound"]
-        print(f"  goal (sessions this process holds): never above {result['bound']} -> {'ok' if ok else 'EXCEEDED'}")
+        print(
+            f"  goal (sessions this process holds): never above {result['bound']} -> {'ok' if ok else 'EXCEEDED'}"
+        )
         for rows in result["over"]:
-            print("  pg_stat_activity above the bound at one sample (pid, db, state, backend_start, now):")
+            print(
+                "  pg_stat_activity above the bound at one sample (pid, db, state, backend_start, now):"
+            )
             for row in rows:
                 print("    ", tuple(str(v) for v in row))
     finally:

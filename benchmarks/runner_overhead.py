@@ -36,10 +36,25 @@ def free_port() -> int:
 
 def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+    )
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -59,7 +74,9 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--operations", type=int, default=1000)
     parser.add_argument("--max-parallel", type=int, default=8)
     args = parser.parse_args()
@@ -89,7 +106,11 @@ def main() -> None:
         # baseline: the same calls in a plain thread pool
         ctxs = [
             OperationContext(
-                job_id="plain", operation_id=f"custom_{i}_noop", project_id=None, projects_dir=workdir, cancel_event=threading.Event()
+                job_id="plain",
+                operation_id=f"custom_{i}_noop",
+                project_id=None,
+                projects_dir=workdir,
+                cancel_event=threading.Event(),
             )
             for i in range(n)
         ]
@@ -104,7 +125,13 @@ def main() -> None:
 
             items = [{"operation": "noop"} for _ in range(n)]
             t, cpu = time.perf_counter(), time.process_time()
-            state = custom_batch(items=items, parallel_execution=True, max_parallel=k, job_name="runner benchmark", return_state=True)
+            state = custom_batch(
+                items=items,
+                parallel_execution=True,
+                max_parallel=k,
+                job_name="runner benchmark",
+                return_state=True,
+            )
             flow_wall = time.perf_counter() - t
             flow_cpu = time.process_time() - cpu
         summary = state.result(raise_on_failure=False)
@@ -115,7 +142,11 @@ def main() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = service.get_job(job_id, with_operations=False)
-            if job.status.value == "completed" and job.progress and job.progress.completed_operations == n:
+            if (
+                job.status.value == "completed"
+                and job.progress
+                and job.progress.completed_operations == n
+            ):
                 read_at = datetime.now().astimezone()
                 break
             time.sleep(0.05)
@@ -134,14 +165,26 @@ def main() -> None:
         print(f"runner overhead, {n} no-op operations, max_parallel {k}, local prefect server")
         print(f"{'':38}{'plain ThreadPoolExecutor':>26}{'custom_batch':>16}")
         print(f"{'wall time (s)':38}{plain_wall:>26.3f}{flow_wall:>16.3f}")
-        print(f"{'per operation (ms)':38}{plain_wall / n * 1000:>26.3f}{flow_wall / n * 1000:>16.3f}")
+        print(
+            f"{'per operation (ms)':38}{plain_wall / n * 1000:>26.3f}{flow_wall / n * 1000:>16.3f}"
+        )
         print(f"orchestration overhead per operation: {overhead_ms:.2f} ms wall (goal <= 5 ms)")
-        print(f"client-process CPU per operation: {flow_cpu / n * 1000:.2f} ms (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-        print(f"job status {summary['status']}: {summary['completed']} completed of {summary['total_operations']}")
-        print(f"flow returned {(returned_at - last_op).total_seconds():.2f} s after the last operation finished")
-        print(f"job read complete with all {n} counted {counted_s:.2f} s after the last operation (goal <= 5 s)")
+        print(
+            f"client-process CPU per operation: {flow_cpu / n * 1000:.2f} ms (load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+        )
+        print(
+            f"job status {summary['status']}: {summary['completed']} completed of {summary['total_operations']}"
+        )
+        print(
+            f"flow returned {(returned_at - last_op).total_seconds():.2f} s after the last operation finished"
+        )
+        print(
+            f"job read complete with all {n} counted {counted_s:.2f} s after the last operation (goal <= 5 s)"
+        )
         if ops_visible_after is not None:
-            print(f"all {n} task runs visible through the API {ops_visible_after:.1f} s after the last operation")
+            print(
+                f"all {n} task runs visible through the API {ops_visible_after:.1f} s after the last operation"
+            )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

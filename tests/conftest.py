@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support import free_port
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="ombudsman-tests-"))
@@ -57,20 +58,48 @@ def postgres_url() -> Iterator[str]:
     if as_root:
         shutil.chown(root, "postgres", "postgres")
     subprocess.run(
-        [*prefix, str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"],
+        [
+            *prefix,
+            str(pg_bin / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ],
         check=True,
         capture_output=True,
     )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run(
-        [*prefix, str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "60", "-o", options, "start"],
+        [
+            *prefix,
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "start",
+        ],
         check=True,
         capture_output=True,
     )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -86,7 +115,12 @@ def fakesnow_server() -> Iterator[dict[str, object]]:
 
     port = free_port()
     with fakesnow.server(port=port) as kwargs:
-        yield {"host": "127.0.0.1", "port": port, "protocol": "http", **{k: v for k, v in kwargs.items() if k not in ("host", "port", "protocol")}}
+        yield {
+            "host": "127.0.0.1",
+            "port": port,
+            "protocol": "http",
+            **{k: v for k, v in kwargs.items() if k not in ("host", "port", "protocol")},
+        }
     for leftover in Path(tempfile.gettempdir()).glob("fakesnow_bucket_*"):
         shutil.rmtree(leftover, ignore_errors=True)
 

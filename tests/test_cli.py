@@ -38,7 +38,11 @@ def test_run_custom_json_summary_and_exit_codes(tmp_projects: Path):
     assert ok.exit_code == 0, ok.output
     summary = json.loads(ok.stdout)
     assert summary["status"] == "completed" and summary["total_operations"] == 3
-    assert [op["operation_id"] for op in summary["operations"]] == ["custom_0_noop", "custom_1_noop", "custom_2_noop"]
+    assert [op["operation_id"] for op in summary["operations"]] == [
+        "custom_0_noop",
+        "custom_1_noop",
+        "custom_2_noop",
+    ]
     assert Path(summary["report_path"]).is_file()
     failed = runner.invoke(app, ["run", "custom", "noop", "fail", "--json"])
     assert failed.exit_code == 1
@@ -55,7 +59,11 @@ def test_demo_finds_every_planted_difference_on_embedded_defaults(tmp_projects: 
     drift = out["drift"]
     assert drift["all_found"] and drift["false_alarms"] == []
     kinds = {(f["table"], f["kind"]) for f in drift["findings"]}
-    assert ("fact_sales", "orphan_fks") in kinds and ("dim_customer", "truncated_strings") in kinds and len(kinds) == 8
+    assert (
+        ("fact_sales", "orphan_fks") in kinds
+        and ("dim_customer", "truncated_strings") in kinds
+        and len(kinds) == 8
+    )
     assert all(f["found"] and "row_checksum" in f["found_by"] for f in drift["findings"])
     nulls = next(f for f in drift["findings"] if f["kind"] == "nulls")
     assert "nulls" in nulls["found_by"]
@@ -64,7 +72,9 @@ def test_demo_finds_every_planted_difference_on_embedded_defaults(tmp_projects: 
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([str(Path(sys.executable).parent / "ombudsman"), "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ombudsman"), "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "run" in result.stdout
 
 
@@ -75,9 +85,16 @@ def test_jobs_commands_read_a_finished_job(tmp_projects: Path):
     shown = runner.invoke(app, ["jobs", "show", job_id])
     assert shown.exit_code == 0
     job = json.loads(shown.stdout)
-    assert job["status"] == "partial_success" and job["name"] == "jobs-cli" and len(job["operations"]) == 2
+    assert (
+        job["status"] == "partial_success"
+        and job["name"] == "jobs-cli"
+        and len(job["operations"]) == 2
+    )
     progress = json.loads(runner.invoke(app, ["jobs", "progress", job_id]).stdout)
-    assert progress["progress"]["completed_operations"] == 1 and progress["progress"]["failed_operations"] == 1
+    assert (
+        progress["progress"]["completed_operations"] == 1
+        and progress["progress"]["failed_operations"] == 1
+    )
     listed = json.loads(runner.invoke(app, ["jobs", "list", "--type", "custom", "--json"]).stdout)
     assert job_id in {j["job_id"] for j in listed["jobs"]}
     report = runner.invoke(app, ["jobs", "report", job_id])

@@ -16,7 +16,9 @@ MANIFEST = {
 }
 
 
-def _summary(missing: list[int], changed: list[dict], extra_failures: list[dict] | None = None) -> dict:
+def _summary(
+    missing: list[int], changed: list[dict], extra_failures: list[dict] | None = None
+) -> dict:
     checksum = {
         "name": "fact_sales_rows",
         "validator": "row_checksum",
@@ -29,13 +31,27 @@ def _summary(missing: list[int], changed: list[dict], extra_failures: list[dict]
             "samples": {"missing_in_target": missing, "extra_in_target": [], "changed": changed},
         },
     }
-    nulls = {"name": "fact_sales_nulls", "validator": "nulls", "status": "FAIL", "table": "fact_sales", "details": {}}
-    ok = {"name": "dim_store_rows", "validator": "row_checksum", "status": "PASS", "table": "dim_store", "details": {}}
+    nulls = {
+        "name": "fact_sales_nulls",
+        "validator": "nulls",
+        "status": "FAIL",
+        "table": "fact_sales",
+        "details": {},
+    }
+    ok = {
+        "name": "dim_store_rows",
+        "validator": "row_checksum",
+        "status": "PASS",
+        "table": "dim_store",
+        "details": {},
+    }
     return {"operations": [{"result": {"steps": [checksum, nulls, ok, *(extra_failures or [])]}}]}
 
 
 def test_everything_found_exactly():
-    account = account_for_drift(MANIFEST, _summary([5, 9], [{"key": 3, "columns": ["discount_amount"]}]))
+    account = account_for_drift(
+        MANIFEST, _summary([5, 9], [{"key": 3, "columns": ["discount_amount"]}])
+    )
     assert account.ok
     assert {f.kind: f.found_by for f in account.findings} == {
         "missing_rows": ["row_checksum"],
@@ -51,7 +67,15 @@ def test_a_missed_key_or_wrong_column_is_a_miss():
 
 
 def test_failure_on_an_untouched_table_is_a_false_alarm():
-    alarm = {"name": "dim_store_counts", "validator": "record_counts", "status": "FAIL", "table": "dim_store", "message": "1 row differs"}
-    account = account_for_drift(MANIFEST, _summary([5, 9], [{"key": 3, "columns": ["discount_amount"]}], [alarm]))
+    alarm = {
+        "name": "dim_store_counts",
+        "validator": "record_counts",
+        "status": "FAIL",
+        "table": "dim_store",
+        "message": "1 row differs",
+    }
+    account = account_for_drift(
+        MANIFEST, _summary([5, 9], [{"key": 3, "columns": ["discount_amount"]}], [alarm])
+    )
     assert not account.ok
     assert account.false_alarms == ["dim_store_counts (record_counts) on dim_store: 1 row differs"]

@@ -65,22 +65,36 @@ def _project(root: Path, schema: str, source: Any, target: Any) -> Path:
 def _prove(root: Path, schema: str, folder: Path) -> None:
     fact, dim = SCHEMAS[schema]
     project = load_project(folder.name, root)
-    targets = [Target("source", get_engine("source", project=project)), Target("target", get_engine("target", project=project))]
+    targets = [
+        Target("source", get_engine("source", project=project)),
+        Target("target", get_engine("target", project=project)),
+    ]
     manifest_path = folder / "results" / "drift.json"
     generate_warehouse(
-        build_plan(schema, ROWS, seed=42), targets, drift=parse_drift(drift_spec(fact, dim)), manifest_path=manifest_path
+        build_plan(schema, ROWS, seed=42),
+        targets,
+        drift=parse_drift(drift_spec(fact, dim)),
+        manifest_path=manifest_path,
     )
     manifest = json.loads(manifest_path.read_text())
     results = [
-        run_project_pipeline(pid, project_id=folder.name, projects_dir=root) for pid in list_project_pipelines(project)
+        run_project_pipeline(pid, project_id=folder.name, projects_dir=root)
+        for pid in list_project_pipelines(project)
     ]
-    errors = [f"{s['name']}: {s.get('message')}" for r in results for s in r["steps"] if s["status"] == "ERROR"]
+    errors = [
+        f"{s['name']}: {s.get('message')}"
+        for r in results
+        for s in r["steps"]
+        if s["status"] == "ERROR"
+    ]
     assert errors == [], errors
     account = account_for_drift(manifest, {"operations": [{"result": r} for r in results]})
     missed = [(f.table, f.kind, f.detail, f.found_by) for f in account.findings if not f.found]
     assert missed == [], missed
     assert account.false_alarms == []
-    planted = {(t, k) for t, info in manifest["tables"].items() for k, n in info["counts"].items() if n}
+    planted = {
+        (t, k) for t, info in manifest["tables"].items() for k, n in info["counts"].items() if n
+    }
     assert {(f.table, f.kind) for f in account.findings} == planted and len(planted) == 9
     assert len(account.untouched_tables) == 4 and account.untouched_checks > 10
 
@@ -88,7 +102,9 @@ def _prove(root: Path, schema: str, folder: Path) -> None:
 @pytest.mark.parametrize("schema", sorted(SCHEMAS))
 def test_sqlite_to_duckdb_reports_exactly_the_planted_differences(tmp_path: Path, schema: str):
     root = tmp_path / "projects"
-    folder = _project(root, schema, "sqlite:///warehouse/source.db", "duckdb:///warehouse/target.duckdb")
+    folder = _project(
+        root, schema, "sqlite:///warehouse/source.db", "duckdb:///warehouse/target.duckdb"
+    )
     (folder / "warehouse").mkdir(exist_ok=True)
     _prove(root, schema, folder)
 

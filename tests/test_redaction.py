@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from prefect_ombudsman.redaction import MASK, SecretScrubbingFilter, register_secret, scrub, scrub_data
+from prefect_ombudsman.redaction import (
+    MASK,
+    SecretScrubbingFilter,
+    register_secret,
+    scrub,
+    scrub_data,
+)
 
 
 def test_long_secret_is_masked_anywhere():
@@ -32,6 +38,8 @@ def test_scrub_data_walks_json_structures():
 
 def test_log_filter_masks_messages_and_exception_text():
     register_secret("Log-Secret-Value-77")
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "connecting with %s", ("Log-Secret-Value-77",), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "connecting with %s", ("Log-Secret-Value-77",), None
+    )
     SecretScrubbingFilter().filter(record)
     assert "Log-Secret-Value-77" not in record.getMessage()

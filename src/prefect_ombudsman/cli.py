@@ -31,21 +31,36 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-app = typer.Typer(help="Ombudsman batch operations on Prefect 3.", no_args_is_help=True, add_completion=False)
-run_app = typer.Typer(help="Run a batch job in this process, with a progress bar.", no_args_is_help=True)
+app = typer.Typer(
+    help="Ombudsman batch operations on Prefect 3.", no_args_is_help=True, add_completion=False
+)
+run_app = typer.Typer(
+    help="Run a batch job in this process, with a progress bar.", no_args_is_help=True
+)
 app.add_typer(run_app, name="run")
 
 console = Console(stderr=True)
 out = Console()
 
 ProjectsDir = Annotated[
-    Path | None, typer.Option("--projects-dir", help="Projects root (default $OMBUDSMAN_PROJECTS_DIR or ./projects).")
+    Path | None,
+    typer.Option(
+        "--projects-dir", help="Projects root (default $OMBUDSMAN_PROJECTS_DIR or ./projects)."
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")]
-Parallel = Annotated[bool, typer.Option("--parallel/--sequential", help="Run operations in parallel.")]
-MaxParallelOpt = Annotated[int, typer.Option("--max-parallel", help="Operations in flight at once (1-64).")]
-StopOnError = Annotated[bool, typer.Option("--stop-on-error", help="Start nothing new after the first failure.")]
-MaxRetriesOpt = Annotated[int, typer.Option("--max-retries", help="Retries of transient errors per operation.")]
+Parallel = Annotated[
+    bool, typer.Option("--parallel/--sequential", help="Run operations in parallel.")
+]
+MaxParallelOpt = Annotated[
+    int, typer.Option("--max-parallel", help="Operations in flight at once (1-64).")
+]
+StopOnError = Annotated[
+    bool, typer.Option("--stop-on-error", help="Start nothing new after the first failure.")
+]
+MaxRetriesOpt = Annotated[
+    int, typer.Option("--max-retries", help="Retries of transient errors per operation.")
+]
 JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
 
 
@@ -106,7 +121,9 @@ def run_job(
         if event == "start":
             bar["id"] = progress.add_task(label, total=state.total_operations or 1, status="")
         elif "id" in bar:
-            finished = state.completed_operations + state.failed_operations + state.skipped_operations
+            finished = (
+                state.completed_operations + state.failed_operations + state.skipped_operations
+            )
             status = f"{state.failed_operations} failed" if state.failed_operations else ""
             progress.update(bar["id"], completed=finished, status=status)
 
@@ -148,7 +165,10 @@ def _short(result: Any, width: int = 90) -> str:
         return ""
     if isinstance(result, dict) and "columns" in result and "rows" in result:
         rows = result["rows"][:3]
-        return "; ".join(", ".join(f"{c}={v}" for c, v in zip(result["columns"], row, strict=False)) for row in rows)[:width]
+        return "; ".join(
+            ", ".join(f"{c}={v}" for c, v in zip(result["columns"], row, strict=False))
+            for row in rows
+        )[:width]
     text = json.dumps(result, default=str)
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -184,10 +204,19 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 @run_app.command("custom")
 def run_custom(
-    operation: Annotated[list[str] | None, typer.Argument(help="Registered operation names, one item each.")] = None,
-    args: Annotated[str | None, typer.Option("--args", help="JSON object of arguments for every item.")] = None,
-    repeat: Annotated[int, typer.Option("--repeat", help="Run each operation this many times.")] = 1,
-    items_file: Annotated[Path | None, typer.Option("--items", help="JSON file with a list of {operation, name?, arguments}.")] = None,
+    operation: Annotated[
+        list[str] | None, typer.Argument(help="Registered operation names, one item each.")
+    ] = None,
+    args: Annotated[
+        str | None, typer.Option("--args", help="JSON object of arguments for every item.")
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", help="Run each operation this many times.")
+    ] = 1,
+    items_file: Annotated[
+        Path | None,
+        typer.Option("--items", help="JSON file with a list of {operation, name?, arguments}."),
+    ] = None,
     project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
     parallel: Parallel = False,
     max_parallel: MaxParallelOpt = 5,
@@ -231,13 +260,18 @@ def run_custom(
     )
     from prefect_ombudsman.flows import custom_batch
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
     execute_job(custom_batch, params, as_json=as_json, label="custom")
 
 
 # ----------------------------------------------------------------------------- jobs
 
-jobs_app = typer.Typer(help="Inspect and control batch jobs (Prefect flow runs of the batch flows).", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Inspect and control batch jobs (Prefect flow runs of the batch flows).",
+    no_args_is_help=True,
+)
 app.add_typer(jobs_app, name="jobs")
 
 
@@ -255,7 +289,11 @@ def _service_call(function: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _dump(model: Any) -> None:
-    out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else json.dumps(model, default=str))
+    out.print_json(
+        model.model_dump_json()
+        if hasattr(model, "model_dump_json")
+        else json.dumps(model, default=str)
+    )
 
 
 @jobs_app.command("list")
@@ -276,17 +314,32 @@ def jobs_list(
         type_value = BatchJobType(job_type) if job_type else None
     except ValueError as exc:
         refuse(str(exc))
-    jobs, total = service.list_jobs(status=status_value, job_type=type_value, project_id=project, limit=limit, offset=offset)
+    jobs, total = service.list_jobs(
+        status=status_value, job_type=type_value, project_id=project, limit=limit, offset=offset
+    )
     if as_json:
-        out.print_json(json.dumps({"jobs": [j.model_dump(mode="json") for j in jobs], "total": total}))
+        out.print_json(
+            json.dumps({"jobs": [j.model_dump(mode="json") for j in jobs], "total": total})
+        )
         return
     table = Table(title=f"{total} jobs")
     for column in ("job_id", "type", "status", "name", "done", "created"):
         table.add_column(column)
     for job in jobs:
         p = job.progress
-        done = f"{p.completed_operations + p.failed_operations + p.skipped_operations}/{p.total_operations}" if p else ""
-        table.add_row(job.job_id, job.job_type.value, job.status.value, job.name, done, job.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        done = (
+            f"{p.completed_operations + p.failed_operations + p.skipped_operations}/{p.total_operations}"
+            if p
+            else ""
+        )
+        table.add_row(
+            job.job_id,
+            job.job_type.value,
+            job.status.value,
+            job.name,
+            done,
+            job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     out.print(table)
 
 
@@ -304,7 +357,15 @@ def jobs_progress(job_id: str) -> None:
     from prefect_ombudsman.jobs import service
 
     job = _service_call(service.get_job, job_id, with_operations=False)
-    out.print_json(json.dumps({"job_id": job.job_id, "job_status": job.status.value, "progress": job.progress.model_dump() if job.progress else None}))
+    out.print_json(
+        json.dumps(
+            {
+                "job_id": job.job_id,
+                "job_status": job.status.value,
+                "progress": job.progress.model_dump() if job.progress else None,
+            }
+        )
+    )
 
 
 @jobs_app.command("operations")
@@ -313,11 +374,21 @@ def jobs_operations(job_id: str) -> None:
     from prefect_ombudsman.jobs import service
 
     job = _service_call(service.get_job, job_id)
-    out.print_json(json.dumps({"job_id": job.job_id, "total_operations": len(job.operations), "operations": [o.model_dump(mode="json") for o in job.operations]}))
+    out.print_json(
+        json.dumps(
+            {
+                "job_id": job.job_id,
+                "total_operations": len(job.operations),
+                "operations": [o.model_dump(mode="json") for o in job.operations],
+            }
+        )
+    )
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str, reason: Annotated[str | None, typer.Option("--reason")] = None) -> None:
+def jobs_cancel(
+    job_id: str, reason: Annotated[str | None, typer.Option("--reason")] = None
+) -> None:
     """Cancel a job: no operation starts afterwards, running ones stop at their next safe point."""
     from prefect_ombudsman.jobs import service
 
@@ -357,7 +428,13 @@ def jobs_stats() -> None:
         "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
         "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
         "recent_jobs": [
-            {"job_id": j.job_id, "name": j.name, "status": j.status.value, "created_at": j.created_at.isoformat()} for j in jobs[:10]
+            {
+                "job_id": j.job_id,
+                "name": j.name,
+                "status": j.status.value,
+                "created_at": j.created_at.isoformat(),
+            }
+            for j in jobs[:10]
         ],
     }
     out.print_json(json.dumps(stats))
@@ -371,7 +448,9 @@ def jobs_report(job_id: str) -> None:
     job = _service_call(service.get_job, job_id, with_operations=False)
     path = (job.result_summary or {}).get("report_path")
     if not path or not Path(path).is_file():
-        console.print(f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]")
+        console.print(
+            f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]"
+        )
         raise typer.Exit(1)
     sys.stdout.write(Path(path).read_text())
 
@@ -379,7 +458,9 @@ def jobs_report(job_id: str) -> None:
 @app.command("demo")
 def demo_command(
     projects_dir: ProjectsDir = None,
-    rows: Annotated[int, typer.Option("--rows", min=100, max=10_000_000, help="Fact rows to generate.")] = 20_000,
+    rows: Annotated[
+        int, typer.Option("--rows", min=100, max=10_000_000, help="Fact rows to generate.")
+    ] = 20_000,
     as_json: JsonFlag = False,
 ) -> None:
     """Generate the Retail warehouse (SQLite source, DuckDB target, planted drift), validate it as one
@@ -391,19 +472,36 @@ def demo_command(
     folder = demo.prepare_project(root)
     if not as_json:
         console.print(f"[bold]Ombudsman demo[/bold] — project {folder}")
-        console.print("source: SQLite (stands in for SQL Server) · target: DuckDB (stands in for Snowflake)")
-    generated = run_job(batch_data_generation, demo.datagen_parameters(rows, root), label="generate Retail", quiet=as_json)
+        console.print(
+            "source: SQLite (stands in for SQL Server) · target: DuckDB (stands in for Snowflake)"
+        )
+    generated = run_job(
+        batch_data_generation,
+        demo.datagen_parameters(rows, root),
+        label="generate Retail",
+        quiet=as_json,
+    )
     if generated["status"] != "completed":
         print_summary(generated)
         raise typer.Exit(1)
     manifest = demo.manifest_of(generated)
-    validated = run_job(bulk_pipeline_execution, demo.pipeline_parameters(folder, root), label="validate pipelines", quiet=as_json)
+    validated = run_job(
+        bulk_pipeline_execution,
+        demo.pipeline_parameters(folder, root),
+        label="validate pipelines",
+        quiet=as_json,
+    )
     account = demo.account_for_drift(manifest, validated)
     report = validated.get("validation_report_path") or validated.get("report_path")
     if as_json:
         out.print_json(
             json.dumps(
-                {"datagen": generated, "validation": validated, "drift": account.as_json(), "report_path": report},
+                {
+                    "datagen": generated,
+                    "validation": validated,
+                    "drift": account.as_json(),
+                    "report_path": report,
+                },
                 default=str,
             )
         )
@@ -418,7 +516,14 @@ def demo_command(
         table.add_column(column, overflow="fold")
     for f in account.findings:
         mark = "[green]found[/green]" if f.found else "[red]MISSED[/red]"
-        table.add_row(f.table, demo.LABELS.get(f.kind, f.kind), str(f.planted), ", ".join(f.found_by) or "-", f.detail, mark)
+        table.add_row(
+            f.table,
+            demo.LABELS.get(f.kind, f.kind),
+            str(f.planted),
+            ", ".join(f.found_by) or "-",
+            f.detail,
+            mark,
+        )
     out.print(table)
     if account.false_alarms:
         out.print("[red]false alarms on untouched tables:[/red]")
@@ -448,7 +553,9 @@ def _manifest_paths(summary: dict[str, Any]) -> list[str]:
 
 @app.command("serve")
 def serve_command(
-    limit: Annotated[int | None, typer.Option("--limit", help="Concurrent runs per deployment.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Concurrent runs per deployment.")
+    ] = None,
 ) -> None:
     """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""
     from prefect_ombudsman.deployments import serve_all
@@ -475,15 +582,27 @@ def split_source(value: str) -> tuple[str, str | None]:
 def run_metadata(
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", "-s", help="Connection REF[:schema], repeatable. Default with --project: its source and target."),
+        typer.Option(
+            "--source",
+            "-s",
+            help="Connection REF[:schema], repeatable. Default with --project: its source and target.",
+        ),
     ] = None,
     table: Annotated[
-        list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable; applies to every source).")
+        list[str] | None,
+        typer.Option(
+            "--table", "-t", help="Only these tables (repeatable; applies to every source)."
+        ),
     ] = None,
     project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
-    exact_counts: Annotated[bool, typer.Option("--exact-counts", help="COUNT(*) every table (default: statistics).")] = False,
+    exact_counts: Annotated[
+        bool, typer.Option("--exact-counts", help="COUNT(*) every table (default: statistics).")
+    ] = False,
     sessions_per_server: Annotated[
-        int | None, typer.Option("--sessions-per-server", help="Sessions one server may hold at once (default 4).")
+        int | None,
+        typer.Option(
+            "--sessions-per-server", help="Sessions one server may hold at once (default 4)."
+        ),
     ] = None,
     parallel: Parallel = True,
     max_parallel: MaxParallelOpt = 2,
@@ -501,7 +620,13 @@ def run_metadata(
     items = []
     for value in source or ["source", "target"]:
         ref, schema = split_source(value.strip())
-        items.append({"connection": ref, "schema_name": schema, "table_names": list(table) if table else None})
+        items.append(
+            {
+                "connection": ref,
+                "schema_name": schema,
+                "table_names": list(table) if table else None,
+            }
+        )
     request = build_request(
         BatchMetadataRequest,
         job_name=name or "Bulk metadata extraction",
@@ -516,7 +641,9 @@ def run_metadata(
     )
     from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
     execute_job(bulk_metadata_extraction, params, as_json=as_json, label="metadata")
 
 
@@ -525,17 +652,38 @@ def run_metadata(
 
 @run_app.command("compare")
 def run_compare(
-    project: Annotated[str | None, typer.Option("--project", help="Project id (its source/target and mapping).")] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Project id (its source/target and mapping).")
+    ] = None,
     tables: Annotated[
         list[str] | None,
-        typer.Option("--table", help="[schema.]table on both sides, or SOURCE=TARGET; repeatable. "
-                     "None: every table of the project's metadata/mapping.json."),
+        typer.Option(
+            "--table",
+            help="[schema.]table on both sides, or SOURCE=TARGET; repeatable. "
+            "None: every table of the project's metadata/mapping.json.",
+        ),
     ] = None,
-    source_url: Annotated[str | None, typer.Option("--source-url", help="Source connection (URL or block) instead of the project's.")] = None,
-    target_url: Annotated[str | None, typer.Option("--target-url", help="Target connection (URL or block) instead of the project's.")] = None,
-    keys: Annotated[list[str] | None, typer.Option("--key", help="Key column; repeat for a composite key.")] = None,
-    sample_size: Annotated[int, typer.Option("--sample-size", help="Sample keys per category (0-1000).")] = 10,
-    hash_mode: Annotated[str, typer.Option("--hash-mode", help="auto, canonical or native.")] = "auto",
+    source_url: Annotated[
+        str | None,
+        typer.Option(
+            "--source-url", help="Source connection (URL or block) instead of the project's."
+        ),
+    ] = None,
+    target_url: Annotated[
+        str | None,
+        typer.Option(
+            "--target-url", help="Target connection (URL or block) instead of the project's."
+        ),
+    ] = None,
+    keys: Annotated[
+        list[str] | None, typer.Option("--key", help="Key column; repeat for a composite key.")
+    ] = None,
+    sample_size: Annotated[
+        int, typer.Option("--sample-size", help="Sample keys per category (0-1000).")
+    ] = 10,
+    hash_mode: Annotated[
+        str, typer.Option("--hash-mode", help="auto, canonical or native.")
+    ] = "auto",
     parallel: Parallel = False,
     max_parallel: MaxParallelOpt = 5,
     stop_on_error: StopOnError = False,
@@ -550,11 +698,17 @@ def run_compare(
     if not tables and (source_url or target_url):
         refuse("--source-url/--target-url: name the tables with --table")
     if not tables and not project:
-        refuse("give --table (one or more) or --project (its metadata/mapping.json lists the tables)")
+        refuse(
+            "give --table (one or more) or --project (its metadata/mapping.json lists the tables)"
+        )
     items = []
     for spec in tables or []:
         source_table, _, target_table = spec.partition("=")
-        item: dict[str, Any] = {"table": source_table.strip(), "sample_size": sample_size, "hash_mode": hash_mode}
+        item: dict[str, Any] = {
+            "table": source_table.strip(),
+            "sample_size": sample_size,
+            "hash_mode": hash_mode,
+        }
         if target_table.strip():
             item.update(source_table=source_table.strip(), target_table=target_table.strip())
         if keys:
@@ -577,7 +731,9 @@ def run_compare(
     )
     from prefect_ombudsman.flows.comparison import batch_comparison
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
     execute_job(batch_comparison, params, as_json=as_json, label="compare")
 
 
@@ -586,7 +742,9 @@ def run_compare(
 
 def _drift_for(spec: Any, schema_type: str) -> dict[str, Any] | None:
     """A drift file may hold one spec, or one spec per schema type (`Retail: {...}`)."""
-    if isinstance(spec, dict) and any(key.lower() in ("retail", "finance", "healthcare") for key in spec):
+    if isinstance(spec, dict) and any(
+        key.lower() in ("retail", "finance", "healthcare") for key in spec
+    ):
         for key, value in spec.items():
             if key.lower() == schema_type.lower():
                 return value
@@ -612,27 +770,54 @@ def _row_bars(progress: Progress) -> Any:
 @run_app.command("generate")
 def run_generate(
     schema: Annotated[
-        list[str], typer.Option("--schema", "-s", help="Retail, Finance or Healthcare (repeat for more items).")
+        list[str],
+        typer.Option(
+            "--schema", "-s", help="Retail, Finance or Healthcare (repeat for more items)."
+        ),
     ],
-    rows: Annotated[int, typer.Option("--rows", "-n", help="Rows per fact table (dimensions scale with it).")] = 1000,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default: random, reported in the result).")] = None,
+    rows: Annotated[
+        int, typer.Option("--rows", "-n", help="Rows per fact table (dimensions scale with it).")
+    ] = 1000,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed (default: random, reported in the result).")
+    ] = None,
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", "-t", help="Connection to load (URL, block, source/target); repeatable. "
-                     "Default: the project's source and target."),
+        typer.Option(
+            "--target",
+            "-t",
+            help="Connection to load (URL, block, source/target); repeatable. "
+            "Default: the project's source and target.",
+        ),
     ] = None,
-    drift: Annotated[Path | None, typer.Option("--drift", help="Drift spec (YAML/JSON) planted in one target.")] = None,
+    drift: Annotated[
+        Path | None, typer.Option("--drift", help="Drift spec (YAML/JSON) planted in one target.")
+    ] = None,
     drift_target: Annotated[
-        str | None, typer.Option("--drift-target", help="The target that gets the drift (default: the file's, else the last).")
+        str | None,
+        typer.Option(
+            "--drift-target",
+            help="The target that gets the drift (default: the file's, else the last).",
+        ),
     ] = None,
     table: Annotated[str | None, typer.Option("--table", help="Generate only this table.")] = None,
     table_rows: Annotated[
-        list[str] | None, typer.Option("--table-rows", help="NAME=ROWS size of one table; repeatable.")
+        list[str] | None,
+        typer.Option("--table-rows", help="NAME=ROWS size of one table; repeatable."),
     ] = None,
-    if_exists: Annotated[str, typer.Option("--if-exists", help="replace, append or fail.")] = "replace",
-    start_date: Annotated[str | None, typer.Option("--start-date", help="First day of dim_date (YYYY-MM-DD).")] = None,
-    end_date: Annotated[str | None, typer.Option("--end-date", help="Last day of dim_date (YYYY-MM-DD).")] = None,
-    project: Annotated[str | None, typer.Option("--project", help="Project id (its source/target are the default targets).")] = None,
+    if_exists: Annotated[
+        str, typer.Option("--if-exists", help="replace, append or fail.")
+    ] = "replace",
+    start_date: Annotated[
+        str | None, typer.Option("--start-date", help="First day of dim_date (YYYY-MM-DD).")
+    ] = None,
+    end_date: Annotated[
+        str | None, typer.Option("--end-date", help="Last day of dim_date (YYYY-MM-DD).")
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="Project id (its source/target are the default targets)."),
+    ] = None,
     parallel: Parallel = True,
     max_parallel: MaxParallelOpt = 3,
     stop_on_error: StopOnError = False,
@@ -703,8 +888,12 @@ def run_generate(
     )
     from prefect_ombudsman.flows.datagen import batch_data_generation
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
-    execute_job(batch_data_generation, params, as_json=as_json, label="generate", extra_progress=_row_bars)
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
+    execute_job(
+        batch_data_generation, params, as_json=as_json, label="generate", extra_progress=_row_bars
+    )
 
 
 # ----------------------------------------------------------------------------- run pipelines / run projects
@@ -712,11 +901,22 @@ def run_generate(
 
 @run_app.command("pipelines")
 def run_pipelines(
-    project: Annotated[str | None, typer.Option("--project", "-p", help="Project id (default $OMBUDSMAN_DEFAULT_PROJECT or demo).")] = None,
-    pipeline: Annotated[
-        list[str] | None, typer.Option("--pipeline", help="Pipeline id (repeatable; default: every pipeline of the project).")
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project", "-p", help="Project id (default $OMBUDSMAN_DEFAULT_PROJECT or demo)."
+        ),
     ] = None,
-    override: Annotated[str | None, typer.Option("--override", help="JSON config_override applied to every pipeline.")] = None,
+    pipeline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pipeline", help="Pipeline id (repeatable; default: every pipeline of the project)."
+        ),
+    ] = None,
+    override: Annotated[
+        str | None,
+        typer.Option("--override", help="JSON config_override applied to every pipeline."),
+    ] = None,
     parallel: Parallel = False,
     max_parallel: MaxParallelOpt = 5,
     stop_on_error: StopOnError = False,
@@ -758,14 +958,21 @@ def run_pipelines(
     )
     from prefect_ombudsman.flows import bulk_pipeline_execution
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
     execute_job(bulk_pipeline_execution, params, as_json=as_json, label="pipelines")
 
 
 @run_app.command("projects")
 def run_projects(
     project: Annotated[
-        list[str], typer.Option("--project", "-p", help="PROJECT[:PIPELINE,PIPELINE] (repeatable; no list = every pipeline).")
+        list[str],
+        typer.Option(
+            "--project",
+            "-p",
+            help="PROJECT[:PIPELINE,PIPELINE] (repeatable; no list = every pipeline).",
+        ),
     ],
     parallel: Parallel = False,
     max_parallel: MaxParallelOpt = 3,
@@ -781,7 +988,12 @@ def run_projects(
     items = []
     for value in project:
         project_id, _, listed = value.partition(":")
-        items.append({"project_id": project_id.strip(), "pipeline_ids": [p.strip() for p in listed.split(",") if p.strip()]})
+        items.append(
+            {
+                "project_id": project_id.strip(),
+                "pipeline_ids": [p.strip() for p in listed.split(",") if p.strip()],
+            }
+        )
     request = build_request(
         BatchMultiProjectRequest,
         job_name=name or "Multi-project validation",
@@ -793,7 +1005,9 @@ def run_projects(
     )
     from prefect_ombudsman.flows import multi_project_validation
 
-    params = request.model_dump(mode="json") | {"projects_dir": str(projects_dir) if projects_dir else None}
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
     execute_job(multi_project_validation, params, as_json=as_json, label="projects")
 
 
@@ -808,7 +1022,9 @@ def api_command(
 
     from prefect_ombudsman.jobs.api import create_app
 
-    uvicorn.run(create_app(str(projects_dir.resolve()) if projects_dir else None), host=host, port=port)
+    uvicorn.run(
+        create_app(str(projects_dir.resolve()) if projects_dir else None), host=host, port=port
+    )
 
 
 @app.command("operations")

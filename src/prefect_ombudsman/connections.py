@@ -33,16 +33,22 @@ def resolve_connection(
     if isinstance(ref, Mapping):
         return spec_from_mapping(ref, name="inline", base_dir=base)
     if not isinstance(ref, str) or not ref.strip():
-        raise ConnectionReferenceError(f"connection reference must be a non-empty string or mapping, got {ref!r}")
+        raise ConnectionReferenceError(
+            f"connection reference must be a non-empty string or mapping, got {ref!r}"
+        )
     ref = ref.strip()
     if "://" in ref:
         return dc.spec_from_url(ref, base_dir=base)
     if ref in ("source", "target"):
         if project is None:
-            raise ConnectionReferenceError(f"connection {ref!r} needs a project, and none was given")
+            raise ConnectionReferenceError(
+                f"connection {ref!r} needs a project, and none was given"
+            )
         value = getattr(project.config, ref)
         if value is None:
-            raise ConnectionReferenceError(f"project {project.project_id!r} has no {ref!r} connection in project.yaml")
+            raise ConnectionReferenceError(
+                f"project {project.project_id!r} has no {ref!r} connection in project.yaml"
+            )
         return _resolve_project_value(value, ref, project)
     if ref in _LEGACY:
         alias = _LEGACY[ref]
@@ -56,11 +62,15 @@ def _resolve_project_value(value: Any, alias: str, project: Project) -> dc.Conne
     if isinstance(value, Mapping):
         return spec_from_mapping(value, name=f"{project.project_id}:{alias}", base_dir=project.path)
     if isinstance(value, str) and value in ("source", "target", *_LEGACY):
-        raise ConnectionReferenceError(f"project {project.project_id!r}: {alias} cannot refer to {value!r}")
+        raise ConnectionReferenceError(
+            f"project {project.project_id!r}: {alias} cannot refer to {value!r}"
+        )
     return resolve_connection(value, project=None, base_dir=project.path)
 
 
-def spec_from_mapping(fields: Mapping[str, Any], *, name: str, base_dir: Path | None) -> dc.ConnectionSpec:
+def spec_from_mapping(
+    fields: Mapping[str, Any], *, name: str, base_dir: Path | None
+) -> dc.ConnectionSpec:
     """Build a connection from a mapping of block fields (`kind` optional, else inferred)."""
     from prefect_ombudsman.blocks.connections import block_from_fields
 
@@ -83,7 +93,9 @@ def spec_from_block(name: str) -> dc.ConnectionSpec:
             errors.append(f"{candidate}: {exc}")
             continue
         if not hasattr(block, "to_spec"):
-            raise ConnectionReferenceError(f"block {candidate!r} is not a connection block of this plugin")
+            raise ConnectionReferenceError(
+                f"block {candidate!r} is not a connection block of this plugin"
+            )
         return block.to_spec(name=name)
     raise ConnectionReferenceError(
         f"connection {name!r} is not a URL, a project alias (source/target), a legacy name "
@@ -91,7 +103,9 @@ def spec_from_block(name: str) -> dc.ConnectionSpec:
     )
 
 
-def get_engine(ref: str | Mapping[str, Any] | dc.ConnectionSpec, *, project: Project | None = None) -> Engine:
+def get_engine(
+    ref: str | Mapping[str, Any] | dc.ConnectionSpec, *, project: Project | None = None
+) -> Engine:
     """The pooled SQLAlchemy engine for any connection reference."""
     spec = ref if isinstance(ref, dc.ConnectionSpec) else resolve_connection(ref, project=project)
     return dc.get_engine(spec)

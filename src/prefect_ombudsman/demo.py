@@ -43,9 +43,28 @@ DEMO_DRIFT: dict[str, Any] = {
 
 # Validators expected to reveal each kind of planted difference (beyond the row comparison).
 DETECTORS: dict[str, tuple[str, ...]] = {
-    "missing_rows": ("record_counts", "row_checksum", "metric_sums", "dim_surrogate_keys", "dim_business_keys"),
-    "extra_rows": ("record_counts", "row_checksum", "metric_sums", "dim_surrogate_keys", "dim_business_keys"),
-    "changed_values": ("row_checksum", "metric_sums", "metric_averages", "statistics", "scd1", "scd2"),
+    "missing_rows": (
+        "record_counts",
+        "row_checksum",
+        "metric_sums",
+        "dim_surrogate_keys",
+        "dim_business_keys",
+    ),
+    "extra_rows": (
+        "record_counts",
+        "row_checksum",
+        "metric_sums",
+        "dim_surrogate_keys",
+        "dim_business_keys",
+    ),
+    "changed_values": (
+        "row_checksum",
+        "metric_sums",
+        "metric_averages",
+        "statistics",
+        "scd1",
+        "scd2",
+    ),
     "nulls": ("nulls", "row_checksum", "metric_sums", "metric_averages", "statistics"),
     "orphan_fks": ("foreign_keys", "fact_dim_conformance", "row_checksum"),
     "rounding": ("metric_sums", "metric_averages", "statistics", "row_checksum"),
@@ -79,7 +98,9 @@ def prepare_project(root: Path | None = None) -> Path:
 def datagen_parameters(rows: int = DEMO_ROWS, root: Path | None = None) -> dict[str, Any]:
     return {
         "job_name": "Demo: Retail warehouse with planted drift",
-        "items": [{"schema_type": "Retail", "row_count": rows, "seed": DEMO_SEED, "drift": DEMO_DRIFT}],
+        "items": [
+            {"schema_type": "Retail", "row_count": rows, "seed": DEMO_SEED, "drift": DEMO_DRIFT}
+        ],
         "parallel_execution": False,
         "project_id": DEMO_PROJECT,
         "projects_dir": str(root) if root else None,
@@ -133,7 +154,8 @@ class DriftAccount:
             "untouched_tables": self.untouched_tables,
             "untouched_checks": self.untouched_checks,
             "findings": [
-                {**f.__dict__, "found": f.found, "label": LABELS.get(f.kind, f.kind)} for f in self.findings
+                {**f.__dict__, "found": f.found, "label": LABELS.get(f.kind, f.kind)}
+                for f in self.findings
             ],
         }
 
@@ -170,10 +192,15 @@ def account_for_drift(manifest: dict[str, Any], validation_summary: dict[str, An
         counts = {k: v for k, v in (info.get("counts") or {}).items() if v}
         if counts:
             drifted.add(table)
-        checksum = next((s["details"] for s in failing.get(table, []) if s.get("validator") == "row_checksum"), None)
+        checksum = next(
+            (s["details"] for s in failing.get(table, []) if s.get("validator") == "row_checksum"),
+            None,
+        )
         for kind, planted in counts.items():
             finding = Finding(table=table, kind=kind, planted=int(planted))
-            detecting = [s for s in failing.get(table, []) if s.get("validator") in DETECTORS.get(kind, ())]
+            detecting = [
+                s for s in failing.get(table, []) if s.get("validator") in DETECTORS.get(kind, ())
+            ]
             finding.found_by = sorted({str(s["validator"]) for s in detecting})
             finding.steps = sorted({str(s["name"]) for s in detecting})
             planted_entries = info.get(kind) or []
@@ -185,7 +212,11 @@ def account_for_drift(manifest: dict[str, Any], validation_summary: dict[str, An
                 finding.exact = keys <= reported and checksum[ROW_KINDS[kind]] == len(keys)
                 finding.detail = f"{len(keys & reported)}/{len(keys)} keys"
             else:
-                reported_pairs = {(str(c["key"]), col) for c in checksum["samples"]["changed"] for col in c["columns"]}
+                reported_pairs = {
+                    (str(c["key"]), col)
+                    for c in checksum["samples"]["changed"]
+                    for col in c["columns"]
+                }
                 planted_pairs = {(str(e["key"]), e["column"]) for e in planted_entries}
                 finding.exact = planted_pairs <= reported_pairs
                 columns = sorted({e["column"] for e in planted_entries})

@@ -47,7 +47,18 @@ class OperationCancelled(OmbudsmanError):
 
 
 # SQLSTATE classes and driver phrases that mean "try again later", not "this is wrong".
-_TRANSIENT_SQLSTATES = ("08001", "08S01", "08004", "08006", "08000", "HYT00", "HYT01", "40001", "40P01", "57P03")
+_TRANSIENT_SQLSTATES = (
+    "08001",
+    "08S01",
+    "08004",
+    "08006",
+    "08000",
+    "HYT00",
+    "HYT01",
+    "40001",
+    "40P01",
+    "57P03",
+)
 _TRANSIENT_PHRASES = (
     "connection refused",
     "could not connect",

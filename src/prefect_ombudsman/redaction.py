@@ -31,7 +31,9 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 3:
         with _LOCK:
             if len(value) < WHOLE_TOKEN_BELOW:
-                _SHORT[value] = re.compile(r"(?<![A-Za-z0-9])" + re.escape(value) + r"(?![A-Za-z0-9])")
+                _SHORT[value] = re.compile(
+                    r"(?<![A-Za-z0-9])" + re.escape(value) + r"(?![A-Za-z0-9])"
+                )
             else:
                 _SECRETS.add(value)
 

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from support import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in ("PREFECT_SERVER_ANALYTICS_ENABLED",)
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") or k in ("PREFECT_SERVER_ANALYTICS_ENABLED",)
     }
     env.update(
         PREFECT_HOME=str(root / "home"),
@@ -73,11 +76,22 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             except OSError:
                 return False
 
-        assert wait_until(healthy, timeout=120, interval=0.3), (logs / "server.log").read_text()[-3000:]
+        assert wait_until(healthy, timeout=120, interval=0.3), (logs / "server.log").read_text()[
+            -3000:
+        ]
         subprocess.run(
-            [*PREFECT, "work-pool", "create", "ombudsman-process", "--type", "process"], env=env, check=True, capture_output=True
+            [*PREFECT, "work-pool", "create", "ombudsman-process", "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
         )
-        deploy = subprocess.run([*PREFECT, "--no-prompt", "deploy", "--all"], env=env, cwd=REPO, capture_output=True, text=True)
+        deploy = subprocess.run(
+            [*PREFECT, "--no-prompt", "deploy", "--all"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         worker = subprocess.Popen(
             [*PREFECT, "worker", "start", "-p", "ombudsman-process"],
@@ -96,7 +110,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
 
 
 def _cli(deployed: dict[str, object], *args: str) -> str:
-    result = subprocess.run([*PREFECT, *args], env=deployed["env"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*PREFECT, *args], env=deployed["env"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -147,7 +163,11 @@ def _summary(deployed: dict[str, object], run_id: str) -> dict[str, object]:
 def test_deployment_run_completes_under_the_worker(deployed):
     run_id = _run_deployment(
         deployed,
-        {"items": [{"operation": "sleep", "arguments": {"seconds": 0.2}}] * 4, "parallel_execution": True, "max_parallel": 2},
+        {
+            "items": [{"operation": "sleep", "arguments": {"seconds": 0.2}}] * 4,
+            "parallel_execution": True,
+            "max_parallel": 2,
+        },
     )
     state = _wait_terminal(deployed, run_id)
     assert state.is_completed(), state
@@ -170,7 +190,11 @@ def test_deployment_run_completes_under_the_worker(deployed):
 def test_cancel_with_prefect_cli_stops_a_worker_run(deployed):
     run_id = _run_deployment(
         deployed,
-        {"items": [{"operation": "sleep", "arguments": {"seconds": 1.5}}] * 20, "parallel_execution": True, "max_parallel": 2},
+        {
+            "items": [{"operation": "sleep", "arguments": {"seconds": 1.5}}] * 20,
+            "parallel_execution": True,
+            "max_parallel": 2,
+        },
     )
     assert wait_until(lambda: _state(deployed, run_id).is_running(), timeout=90, interval=0.2)
     time.sleep(2.0)
@@ -181,21 +205,36 @@ def test_cancel_with_prefect_cli_stops_a_worker_run(deployed):
     elapsed = time.monotonic() - requested
     assert state.is_cancelled(), state
     log = (Path(deployed["logs"]) / "worker.log").read_text()
-    assert elapsed < 2.5, f"cancel took {elapsed:.1f}s after the request; worker log:\n{log[-3000:]}"
+    assert elapsed < 2.5, (
+        f"cancel took {elapsed:.1f}s after the request; worker log:\n{log[-3000:]}"
+    )
     summary = _summary(deployed, run_id)
     assert summary["status"] == "cancelled"
     assert summary["completed"] + summary["skipped"] == 20
-    not_started = [op for op in summary["operations"] if (op["error"] or "").startswith("not started: job cancelled")]
+    not_started = [
+        op
+        for op in summary["operations"]
+        if (op["error"] or "").startswith("not started: job cancelled")
+    ]
     assert len(not_started) >= 5
-    started = [datetime.fromisoformat(op["started_at"]).timestamp() for op in summary["operations"] if op["started_at"]]
+    started = [
+        datetime.fromisoformat(op["started_at"]).timestamp()
+        for op in summary["operations"]
+        if op["started_at"]
+    ]
     assert all(t < before_request + 3.0 for t in started)  # the CLI call itself takes ~2 s
 
 
 def test_prefect_flow_run_retry_reexecutes_only_failed_operations(deployed):
     markers = Path(deployed["root"]) / "markers"
     markers.mkdir(exist_ok=True)
-    items = [{"operation": "flaky", "arguments": {"marker": str(markers / f"ok{i}"), "failures": 0}} for i in range(3)]
-    items.append({"operation": "flaky", "arguments": {"marker": str(markers / "bad"), "failures": 1}})
+    items = [
+        {"operation": "flaky", "arguments": {"marker": str(markers / f"ok{i}"), "failures": 0}}
+        for i in range(3)
+    ]
+    items.append(
+        {"operation": "flaky", "arguments": {"marker": str(markers / "bad"), "failures": 1}}
+    )
     run_id = _run_deployment(deployed, {"items": items, "retry_failed": False})
     state = _wait_terminal(deployed, run_id)
     assert state.is_failed() and state.name == "PartialSuccess", state

@@ -35,7 +35,9 @@ def test_sqlite_url_connects_and_queries(tmp_path: Path):
 def test_relative_sqlite_path_resolves_against_project_folder(tmp_projects: Path):
     folder = tmp_projects / "p1"
     folder.mkdir()
-    (folder / "project.yaml").write_text("name: P1\nsource: sqlite:///data/src.db\ntarget: duckdb:///data/tgt.duckdb\n")
+    (folder / "project.yaml").write_text(
+        "name: P1\nsource: sqlite:///data/src.db\ntarget: duckdb:///data/tgt.duckdb\n"
+    )
     (folder / "data").mkdir()
     project = load_project("p1", tmp_projects)
     spec = resolve_connection("source", project=project)
@@ -86,7 +88,9 @@ def test_snowflake_block_through_fakesnow_server(fakesnow_server):
 
 def test_sqlserver_pyodbc_path_runs_through_unixodbc_sqlite_driver(tmp_path: Path):
     assert "SQLite3" in pyodbc.drivers(), "libsqliteodbc must be installed (see .ci/run)"
-    block = SqlServerConnection(odbc_connect=SecretStr(f"DRIVER={{SQLite3}};Database={tmp_path / 'odbc.db'}"))
+    block = SqlServerConnection(
+        odbc_connect=SecretStr(f"DRIVER={{SQLite3}};Database={tmp_path / 'odbc.db'}")
+    )
     conn = dc.open_odbc(block.to_spec())
     try:
         cur = conn.cursor()
@@ -110,7 +114,9 @@ def test_sqlserver_fields_build_odbc_string_that_connects_to_postgres_driver(pos
     spec = block.to_spec()
     assert CANARY not in spec.url and CANARY not in repr(spec)
     odbc = spec.odbc_connect.get_secret_value()
-    assert odbc.startswith(f"DRIVER={{PostgreSQL Unicode}};SERVER=127.0.0.1,{postgres_port};DATABASE=postgres;UID=postgres;")
+    assert odbc.startswith(
+        f"DRIVER={{PostgreSQL Unicode}};SERVER=127.0.0.1,{postgres_port};DATABASE=postgres;UID=postgres;"
+    )
     assert "Encrypt=yes;TrustServerCertificate=no;" in odbc
     # psqlODBC wants SERVER and PORT apart, where Driver 18 wants "host,port": so the real round trip
     # uses an explicit ODBC string (with a password that needs escaping) through the same pyodbc path.
@@ -125,16 +131,25 @@ def test_sqlserver_fields_build_odbc_string_that_connects_to_postgres_driver(pos
         cur = conn.cursor()
         cur.fast_executemany = True
         cur.execute("create temporary table t (id int, amount numeric(12,2), name varchar(30))")
-        cur.executemany("insert into t values (?, ?, ?)", [(i, i * 1.5, f"name {i}") for i in range(500)])
+        cur.executemany(
+            "insert into t values (?, ?, ?)", [(i, i * 1.5, f"name {i}") for i in range(500)]
+        )
         row = cur.execute("select count(*), sum(amount) from t").fetchone()
         assert row[0] == 500 and float(row[1]) == pytest.approx(sum(i * 1.5 for i in range(500)))
     finally:
         conn.close()
 
 
-def test_freetds_connection_failure_is_transient_and_hides_password(caplog: pytest.LogCaptureFixture):
+def test_freetds_connection_failure_is_transient_and_hides_password(
+    caplog: pytest.LogCaptureFixture,
+):
     block = SqlServerConnection(
-        host="127.0.0.1", port=free_port(), username="sa", password=SecretStr(CANARY), driver="FreeTDS", login_timeout=2
+        host="127.0.0.1",
+        port=free_port(),
+        username="sa",
+        password=SecretStr(CANARY),
+        driver="FreeTDS",
+        login_timeout=2,
     )
     engine = block.get_engine()
     with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as info:
@@ -147,7 +162,11 @@ def test_freetds_connection_failure_is_transient_and_hides_password(caplog: pyte
 
 def test_tsql_compiles_with_brackets_and_top():
     t = table("fact_sales", column("amount"), column("store_key"), schema="dbo")
-    stmt = select(func.count(), func.sum(t.c.amount), func.count(t.c.store_key.distinct())).select_from(t).limit(5)
+    stmt = (
+        select(func.count(), func.sum(t.c.amount), func.count(t.c.store_key.distinct()))
+        .select_from(t)
+        .limit(5)
+    )
     dialect = mssql.dialect()
     dialect.server_version_info = (16, 0, 1000)
     sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -169,17 +188,37 @@ def test_engine_cache_is_per_resolved_configuration(tmp_path: Path):
 
 
 def test_legacy_environment_connections():
-    env = {"MSSQL_HOST": "sql.example", "MSSQL_PORT": "14330", "MSSQL_USER": "sa", "MSSQL_PASSWORD": CANARY, "MSSQL_DATABASE": "SampleDW"}
+    env = {
+        "MSSQL_HOST": "sql.example",
+        "MSSQL_PORT": "14330",
+        "MSSQL_USER": "sa",
+        "MSSQL_PASSWORD": CANARY,
+        "MSSQL_DATABASE": "SampleDW",
+    }
     spec = resolve_connection("sqlserver", env=env)
     odbc = spec.odbc_connect.get_secret_value()
-    assert "SERVER=sql.example,14330" in odbc and "DATABASE=SampleDW" in odbc and "DRIVER={ODBC Driver 18 for SQL Server}" in odbc
+    assert (
+        "SERVER=sql.example,14330" in odbc
+        and "DATABASE=SampleDW" in odbc
+        and "DRIVER={ODBC Driver 18 for SQL Server}" in odbc
+    )
     assert CANARY not in spec.url and CANARY not in repr(spec)
-    spec = resolve_connection("sqlserver", env={"SQLSERVER_CONN_STR": f"DRIVER={{FreeTDS}};SERVER=x;PWD={CANARY};"})
+    spec = resolve_connection(
+        "sqlserver", env={"SQLSERVER_CONN_STR": f"DRIVER={{FreeTDS}};SERVER=x;PWD={CANARY};"}
+    )
     assert spec.kind == "sqlserver" and CANARY not in spec.display()
     snow = resolve_connection(
-        "snowflake", env={"SNOWFLAKE_ACCOUNT": "abc.us-east-1", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": CANARY}
+        "snowflake",
+        env={
+            "SNOWFLAKE_ACCOUNT": "abc.us-east-1",
+            "SNOWFLAKE_USER": "u",
+            "SNOWFLAKE_PASSWORD": CANARY,
+        },
     )
-    assert snow.kind == "snowflake" and snow.url == "snowflake://u@abc.us-east-1/SAMPLEDW/PUBLIC?warehouse=COMPUTE_WH"
+    assert (
+        snow.kind == "snowflake"
+        and snow.url == "snowflake://u@abc.us-east-1/SAMPLEDW/PUBLIC?warehouse=COMPUTE_WH"
+    )
     with pytest.raises(ConnectionReferenceError, match="SNOWFLAKE_ACCOUNT"):
         resolve_connection("snowflake", env={})
     with pytest.raises(ConnectionReferenceError, match="MSSQL_HOST"):
@@ -198,7 +237,9 @@ def test_bad_references_give_clear_errors(tmp_projects: Path):
 def test_inline_mapping_reference_builds_the_right_block(tmp_path: Path):
     spec = resolve_connection({"kind": "database", "url": f"sqlite:///{tmp_path / 'm.db'}"})
     assert spec.kind == "sqlite"
-    spec = resolve_connection({"account": "a", "user": "u", "password": CANARY, "database": "D", "schema": "S"})
+    spec = resolve_connection(
+        {"account": "a", "user": "u", "password": CANARY, "database": "D", "schema": "S"}
+    )
     assert spec.kind == "snowflake" and CANARY not in spec.model_dump_json()
 
 
@@ -211,7 +252,11 @@ def test_secrets_never_in_repr_or_serialized_blocks():
         assert CANARY not in repr(block)
         assert CANARY not in block.model_dump_json()
         spec = block.to_spec()
-        assert CANARY not in repr(spec) and CANARY not in spec.model_dump_json() and CANARY not in spec.url
+        assert (
+            CANARY not in repr(spec)
+            and CANARY not in spec.model_dump_json()
+            and CANARY not in spec.url
+        )
 
 
 def test_url_password_moves_into_secret():
@@ -227,13 +272,17 @@ def test_blocks_register_through_prefect_collections_entry_point():
 def test_saved_block_resolves_by_name_and_api_masks_password(prefect_api, tmp_path: Path):
     from prefect.client.orchestration import get_client
 
-    DatabaseConnection(url=f"sqlite:///{tmp_path / 'blk.db'}", password=SecretStr(CANARY)).save("warehouse-a", overwrite=True)
+    DatabaseConnection(url=f"sqlite:///{tmp_path / 'blk.db'}", password=SecretStr(CANARY)).save(
+        "warehouse-a", overwrite=True
+    )
     spec = resolve_connection("warehouse-a")
     assert spec.kind == "sqlite" and _scalar(get_engine(spec), "select 7") == 7
     spec = resolve_connection("database-connection/warehouse-a")
     assert spec.kind == "sqlite"
     with get_client(sync_client=True) as client:
-        doc = client.read_block_document_by_name("warehouse-a", "database-connection", include_secrets=False)
+        doc = client.read_block_document_by_name(
+            "warehouse-a", "database-connection", include_secrets=False
+        )
     assert CANARY not in str(doc.data)
     with pytest.raises(ConnectionReferenceError, match="looked for blocks"):
         resolve_connection("no-such-block")

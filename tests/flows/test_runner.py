@@ -10,15 +10,20 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.states import Cancelling
-from support import wait_until
 
 from prefect_ombudsman.errors import OperationFailed, TransientError
 from prefect_ombudsman.flows import custom_batch
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.models import BatchJobStatus
 from prefect_ombudsman.operations.registry import register_operation, unregister_operation
+from support import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -75,7 +80,9 @@ def test_max_parallel_is_never_exceeded(probe: Probe):
     assert state.is_completed()
     assert summary["completed"] == 24
     assert probe.peak == 3  # reached, never exceeded
-    assert [op["operation_id"] for op in summary["operations"]] == [f"custom_{i}_probe" for i in range(24)]
+    assert [op["operation_id"] for op in summary["operations"]] == [
+        f"custom_{i}_probe" for i in range(24)
+    ]
 
 
 def test_sequential_mode_runs_in_order_one_at_a_time(probe: Probe):
@@ -106,7 +113,10 @@ def test_failed_operation_keeps_its_result_and_error(probe: Probe):
 
 def test_transient_failure_is_retried_then_succeeds(tmp_path: Path):
     marker = tmp_path / "flaky"
-    state, summary = _run(items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 2}}], max_retries=3)
+    state, summary = _run(
+        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 2}}],
+        max_retries=3,
+    )
     assert state.is_completed()
     op = summary["operations"][0]
     assert op["status"] == "completed" and op["metadata"]["attempts"] == 3
@@ -115,7 +125,10 @@ def test_transient_failure_is_retried_then_succeeds(tmp_path: Path):
 
 def test_transient_failure_gives_up_after_max_retries(tmp_path: Path):
     marker = tmp_path / "flaky"
-    state, summary = _run(items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 5}}], max_retries=1)
+    state, summary = _run(
+        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 5}}],
+        max_retries=1,
+    )
     op = summary["operations"][0]
     assert op["status"] == "failed" and "after 2 attempts" in op["error"]
     assert marker.read_text() == "2"
@@ -140,7 +153,9 @@ def test_validation_style_failure_is_not_retried():
 def test_retry_disabled_when_retry_failed_is_false(tmp_path: Path):
     marker = tmp_path / "flaky"
     state, summary = _run(
-        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}], retry_failed=False, max_retries=3
+        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}],
+        retry_failed=False,
+        max_retries=3,
     )
     assert summary["operations"][0]["status"] == "failed" and marker.read_text() == "1"
 
@@ -161,9 +176,13 @@ def test_transient_error_classification_reaches_through_causes():
 
 
 def test_partial_success_and_all_failed_states(probe: Probe):
-    state, summary = _run(items=_items(2) + [{"operation": "fail"}], parallel_execution=True, max_parallel=3)
+    state, summary = _run(
+        items=_items(2) + [{"operation": "fail"}], parallel_execution=True, max_parallel=3
+    )
     assert state.type.value == "FAILED" and state.name == "PartialSuccess"
-    state, summary = _run(items=[{"operation": "fail"}, {"operation": "fail", "arguments": {"message": "boom"}}])
+    state, summary = _run(
+        items=[{"operation": "fail"}, {"operation": "fail", "arguments": {"message": "boom"}}]
+    )
     assert state.type.value == "FAILED" and state.name == "Failed"
     assert [op["error"] for op in summary["operations"]] == ["failed on request", "boom"]
 
@@ -181,12 +200,19 @@ def test_unknown_operation_fails_only_its_operation(probe: Probe):
     state, summary = _run(items=[{"operation": "probe"}, {"operation": "slep"}])
     ops = summary["operations"]
     assert ops[0]["status"] == "completed"
-    assert ops[1]["status"] == "failed" and "unknown operation 'slep'" in ops[1]["error"] and "sleep" in ops[1]["error"]
+    assert (
+        ops[1]["status"] == "failed"
+        and "unknown operation 'slep'" in ops[1]["error"]
+        and "sleep" in ops[1]["error"]
+    )
 
 
 def test_bad_operation_arguments_are_a_clear_error():
     state, summary = _run(items=[{"operation": "sleep", "arguments": {"secs": 1}}])
-    assert "operation 'sleep'" in summary["operations"][0]["error"] and "secs" in summary["operations"][0]["error"]
+    assert (
+        "operation 'sleep'" in summary["operations"][0]["error"]
+        and "secs" in summary["operations"][0]["error"]
+    )
 
 
 def test_invalid_flow_parameters_are_refused_before_any_work(probe: Probe):
@@ -211,7 +237,9 @@ def _start_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 
 def _cancel_mid_batch(probe: Probe, cancel: Any) -> None:
-    thread, box = _start_in_thread(items=_items(20, seconds=1.0), parallel_execution=True, max_parallel=2)
+    thread, box = _start_in_thread(
+        items=_items(20, seconds=1.0), parallel_execution=True, max_parallel=2
+    )
     assert wait_until(lambda: len(probe.calls) >= 2, timeout=60)
     job_id = next(iter(probe.job_ids))
     time.sleep(0.3)
@@ -224,7 +252,9 @@ def _cancel_mid_batch(probe: Probe, cancel: Any) -> None:
     summary = box["summary"]
     assert box["state"].is_cancelled()
     assert summary["status"] == "cancelled"
-    assert all(start < cancelled_at for start in probe.starts.values()), "an operation started after the cancel"
+    assert all(start < cancelled_at for start in probe.starts.values()), (
+        "an operation started after the cancel"
+    )
     assert summary["skipped"] == 20 - summary["completed"]
     assert summary["completed"] <= 2
     assert service.get_job(job_id).status == BatchJobStatus.cancelled
@@ -257,7 +287,9 @@ def test_retry_of_a_failed_run_reexecutes_only_failed_operations(tmp_path: Path)
 
     register_operation("counted", counted)
     try:
-        items = [{"operation": "counted"}] * 3 + [{"operation": "counted", "arguments": {"fail_first": True}}]
+        items = [{"operation": "counted"}] * 3 + [
+            {"operation": "counted", "arguments": {"fail_first": True}}
+        ]
         state, summary = _run(items=items, parallel_execution=True, max_parallel=2)
         assert state.name == "PartialSuccess"
         job_id = summary["job_id"]
@@ -271,11 +303,21 @@ def test_retry_of_a_failed_run_reexecutes_only_failed_operations(tmp_path: Path)
     assert job.job_id == job_id
     ops = {op.operation_id: op for op in job.operations}
     assert all(op.status == "completed" for op in ops.values())
-    assert [ops[f"custom_{i}_counted"].metadata["cached"] for i in range(4)] == [True, True, True, False]
+    assert [ops[f"custom_{i}_counted"].metadata["cached"] for i in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_progress_artifact_and_job_view_match_the_outcome(probe: Probe):
-    state, summary = _run(items=_items(5) + [{"operation": "fail"}], parallel_execution=True, max_parallel=4, job_name="progress check")
+    state, summary = _run(
+        items=_items(5) + [{"operation": "fail"}],
+        parallel_execution=True,
+        max_parallel=4,
+        job_name="progress check",
+    )
     job = service.get_job(summary["job_id"])
     assert job.status == BatchJobStatus.partial_success
     assert job.name == "progress check"
@@ -289,12 +331,16 @@ def test_progress_artifact_and_job_view_match_the_outcome(probe: Probe):
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(summary["job_id"])
         assert {"ombudsman", "job-type:custom"} <= set(run.tags)
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
     kinds = {a.type for a in artifacts}
     assert {"progress", "table", "markdown"} <= kinds
 
 
-def test_canary_password_never_reaches_results_logs_or_artifacts(postgres_port: int, caplog: pytest.LogCaptureFixture):
+def test_canary_password_never_reaches_results_logs_or_artifacts(
+    postgres_port: int, caplog: pytest.LogCaptureFixture
+):
     canary = "CANARY-pw-5b7c1e"
     url = f"postgresql://postgres:{canary}@127.0.0.1:{postgres_port}/postgres"
 
@@ -308,7 +354,10 @@ def test_canary_password_never_reaches_results_logs_or_artifacts(postgres_port: 
         state, summary = _run(
             items=[
                 {"operation": "leaky", "arguments": {"connection": url}},
-                {"operation": "sql_query", "arguments": {"connection": url, "query": "select 1 as one"}},
+                {
+                    "operation": "sql_query",
+                    "arguments": {"connection": url, "query": "select 1 as one"},
+                },
             ]
         )
     finally:
@@ -319,9 +368,20 @@ def test_canary_password_never_reaches_results_logs_or_artifacts(postgres_port: 
     texts = [json.dumps(summary), Path(summary["report_path"]).read_text(), caplog.text]
     with get_client(sync_client=True) as client:
         run_id = summary["job_id"]
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
         texts += [json.dumps(a.data, default=str) + (a.description or "") for a in artifacts]
-        assert wait_until(lambda: len(client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))) > 3)
+        assert wait_until(
+            lambda: (
+                len(
+                    client.read_logs(
+                        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+                    )
+                )
+                > 3
+            )
+        )
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
         texts += [log.message for log in logs]
         task_runs = client.read_task_runs()

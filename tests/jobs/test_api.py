@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from support import wait_until
 
 from prefect_ombudsman.jobs.api import create_app
+from support import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -22,14 +22,19 @@ def client(tmp_projects: Path) -> TestClient:
 
 def _wait_final(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
     final = {"completed", "failed", "cancelled", "partial_success"}
-    assert wait_until(lambda: client.get(f"/batch/jobs/{job_id}").json()["job"]["status"] in final, timeout=timeout, interval=0.2)
+    assert wait_until(
+        lambda: client.get(f"/batch/jobs/{job_id}").json()["job"]["status"] in final,
+        timeout=timeout,
+        interval=0.2,
+    )
     return client.get(f"/batch/jobs/{job_id}").json()
 
 
 def test_custom_job_runs_and_reads_back_in_studio_shapes(client: TestClient):
     body = {
         "job_name": "api smoke",
-        "items": [{"operation": "sleep", "arguments": {"seconds": 0.05}}] * 3 + [{"operation": "fail"}],
+        "items": [{"operation": "sleep", "arguments": {"seconds": 0.05}}] * 3
+        + [{"operation": "fail"}],
         "parallel_execution": True,
         "max_parallel": 2,
         "tags": ["smoke"],
@@ -37,11 +42,18 @@ def test_custom_job_runs_and_reads_back_in_studio_shapes(client: TestClient):
     created = client.post("/batch/custom/execute", json=body)
     assert created.status_code == 200, created.text
     payload = created.json()
-    assert payload["message"] == "Custom batch job created with 4 operations" and payload["total_operations"] == 4
+    assert (
+        payload["message"] == "Custom batch job created with 4 operations"
+        and payload["total_operations"] == 4
+    )
     job_id = payload["job_id"]
     final = _wait_final(client, job_id)
     job = final["job"]
-    assert job["status"] == "partial_success" and job["name"] == "api smoke" and job["job_type"] == "custom"
+    assert (
+        job["status"] == "partial_success"
+        and job["name"] == "api smoke"
+        and job["job_type"] == "custom"
+    )
     assert job["success_count"] == 3 and job["failure_count"] == 1 and "smoke" in job["tags"]
     assert job["completed_at"] and job["total_duration_ms"] is not None
     assert final["current_progress"]["percent_complete"] == 100.0
@@ -49,11 +61,23 @@ def test_custom_job_runs_and_reads_back_in_studio_shapes(client: TestClient):
     assert progress["status"] == "success" and progress["job_status"] == "partial_success"
     ops = client.get(f"/batch/jobs/{job_id}/operations").json()
     assert ops["total_operations"] == 4
-    assert [o["status"] for o in ops["operations"]] == ["completed", "completed", "completed", "failed"]
+    assert [o["status"] for o in ops["operations"]] == [
+        "completed",
+        "completed",
+        "completed",
+        "failed",
+    ]
     listed = client.get("/batch/jobs", params={"job_type": "custom", "limit": 50}).json()
-    assert job_id in {j["job_id"] for j in listed["jobs"]} and listed["page"] == 1 and listed["page_size"] == 50
+    assert (
+        job_id in {j["job_id"] for j in listed["jobs"]}
+        and listed["page"] == 1
+        and listed["page_size"] == 50
+    )
     stats = client.get("/batch/statistics").json()["statistics"]
-    assert stats["total_jobs"] >= 1 and set(stats["status_distribution"]) >= {"completed", "partial_success"}
+    assert stats["total_jobs"] >= 1 and set(stats["status_distribution"]) >= {
+        "completed",
+        "partial_success",
+    }
     report = client.get(f"/batch/jobs/{job_id}/report").json()
     assert report["report"]["job_id"] == job_id
     warning = client.post(f"/batch/jobs/{job_id}/cancel", json={"reason": "late"}).json()
@@ -62,11 +86,22 @@ def test_custom_job_runs_and_reads_back_in_studio_shapes(client: TestClient):
 
 def test_retry_reruns_only_failed_operations(client: TestClient, tmp_path: Path):
     marker = tmp_path / "flaky"
-    items = [{"operation": "noop"}, {"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}]
-    job_id = client.post("/batch/custom/execute", json={"job_name": "retry me", "items": items, "retry_failed": False}).json()["job_id"]
+    items = [
+        {"operation": "noop"},
+        {"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}},
+    ]
+    job_id = client.post(
+        "/batch/custom/execute",
+        json={"job_name": "retry me", "items": items, "retry_failed": False},
+    ).json()["job_id"]
     assert _wait_final(client, job_id)["job"]["status"] == "partial_success"
     retried = client.post(f"/batch/jobs/{job_id}/retry", json={"max_retries": 3}).json()
-    assert retried == {"status": "success", "message": "Retrying 1 failed operations", "job_id": job_id, "retrying_operations": 1}
+    assert retried == {
+        "status": "success",
+        "message": "Retrying 1 failed operations",
+        "job_id": job_id,
+        "retrying_operations": 1,
+    }
     time.sleep(0.5)
     assert _wait_final(client, job_id)["job"]["status"] == "completed"
     assert marker.read_text() == "2"
@@ -76,30 +111,62 @@ def test_retry_reruns_only_failed_operations(client: TestClient, tmp_path: Path)
 
 def test_cancel_a_running_job(client: TestClient):
     items = [{"operation": "sleep", "arguments": {"seconds": 1}}] * 10
-    job_id = client.post("/batch/custom/execute", json={"job_name": "long", "items": items, "max_parallel": 1}).json()["job_id"]
-    assert wait_until(lambda: client.get(f"/batch/jobs/{job_id}").json()["job"]["status"] == "running", timeout=60, interval=0.1)
+    job_id = client.post(
+        "/batch/custom/execute", json={"job_name": "long", "items": items, "max_parallel": 1}
+    ).json()["job_id"]
+    assert wait_until(
+        lambda: client.get(f"/batch/jobs/{job_id}").json()["job"]["status"] == "running",
+        timeout=60,
+        interval=0.1,
+    )
     time.sleep(0.5)
     assert client.delete(f"/batch/jobs/{job_id}").status_code == 400  # running: cancel it first
-    answer = client.post(f"/batch/jobs/{job_id}/cancel", json={"reason": "user pressed stop"}).json()
-    assert answer == {"status": "success", "message": "Job cancellation requested", "job_id": job_id, "reason": "user pressed stop"}
+    answer = client.post(
+        f"/batch/jobs/{job_id}/cancel", json={"reason": "user pressed stop"}
+    ).json()
+    assert answer == {
+        "status": "success",
+        "message": "Job cancellation requested",
+        "job_id": job_id,
+        "reason": "user pressed stop",
+    }
     final = _wait_final(client, job_id, timeout=15)
     assert final["job"]["status"] == "cancelled"
-    assert wait_until(lambda: client.get(f"/batch/jobs/{job_id}").json()["job"]["operations"][-1]["status"] == "skipped", timeout=10)
+    assert wait_until(
+        lambda: (
+            client.get(f"/batch/jobs/{job_id}").json()["job"]["operations"][-1]["status"]
+            == "skipped"
+        ),
+        timeout=10,
+    )
     assert client.delete(f"/batch/jobs/{job_id}").json()["status"] == "success"
     assert client.get(f"/batch/jobs/{job_id}").status_code == 404
 
 
 def test_empty_item_list_completes_with_zero_operations(client: TestClient):
-    created = client.post("/batch/data/bulk-generate", json={"job_name": "nothing", "items": []}).json()
-    assert created["total_operations"] == 0 and created["message"] == "Batch data generation job created with 0 items"
+    created = client.post(
+        "/batch/data/bulk-generate", json={"job_name": "nothing", "items": []}
+    ).json()
+    assert (
+        created["total_operations"] == 0
+        and created["message"] == "Batch data generation job created with 0 items"
+    )
     final = _wait_final(client, created["job_id"])
     assert final["job"]["status"] == "completed" and final["job"]["project_id"] == "demo"
 
 
-def test_missing_pipeline_fails_its_operation_naming_where_it_looked(client: TestClient, tmp_projects: Path):
+def test_missing_pipeline_fails_its_operation_naming_where_it_looked(
+    client: TestClient, tmp_projects: Path
+):
     (tmp_projects / "p1").mkdir()
-    (tmp_projects / "p1" / "project.yaml").write_text("name: P1\nsource: sqlite:///a.db\ntarget: sqlite:///b.db\n")
-    body = {"job_name": "Daily Validation", "pipelines": [{"pipeline_id": "dim_customer"}], "project_id": "p1"}
+    (tmp_projects / "p1" / "project.yaml").write_text(
+        "name: P1\nsource: sqlite:///a.db\ntarget: sqlite:///b.db\n"
+    )
+    body = {
+        "job_name": "Daily Validation",
+        "pipelines": [{"pipeline_id": "dim_customer"}],
+        "project_id": "p1",
+    }
     created = client.post("/batch/pipelines/bulk-execute", json=body).json()
     assert created["message"] == "Batch pipeline execution job created with 1 pipelines"
     final = _wait_final(client, created["job_id"])
@@ -111,14 +178,36 @@ def test_missing_pipeline_fails_its_operation_naming_where_it_looked(client: Tes
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/batch/custom/execute", {"job_name": "x", "items": [], "max_parallel": 0}, "max_parallel"),
-        ("/batch/custom/execute", {"job_name": "x", "items": [], "max_parallel": "lots"}, "max_parallel"),
-        ("/batch/data/bulk-generate", {"job_name": "x", "items": [{"schema_type": "Retial"}]}, "schema_type"),
-        ("/batch/data/bulk-generate", {"job_name": "x", "items": [{"schema_type": "Retail", "row_count": 0}]}, "row_count"),
-        ("/batch/pipelines/bulk-execute", {"job_name": "x", "pipelines": [{"pipeline_id": "../etc"}]}, "pipeline_id"),
+        (
+            "/batch/custom/execute",
+            {"job_name": "x", "items": [], "max_parallel": 0},
+            "max_parallel",
+        ),
+        (
+            "/batch/custom/execute",
+            {"job_name": "x", "items": [], "max_parallel": "lots"},
+            "max_parallel",
+        ),
+        (
+            "/batch/data/bulk-generate",
+            {"job_name": "x", "items": [{"schema_type": "Retial"}]},
+            "schema_type",
+        ),
+        (
+            "/batch/data/bulk-generate",
+            {"job_name": "x", "items": [{"schema_type": "Retail", "row_count": 0}]},
+            "row_count",
+        ),
+        (
+            "/batch/pipelines/bulk-execute",
+            {"job_name": "x", "pipelines": [{"pipeline_id": "../etc"}]},
+            "pipeline_id",
+        ),
     ],
 )
-def test_bad_requests_are_refused_with_the_field_named(client: TestClient, path: str, body: dict[str, Any], field: str):
+def test_bad_requests_are_refused_with_the_field_named(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+):
     response = client.post(path, json=body)
     assert response.status_code == 422
     assert field in response.text

@@ -40,7 +40,12 @@ def test_wrong_types_are_refused_naming_the_field():
 
 def test_unknown_schema_type_lists_the_valid_ones():
     message = _error(BatchDataGenRequest, items=[{"schema_type": "Retial", "row_count": 10}])
-    assert "items.0.schema_type" in message and "Retail" in message and "Finance" in message and "Healthcare" in message
+    assert (
+        "items.0.schema_type" in message
+        and "Retail" in message
+        and "Finance" in message
+        and "Healthcare" in message
+    )
 
 
 def test_schema_type_is_case_insensitive():
@@ -50,7 +55,9 @@ def test_schema_type_is_case_insensitive():
 
 @pytest.mark.parametrize("rows", [0, -5, 1_000_000_001])
 def test_row_count_bounds(rows: int):
-    assert "row_count" in _error(BatchDataGenRequest, items=[{"schema_type": "Retail", "row_count": rows}])
+    assert "row_count" in _error(
+        BatchDataGenRequest, items=[{"schema_type": "Retail", "row_count": rows}]
+    )
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "a/b", ".hidden", "x;drop", ""])
@@ -60,7 +67,12 @@ def test_ids_must_be_safe_file_names(bad: str):
 
 
 def test_pipeline_id_yaml_suffix_is_stripped():
-    assert BatchPipelineRequest(pipelines=[{"pipeline_id": "dim_customer.yaml"}]).pipelines[0].pipeline_id == "dim_customer"
+    assert (
+        BatchPipelineRequest(pipelines=[{"pipeline_id": "dim_customer.yaml"}])
+        .pipelines[0]
+        .pipeline_id
+        == "dim_customer"
+    )
 
 
 def test_unknown_fields_are_refused():
@@ -95,30 +107,77 @@ def test_enums_have_exact_values():
         "custom",
     ]
     assert [s.value for s in BatchJobStatus] == [
-        "pending", "queued", "running", "paused", "completed", "failed", "cancelled", "partial_success"
+        "pending",
+        "queued",
+        "running",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+        "partial_success",
     ]
-    assert [s.value for s in BatchOperationStatus] == ["pending", "running", "completed", "failed", "skipped"]
+    assert [s.value for s in BatchOperationStatus] == [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "skipped",
+    ]
     job = BatchJob(job_id="x", job_type="custom", name="n")
     assert set(BatchJob.model_fields) >= {
-        "job_id", "job_type", "status", "name", "description", "operations", "progress", "parallel_execution",
-        "max_parallel", "stop_on_error", "retry_failed", "max_retries", "created_at", "started_at", "completed_at",
-        "total_duration_ms", "success_count", "failure_count", "result_summary", "created_by", "project_id", "tags",
+        "job_id",
+        "job_type",
+        "status",
+        "name",
+        "description",
+        "operations",
+        "progress",
+        "parallel_execution",
+        "max_parallel",
+        "stop_on_error",
+        "retry_failed",
+        "max_retries",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "total_duration_ms",
+        "success_count",
+        "failure_count",
+        "result_summary",
+        "created_by",
+        "project_id",
+        "tags",
         "metadata",
     }
     assert job.status == BatchJobStatus.pending
 
 
 def _op(i: int, status: str, ms: int | None = None) -> BatchOperation:
-    return BatchOperation(operation_id=f"custom_{i}_x", operation_type="custom", status=status, duration_ms=ms)
+    return BatchOperation(
+        operation_id=f"custom_{i}_x", operation_type="custom", status=status, duration_ms=ms
+    )
 
 
 def test_progress_and_eta_follow_spec_section_6():
-    ops = [_op(0, "completed", 1000), _op(1, "failed", 3000), _op(2, "skipped"), _op(3, "running"), _op(4, "pending"), _op(5, "pending")]
+    ops = [
+        _op(0, "completed", 1000),
+        _op(1, "failed", 3000),
+        _op(2, "skipped"),
+        _op(3, "running"),
+        _op(4, "pending"),
+        _op(5, "pending"),
+    ]
     progress = compute_progress(ops, parallelism=2)
-    assert progress.completed_operations == 1 and progress.failed_operations == 1 and progress.skipped_operations == 1
+    assert (
+        progress.completed_operations == 1
+        and progress.failed_operations == 1
+        and progress.skipped_operations == 1
+    )
     assert progress.percent_complete == 50.0
     assert progress.current_operation == "custom_3_x"
-    assert progress.estimated_time_remaining_ms == 2000 * 3 // 2  # mean 2 s x 3 left / 2 in parallel
+    assert (
+        progress.estimated_time_remaining_ms == 2000 * 3 // 2
+    )  # mean 2 s x 3 left / 2 in parallel
     counter = ProgressCounter(6, 2)
     counter.started("custom_3_x")
     for op in ops[:3]:
@@ -127,4 +186,6 @@ def test_progress_and_eta_follow_spec_section_6():
 
 
 def test_eta_is_null_until_an_operation_finished():
-    assert compute_progress([_op(0, "running"), _op(1, "pending")]).estimated_time_remaining_ms is None
+    assert (
+        compute_progress([_op(0, "running"), _op(1, "pending")]).estimated_time_remaining_ms is None
+    )

@@ -297,7 +297,10 @@ def test_cli_run_metadata_json_and_bad_input(retail_project: Path):
     ]
     assert summary["operations"][0]["result"]["tables"][0]["row_count_exact"] is True
     assert (retail_project / "retail" / "metadata" / "mapping.json").exists()
-    again = runner.invoke(app, ["run", "metadata", "--project", "retail", "--projects-dir", str(retail_project), "--json"])
+    again = runner.invoke(
+        app,
+        ["run", "metadata", "--project", "retail", "--projects-dir", str(retail_project), "--json"],
+    )
     assert again.exit_code == 0, again.output
     assert [op["operation_id"] for op in json.loads(again.stdout)["operations"]] == [
         "metadata_0_source_all",

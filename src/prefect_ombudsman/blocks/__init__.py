@@ -1,5 +1,9 @@
 """Connection blocks of this plugin (registered through the `prefect.collections` entry point)."""
 
-from prefect_ombudsman.blocks.connections import DatabaseConnection, SnowflakeConnection, SqlServerConnection
+from prefect_ombudsman.blocks.connections import (
+    DatabaseConnection,
+    SnowflakeConnection,
+    SqlServerConnection,
+)
 
 __all__ = ["DatabaseConnection", "SnowflakeConnection", "SqlServerConnection"]

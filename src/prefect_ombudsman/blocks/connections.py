@@ -20,14 +20,18 @@ class SqlServerConnection(Block):
 
     _block_type_name = "SQL Server Connection"
     _block_type_slug = "sql-server-connection"
-    _description = "SQL Server source or target for Ombudsman validation (pyodbc, ODBC Driver 18 by default)."
+    _description = (
+        "SQL Server source or target for Ombudsman validation (pyodbc, ODBC Driver 18 by default)."
+    )
 
     host: str | None = Field(default=None, description="Server host name or address.")
     port: int = Field(default=1433, ge=1, le=65535)
     database: str | None = Field(default=None, description="Database name.")
     username: str | None = None
     password: SecretStr | None = None
-    driver: str = Field(default=dc.DEFAULT_ODBC_DRIVER, description="ODBC driver name as listed by odbcinst.")
+    driver: str = Field(
+        default=dc.DEFAULT_ODBC_DRIVER, description="ODBC driver name as listed by odbcinst."
+    )
     encrypt: bool = True
     trust_server_certificate: bool = False
     login_timeout: int = Field(default=15, ge=1, le=600)
@@ -66,12 +70,16 @@ class SnowflakeConnection(Block):
     account: str
     user: str
     password: SecretStr | None = None
-    token: SecretStr | None = Field(default=None, description="OAuth access token, used instead of the password.")
+    token: SecretStr | None = Field(
+        default=None, description="OAuth access token, used instead of the password."
+    )
     warehouse: str | None = None
     database: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     role: str | None = None
-    host: str | None = Field(default=None, description="Override host (private link, or a fakesnow server).")
+    host: str | None = Field(
+        default=None, description="Override host (private link, or a fakesnow server)."
+    )
     port: int | None = Field(default=None, ge=1, le=65535)
     protocol: str | None = Field(default=None, description="https (default) or http.")
     login_timeout: int = Field(default=30, ge=1, le=600)
@@ -104,13 +112,19 @@ class DatabaseConnection(Block):
     _block_type_slug = "database-connection"
     _description = "Any SQLAlchemy URL (PostgreSQL, DuckDB, SQLite, ...) for Ombudsman validation."
 
-    url: str = Field(description="SQLAlchemy URL without the password, e.g. postgresql://user@host:5432/db")
+    url: str = Field(
+        description="SQLAlchemy URL without the password, e.g. postgresql://user@host:5432/db"
+    )
     password: SecretStr | None = None
     connect_args: dict[str, Any] = Field(default_factory=dict)
 
     def to_spec(self, name: str | None = None, base_dir: Path | None = None) -> dc.ConnectionSpec:
         return dc.spec_from_url(
-            self.url, name=name, base_dir=base_dir, password=self.password, connect_args=self.connect_args
+            self.url,
+            name=name,
+            base_dir=base_dir,
+            password=self.password,
+            connect_args=self.connect_args,
         )
 
     def get_engine(self) -> Engine:
@@ -124,7 +138,9 @@ _KINDS: dict[str, type[Block]] = {
 }
 
 
-def block_from_fields(fields: dict[str, Any], name: str) -> SqlServerConnection | SnowflakeConnection | DatabaseConnection:
+def block_from_fields(
+    fields: dict[str, Any], name: str
+) -> SqlServerConnection | SnowflakeConnection | DatabaseConnection:
     """A block from a mapping of its fields (`kind` picks the type, else it is inferred)."""
     fields = dict(fields)
     kind = fields.pop("kind", None) or fields.pop("type", None)
@@ -141,9 +157,13 @@ def block_from_fields(fields: dict[str, Any], name: str) -> SqlServerConnection 
             )
     cls = _KINDS.get(str(kind).lower())
     if cls is None:
-        raise ConnectionReferenceError(f"connection {name!r}: unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
+        raise ConnectionReferenceError(
+            f"connection {name!r}: unknown kind {kind!r}; expected one of {sorted(_KINDS)}"
+        )
     try:
         return cls.model_validate(fields)  # type: ignore[return-value]
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
         raise ConnectionReferenceError(f"connection {name!r}: {problems}") from None

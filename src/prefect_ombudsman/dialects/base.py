@@ -46,7 +46,12 @@ class Dialect:
         return schema if self.has_schemas else None
 
     def datagen_type(
-        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+        self,
+        kind: str,
+        *,
+        length: int | None = None,
+        precision: int | None = None,
+        scale: int | None = None,
     ) -> Any:
         """The SQLAlchemy type of a generated column (kinds: int32 int64 decimal string date timestamp)."""
         import sqlalchemy as sa
@@ -86,7 +91,9 @@ class Dialect:
         """Put the loaded staging table in place of `final` (same transaction where possible)."""
         if exists:
             connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
-        connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.column_ref(final.name)}")
+        connection.exec_driver_sql(
+            f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.column_ref(final.name)}"
+        )
 
     def drop_table(self, connection: Any, table: Any) -> None:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_ref(table)}")
@@ -94,7 +101,9 @@ class Dialect:
     # --- sections added by the engines (datagen, metadata, validation, comparison) follow in subclasses
 
 
-def python_columns(batch: Any, *, decimals: str = "decimal", temporal: str = "object") -> list[list[Any]]:
+def python_columns(
+    batch: Any, *, decimals: str = "decimal", temporal: str = "object"
+) -> list[list[Any]]:
     """An Arrow table as Python column lists for DBAPI executemany.
 
     decimals: "decimal" (decimal.Decimal) or "float"; temporal: "object" (date/datetime) or
@@ -110,7 +119,11 @@ def python_columns(batch: Any, *, decimals: str = "decimal", temporal: str = "ob
         kind = array.type
         if pa.types.is_decimal(kind) and decimals == "float":
             array = array.cast(pa.float64())
-        elif temporal == "iso" and array.null_count == 0 and (pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+        elif (
+            temporal == "iso"
+            and array.null_count == 0
+            and (pa.types.is_date(kind) or pa.types.is_timestamp(kind))
+        ):
             # numpy formats ISO text about 3x faster than Arrow's strftime
             values = array.to_numpy(zero_copy_only=False)
             if pa.types.is_date(kind):
@@ -125,8 +138,14 @@ def python_columns(batch: Any, *, decimals: str = "decimal", temporal: str = "ob
         elif pa.types.is_timestamp(kind) and temporal == "iso":
             whole = pc.equal(pc.microsecond(array), 0)
             seconds = pc.strftime(array.cast(pa.timestamp("s")), format="%Y-%m-%d %H:%M:%S")
-            array = seconds if pc.all(whole).as_py() is not False else pc.strftime(array, format="%Y-%m-%d %H:%M:%S.%f")
-        if array.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(array.type)):
+            array = (
+                seconds
+                if pc.all(whole).as_py() is not False
+                else pc.strftime(array, format="%Y-%m-%d %H:%M:%S.%f")
+            )
+        if array.null_count == 0 and (
+            pa.types.is_integer(kind) or pa.types.is_floating(array.type)
+        ):
             columns.append(np.asarray(array).tolist())
         else:
             columns.append(array.to_pylist())

@@ -168,10 +168,14 @@ def sqlserver_spec(
     """A SQL Server connection through pyodbc, from fields or from a full ODBC string."""
     secret_pw = password.get_secret_value() if isinstance(password, SecretStr) else password
     if odbc_connect is not None:
-        odbc = odbc_connect.get_secret_value() if isinstance(odbc_connect, SecretStr) else odbc_connect
+        odbc = (
+            odbc_connect.get_secret_value() if isinstance(odbc_connect, SecretStr) else odbc_connect
+        )
     else:
         if not host:
-            raise ConnectionReferenceError(f"SQL Server connection {name!r}: 'host' is required (or give 'odbc_connect')")
+            raise ConnectionReferenceError(
+                f"SQL Server connection {name!r}: 'host' is required (or give 'odbc_connect')"
+            )
         odbc = build_odbc_string(
             driver=driver,
             host=host,
@@ -228,7 +232,10 @@ def snowflake_spec(
         query["role"] = role
     path = "/".join(p for p in (database, schema if database else None) if p)
     url = URL.create("snowflake", username=user, host=account, database=path or None, query=query)
-    args: dict[str, Any] = {"login_timeout": login_timeout, "network_timeout": max(login_timeout, 60)}
+    args: dict[str, Any] = {
+        "login_timeout": login_timeout,
+        "network_timeout": max(login_timeout, 60),
+    }
     if host:
         args["host"] = host
     if port:
@@ -271,8 +278,15 @@ def spec_from_url(
         if "odbc_connect" in query:
             return sqlserver_spec(name=label, odbc_connect=str(query["odbc_connect"]))
         driver = str(query.pop("driver", DEFAULT_ODBC_DRIVER))
-        encrypt = str(query.pop("Encrypt", query.pop("encrypt", "yes"))).lower() in ("yes", "true", "1", "mandatory")
-        trust = str(query.pop("TrustServerCertificate", query.pop("trust_server_certificate", "no"))).lower() in (
+        encrypt = str(query.pop("Encrypt", query.pop("encrypt", "yes"))).lower() in (
+            "yes",
+            "true",
+            "1",
+            "mandatory",
+        )
+        trust = str(
+            query.pop("TrustServerCertificate", query.pop("trust_server_certificate", "no"))
+        ).lower() in (
             "yes",
             "true",
             "1",
@@ -322,7 +336,12 @@ def spec_from_url(
 
 def _without_password(url: URL) -> str:
     bare = URL.create(
-        url.drivername, username=url.username, host=url.host, port=url.port, database=url.database, query=url.query
+        url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
     )
     return bare.render_as_string(hide_password=False)
 
@@ -347,7 +366,8 @@ def spec_from_environment(kind: str, env: Mapping[str, str] | None = None) -> Co
             password=env.get("MSSQL_PASSWORD"),
             driver=env.get("SQL_SERVER_DRIVER", DEFAULT_ODBC_DRIVER),
             encrypt=env.get("MSSQL_ENCRYPT", "yes").lower() in ("yes", "true", "1"),
-            trust_server_certificate=env.get("MSSQL_TRUST_SERVER_CERTIFICATE", "yes").lower() in ("yes", "true", "1"),
+            trust_server_certificate=env.get("MSSQL_TRUST_SERVER_CERTIFICATE", "yes").lower()
+            in ("yes", "true", "1"),
         )
     if kind == "snowflake":
         missing = [k for k in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER") if not env.get(k)]
@@ -371,7 +391,9 @@ def spec_from_environment(kind: str, env: Mapping[str, str] | None = None) -> Co
             port=int(env["SNOWFLAKE_PORT"]) if env.get("SNOWFLAKE_PORT") else None,
             protocol=env.get("SNOWFLAKE_PROTOCOL"),
         )
-    raise ConnectionReferenceError(f"unknown legacy connection {kind!r}; expected 'sqlserver' or 'snowflake'")
+    raise ConnectionReferenceError(
+        f"unknown legacy connection {kind!r}; expected 'sqlserver' or 'snowflake'"
+    )
 
 
 def open_odbc(spec: ConnectionSpec) -> Any:
@@ -380,7 +402,9 @@ def open_odbc(spec: ConnectionSpec) -> Any:
 
     if spec.odbc_connect is None:
         raise ConnectionReferenceError(f"connection {spec.name!r} is not an ODBC connection")
-    return pyodbc.connect(spec.odbc_connect.get_secret_value(), timeout=spec.login_timeout, autocommit=False)
+    return pyodbc.connect(
+        spec.odbc_connect.get_secret_value(), timeout=spec.login_timeout, autocommit=False
+    )
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -425,7 +449,9 @@ def _create_engine(spec: ConnectionSpec) -> Engine:
     if kind == "snowflake":
         if spec.token is not None:
             args.update(token=spec.token.get_secret_value(), authenticator="oauth")
-        return create_engine(url, connect_args=args, pool_pre_ping=True, pool_size=4, max_overflow=8)
+        return create_engine(
+            url, connect_args=args, pool_pre_ping=True, pool_size=4, max_overflow=8
+        )
     if kind == "sqlite":
         args.setdefault("check_same_thread", False)
         args.setdefault("timeout", 30)
@@ -442,5 +468,7 @@ def _create_engine(spec: ConnectionSpec) -> Engine:
         return create_engine(url, connect_args=args)
     if kind == "postgresql":
         args.setdefault("connect_timeout", spec.login_timeout)
-        return create_engine(url, connect_args=args, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url, connect_args=args, pool_pre_ping=True, pool_size=5, max_overflow=10
+        )
     return create_engine(url, connect_args=args)

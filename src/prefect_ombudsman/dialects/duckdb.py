@@ -29,7 +29,9 @@ class DuckDBDialect(Dialect):
         names = ", ".join(self.column_ref(name) for name in batch.column_names)
         driver.register(view, batch)
         try:
-            driver.execute(f"INSERT INTO {self.table_ref(table)} ({names}) SELECT {names} FROM {view}")
+            driver.execute(
+                f"INSERT INTO {self.table_ref(table)} ({names}) SELECT {names} FROM {view}"
+            )
         finally:
             driver.unregister(view)
 
@@ -101,7 +103,9 @@ class DuckDBDialect(Dialect):
                 return cast((expr - literal_column("DATE '1970-01-01'")) * 86400000000, String)
             return cast(func.epoch_us(expr), String)
         if kind == "time":
-            return cast(func.datediff("microsecond", literal_column("TIME '00:00:00'"), expr), String)
+            return cast(
+                func.datediff("microsecond", literal_column("TIME '00:00:00'"), expr), String
+            )
         if kind == "binary":
             return func.lower(func.hex(expr))
         if kind == "uuid":
@@ -173,7 +177,9 @@ class DuckDBDialect(Dialect):
         with _MEMORY_LOCK:
             held = _MEMORY_HOLDERS.get(key)
             if held is None:
-                current = connection.exec_driver_sql("SELECT current_setting('memory_limit')").scalar()
+                current = connection.exec_driver_sql(
+                    "SELECT current_setting('memory_limit')"
+                ).scalar()
                 if _mebibytes(str(current)) <= memory_limit_mb:
                     return
                 try:
@@ -197,7 +203,10 @@ class DuckDBDialect(Dialect):
                 del _MEMORY_HOLDERS[key]
                 # RESET gives back the default exactly; a limit someone set is set again (as shown)
                 connection.exec_driver_sql("RESET memory_limit")
-                if connection.exec_driver_sql("SELECT current_setting('memory_limit')").scalar() != held[1]:
+                if (
+                    connection.exec_driver_sql("SELECT current_setting('memory_limit')").scalar()
+                    != held[1]
+                ):
                     connection.exec_driver_sql(f"SET memory_limit = '{held[1]}'")
 
     # --- validation: aggregates and expressions
@@ -284,8 +293,20 @@ class _UBigInt(UserDefinedType):  # type: ignore[type-arg]
 # --- comparison: canonical row hash (memory_limit held per database while comparisons run)
 
 _MEMORY_LOCK = threading.Lock()
-_MEMORY_HOLDERS: dict[str, list[Any]] = {}  # engine URL -> [comparisons running, memory_limit before]
-_UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_MEMORY_HOLDERS: dict[
+    str, list[Any]
+] = {}  # engine URL -> [comparisons running, memory_limit before]
+_UNITS = {
+    "B": 1,
+    "KB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def _mebibytes(setting: str) -> float:

@@ -19,11 +19,15 @@ class PostgreSQLDialect(Dialect):
         import pyarrow.csv as pa_csv
 
         sink = pa.BufferOutputStream()
-        pa_csv.write_csv(batch, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+        pa_csv.write_csv(
+            batch, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+        )
         names = ", ".join(self.column_ref(name) for name in batch.column_names)
         driver = connection.connection.driver_connection
         with driver.cursor() as cursor:
-            with cursor.copy(f"COPY {self.table_ref(table)} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            with cursor.copy(
+                f"COPY {self.table_ref(table)} ({names}) FROM STDIN (FORMAT csv)"
+            ) as copy:
                 copy.write(memoryview(sink.getvalue()))
 
     def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
@@ -126,7 +130,9 @@ class PostgreSQLDialect(Dialect):
             return cast(expr - literal_column("DATE '1970-01-01'"), Text)
         if kind == "timestamp":
             if own == "date":
-                return cast(cast(expr - literal_column("DATE '1970-01-01'"), BigInteger) * 86400000000, Text)
+                return cast(
+                    cast(expr - literal_column("DATE '1970-01-01'"), BigInteger) * 86400000000, Text
+                )
             return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)
         if kind == "time":
             return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)

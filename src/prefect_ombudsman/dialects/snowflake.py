@@ -21,7 +21,12 @@ class SnowflakeDialect(Dialect):
     datagen_stage = "OMBUDSMAN_DATAGEN_STAGE"
 
     def datagen_type(
-        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+        self,
+        kind: str,
+        *,
+        length: int | None = None,
+        precision: int | None = None,
+        scale: int | None = None,
     ) -> Any:
         import sqlalchemy as sa
 
@@ -53,7 +58,9 @@ class SnowflakeDialect(Dialect):
         try:
             pq.write_table(batch, path)
             cursor.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {self.datagen_stage}")
-            cursor.execute(f"PUT 'file://{path.as_posix()}' @{self.datagen_stage}/{token} AUTO_COMPRESS=FALSE")
+            cursor.execute(
+                f"PUT 'file://{path.as_posix()}' @{self.datagen_stage}/{token} AUTO_COMPRESS=FALSE"
+            )
             cursor.execute(
                 f"COPY INTO {self.table_ref(table)} FROM @{self.datagen_stage}/{token} "
                 "FILE_FORMAT=(TYPE=PARQUET) MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE PURGE=TRUE"
@@ -67,17 +74,23 @@ class SnowflakeDialect(Dialect):
 
         if exists:
             try:
-                connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} SWAP WITH {self.table_ref(final)}")
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {self.table_ref(staging)} SWAP WITH {self.table_ref(final)}"
+                )
             except DBAPIError as exc:
                 if "syntax error" not in str(exc).lower():
                     raise
                 # fakesnow has no SWAP WITH: drop and rename (transactional there, as DuckDB is)
                 connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
             else:
-                connection.exec_driver_sql(f"DROP TABLE {self.table_ref(staging)}")  # now the old rows
+                connection.exec_driver_sql(
+                    f"DROP TABLE {self.table_ref(staging)}"
+                )  # now the old rows
                 return
         # the new name must be qualified: a bare one moves the table into the session's schema
-        connection.exec_driver_sql(f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.table_ref(final)}")
+        connection.exec_driver_sql(
+            f"ALTER TABLE {self.table_ref(staging)} RENAME TO {self.table_ref(final)}"
+        )
 
     # --- metadata: catalog queries
     # INFORMATION_SCHEMA of the current database plus SHOW ... IN DATABASE for keys (Snowflake
@@ -160,7 +173,11 @@ class SnowflakeDialect(Dialect):
         """COUNT(*): answered from metadata by Snowflake (and cheap on fakesnow's DuckDB)."""
         from sqlalchemy import func, select, table
 
-        return int(connection.execute(select(func.count()).select_from(table(name, schema=schema))).scalar())
+        return int(
+            connection.execute(
+                select(func.count()).select_from(table(name, schema=schema))
+            ).scalar()
+        )
 
     def finish_comparison(self, connection: Any) -> None:
         return None
@@ -193,7 +210,9 @@ class SnowflakeDialect(Dialect):
             return func.to_varchar(func.date_part(literal_column("EPOCH_MICROSECOND"), expr))
         if kind == "time":
             return func.to_varchar(
-                func.datediff(literal_column("microsecond"), literal_column("'00:00:00'::TIME"), expr)
+                func.datediff(
+                    literal_column("microsecond"), literal_column("'00:00:00'::TIME"), expr
+                )
             )
         if kind == "binary":
             return func.hex_encode(expr, 0)

@@ -88,7 +88,11 @@ class SQLiteDialect(Dialect):
         the per-row Python hash that follows)."""
         from sqlalchemy import func, select, table
 
-        return int(connection.execute(select(func.count()).select_from(table(name, schema=schema))).scalar())
+        return int(
+            connection.execute(
+                select(func.count()).select_from(table(name, schema=schema))
+            ).scalar()
+        )
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
         from sqlalchemy import func
@@ -156,7 +160,9 @@ class SQLiteDialect(Dialect):
         names = [
             r[0]
             for r in conn.execute(
-                text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = lower(:n)"),
+                text(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND lower(name) = lower(:n)"
+                ),
                 {"n": name},
             )
         ]
@@ -164,7 +170,8 @@ class SQLiteDialect(Dialect):
             return None
         real = name if name in names else sorted(names)[0]
         rows = conn.execute(
-            text('SELECT cid, name, type, "notnull", pk FROM pragma_table_info(:t) ORDER BY cid'), {"t": real}
+            text('SELECT cid, name, type, "notnull", pk FROM pragma_table_info(:t) ORDER BY cid'),
+            {"t": real},
         ).all()
         columns = []
         for cid, col, declared, notnull, pk in rows:
@@ -186,7 +193,9 @@ class SQLiteDialect(Dialect):
         from sqlalchemy import text
 
         rows = conn.execute(
-            text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+            text(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+            )
         )
         return sorted(r[0] for r in rows)
 
@@ -216,7 +225,9 @@ class SQLiteDialect(Dialect):
             return func.date(expr, literal("start of year"))
         if grain == "week":
             back = (cast(func.strftime(literal("%w"), expr), Integer) + 6) % 7
-            return func.date(expr, literal("-") + cast(back, Integer).cast(_text()) + literal(" days"))
+            return func.date(
+                expr, literal("-") + cast(back, Integer).cast(_text()) + literal(" days")
+            )
         month = cast(func.strftime(literal("%m"), expr), Integer)
         year = cast(func.strftime(literal("%Y"), expr), Integer)
         return func.printf(literal("%04d-%02d-01"), year, ((month - 1) / 3) * 3 + 1)
@@ -298,7 +309,10 @@ def canonical_value(kind: str, own: str, scale: int, value: Any) -> str | None:
         return str((_to_datetime(value) - _EPOCH) // _MICRO)
     if kind == "time":
         moment = value if isinstance(value, time) else time.fromisoformat(str(value).strip())
-        return str(((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000 + moment.microsecond)
+        return str(
+            ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000
+            + moment.microsecond
+        )
     if kind == "binary":
         return (value if isinstance(value, bytes) else str(value).encode()).hex()
     if isinstance(value, bytes):
@@ -327,7 +341,9 @@ def canonical_row_text(spec: str, values: tuple[Any, ...] | list[Any]) -> str:
 
 def canonical_row_hash(spec: str, values: tuple[Any, ...] | list[Any]) -> int:
     """Last 8 bytes of MD5(canonical UTF-8 text) as a signed 64-bit integer."""
-    digest = hashlib.md5(canonical_row_text(spec, values).encode("utf-8"), usedforsecurity=False).digest()
+    digest = hashlib.md5(
+        canonical_row_text(spec, values).encode("utf-8"), usedforsecurity=False
+    ).digest()
     return int.from_bytes(digest[8:], "big", signed=True)
 
 

@@ -16,7 +16,12 @@ class SQLServerDialect(Dialect):
 
     # --- datagen: bulk load and types
     def datagen_type(
-        self, kind: str, *, length: int | None = None, precision: int | None = None, scale: int | None = None
+        self,
+        kind: str,
+        *,
+        length: int | None = None,
+        precision: int | None = None,
+        scale: int | None = None,
     ) -> Any:
         import sqlalchemy as sa
         from sqlalchemy.dialects import mssql
@@ -37,7 +42,9 @@ class SQLServerDialect(Dialect):
     def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
         self.fast_executemany(connection.connection.driver_connection, table, batch)
 
-    def fast_executemany(self, dbapi_connection: Any, table: Any, batch: Any, rows_per_call: int = 20_000) -> None:
+    def fast_executemany(
+        self, dbapi_connection: Any, table: Any, batch: Any, rows_per_call: int = 20_000
+    ) -> None:
         """pyodbc `executemany` with `fast_executemany` (parameter arrays, one round trip per call).
 
         Never use it with the SQLite ODBC driver: that combination segfaults (db-infra.md §2)."""
@@ -58,7 +65,9 @@ class SQLServerDialect(Dialect):
     def swap_table(self, connection: Any, staging: Any, final: Any, *, exists: bool) -> None:
         if exists:
             connection.exec_driver_sql(f"DROP TABLE {self.table_ref(final)}")
-        connection.exec_driver_sql("EXEC sp_rename ?, ?", (f"{staging.schema or 'dbo'}.{staging.name}", final.name))
+        connection.exec_driver_sql(
+            "EXEC sp_rename ?, ?", (f"{staging.schema or 'dbo'}.{staging.name}", final.name)
+        )
 
     # --- metadata: catalog queries
     # INFORMATION_SCHEMA where it is complete and portable (schemas, columns, primary keys: these
@@ -150,12 +159,18 @@ class SQLServerDialect(Dialect):
             elif type_name in ("DATETIME", "SMALLDATETIME"):
                 expr = cast(expr, DATETIME2(3))
             return cast(
-                func.datediff_big(literal_column("microsecond"), cast(literal_column("'19700101'"), DATETIME2(7)), expr),
+                func.datediff_big(
+                    literal_column("microsecond"),
+                    cast(literal_column("'19700101'"), DATETIME2(7)),
+                    expr,
+                ),
                 VARCHAR(24),
             )
         if kind == "time":
             return cast(
-                func.datediff_big(literal_column("microsecond"), literal_column("CAST('00:00:00' AS TIME)"), expr),
+                func.datediff_big(
+                    literal_column("microsecond"), literal_column("CAST('00:00:00' AS TIME)"), expr
+                ),
                 VARCHAR(24),
             )
         if kind == "binary":
@@ -172,7 +187,9 @@ class SQLServerDialect(Dialect):
         from sqlalchemy.dialects.mssql import NVARCHAR
 
         # LEN ignores trailing spaces (hence the '.'), and counts code points under an _SC collation.
-        return func.len(collate(expr, "Latin1_General_100_CS_AS_SC") + literal(".", NVARCHAR(1))) - 1
+        return (
+            func.len(collate(expr, "Latin1_General_100_CS_AS_SC") + literal(".", NVARCHAR(1))) - 1
+        )
 
     def concat_text(self, parts: list[Any]) -> Any:
         from sqlalchemy import String, cast, type_coerce
@@ -219,7 +236,9 @@ class SQLServerDialect(Dialect):
         from sqlalchemy import table, text
 
         return connection.execute(
-            text("SELECT SUM(rows) FROM sys.partitions WHERE object_id = OBJECT_ID(:name) AND index_id IN (0, 1)"),
+            text(
+                "SELECT SUM(rows) FROM sys.partitions WHERE object_id = OBJECT_ID(:name) AND index_id IN (0, 1)"
+            ),
             {"name": self.table_ref(table(name, schema=schema))},
         ).scalar()
 
@@ -236,7 +255,9 @@ class SQLServerDialect(Dialect):
         if info.family == "integer":
             return func.sum(cast(expr, Numeric(38, 0)))
         if info.family == "decimal":
-            return cast(func.sum(expr), Numeric(38, min(info.scale if info.scale is not None else 6, 18)))
+            return cast(
+                func.sum(expr), Numeric(38, min(info.scale if info.scale is not None else 6, 18))
+            )
         return func.sum(expr)
 
     def validation_exact_avg(self, expr: Any, info: Any) -> Any:
@@ -257,7 +278,7 @@ class SQLServerDialect(Dialect):
         if grain == "day":
             return cast(expr, Date)
         if grain == "week":
-            anchor = literal_column("CAST('19000101' AS DATE)")
+            anchor: Any = literal_column("CAST('19000101' AS DATE)")
             days = func.datediff(literal_column("day"), anchor, expr)
             return cast(func.dateadd(literal_column("day"), (days / 7) * 7, anchor), Date)
         year = func.year(expr)

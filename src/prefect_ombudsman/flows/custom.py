@@ -7,10 +7,21 @@ from typing import Any
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from prefect_ombudsman.flows.runner import OperationPlan, register_executor, run_batch, settings_from
-from prefect_ombudsman.jobs.models import BatchCustomRequest, BatchJobType, CustomItem, JobName, MaxParallel, MaxRetries
+from prefect_ombudsman.flows.runner import (
+    OperationPlan,
+    register_executor,
+    run_batch,
+    settings_from,
+)
+from prefect_ombudsman.jobs.models import (
+    BatchCustomRequest,
+    BatchJobType,
+    CustomItem,
+    JobName,
+    MaxParallel,
+    MaxRetries,
+)
 from prefect_ombudsman.tasks.custom import run_custom_operation
-
 
 register_executor("custom", run_custom_operation)
 
@@ -65,4 +76,6 @@ def custom_batch(
         tags=tags or [],
         created_by=created_by,
     )
-    return run_batch(settings_from(request, BatchJobType.custom, projects_dir), plan_custom(request))
+    return run_batch(
+        settings_from(request, BatchJobType.custom, projects_dir), plan_custom(request)
+    )

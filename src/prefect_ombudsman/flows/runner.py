@@ -198,7 +198,12 @@ def _task_logger() -> Any:
 
 
 def run_attempts(
-    board: RunBoard, operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any], job_id: str
+    board: RunBoard,
+    operation_id: str,
+    executor: str,
+    arguments: dict[str, Any],
+    job: dict[str, Any],
+    job_id: str,
 ) -> dict[str, Any] | State:
     """Run one operation, retrying transient errors with backoff; the engine of the task."""
     function = EXECUTORS.get(executor)
@@ -237,19 +242,31 @@ def run_attempts(
                 record.cancelled = True
                 return Cancelled(message=str(exc))
             except Exception as exc:
-                message = scrub(str(exc) if isinstance(exc, OmbudsmanError) else f"{type(exc).__name__}: {exc}")
+                message = scrub(
+                    str(exc) if isinstance(exc, OmbudsmanError) else f"{type(exc).__name__}: {exc}"
+                )
                 if is_transient(exc) and attempt < max_attempts:
                     delay = _backoff(attempt)
-                    log.warning("%s: transient error on attempt %d, retrying in %.2fs: %s", operation_id, attempt, delay, message)
+                    log.warning(
+                        "%s: transient error on attempt %d, retrying in %.2fs: %s",
+                        operation_id,
+                        attempt,
+                        delay,
+                        message,
+                    )
                     if board.cancel_event.wait(delay):
                         record.cancelled = True
-                        return Cancelled(message=f"operation {operation_id} stopped: job cancelled during retry wait")
+                        return Cancelled(
+                            message=f"operation {operation_id} stopped: job cancelled during retry wait"
+                        )
                     continue
                 record.error = message if attempt == 1 else f"{message} (after {attempt} attempts)"
                 record.result = scrub_data(getattr(exc, "result", None))
                 if not isinstance(exc, OmbudsmanError):
                     # unexpected: keep the traceback in the run's logs for whoever debugs it
-                    _task_logger().warning("%s failed unexpectedly: %s", operation_id, message, exc_info=exc)
+                    _task_logger().warning(
+                        "%s failed unexpectedly: %s", operation_id, message, exc_info=exc
+                    )
                 # A failed outcome, not a crash: a Failed state without Prefect's traceback logging
                 return Failed(message=record.error)
             record.result = result
@@ -273,10 +290,16 @@ def run_attempts(
     cache_policy=NO_CACHE,
     retries=0,
 )
-def execute_operation(operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any]) -> Any:
+def execute_operation(
+    operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any]
+) -> Any:
     """One operation of a batch job (retries of transient errors happen inside)."""
     task_ctx = TaskRunContext.get()
-    flow_run_id = str(task_ctx.task_run.flow_run_id) if task_ctx and task_ctx.task_run.flow_run_id else "standalone"
+    flow_run_id = (
+        str(task_ctx.task_run.flow_run_id)
+        if task_ctx and task_ctx.task_run.flow_run_id
+        else "standalone"
+    )
     with _BOARDS_LOCK:
         board = _BOARDS.get(flow_run_id) or RunBoard()
     return run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
@@ -343,7 +366,6 @@ class Checkpoint:
             self._file = None
 
 
-
 class CancelWatcher:
     """Polls the flow run's state and trips the board when it reads Cancelling/Cancelled."""
 
@@ -352,7 +374,9 @@ class CancelWatcher:
         self.board = board
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ombudsman-cancel-watcher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="ombudsman-cancel-watcher", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -387,9 +411,16 @@ class ProgressReporter:
         self.artifact_id: Any = None
         self._last = 0.0
 
-    def _description(self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None = None) -> str:
+    def _description(
+        self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None = None
+    ) -> str:
         return json.dumps(
-            {"job_status": status.value, "job_type": self.settings.job_type.value, **progress.model_dump(), **(extra or {})}
+            {
+                "job_status": status.value,
+                "job_type": self.settings.job_type.value,
+                **progress.model_dump(),
+                **(extra or {}),
+            }
         )
 
     def start(self, progress: BatchProgress) -> None:
@@ -487,7 +518,11 @@ def _apply_outcome(op: BatchOperation, state: State, record: OperationRecord | N
         else:
             op.result, op.completed_at, attempts = payload, now, None
         op.status = BatchOperationStatus.completed
-        op.metadata = {**(op.metadata or {}), "attempts": attempts, "cached": state.name == "Cached"}
+        op.metadata = {
+            **(op.metadata or {}),
+            "attempts": attempts,
+            "cached": state.name == "Cached",
+        }
         return
     if record is not None and record.started_at is not None:
         op.started_at = record.started_at
@@ -571,13 +606,22 @@ def _publish(settings: JobSettings, ops: list[BatchOperation], summary: dict[str
     failed = [op for op in ops if op.status == BatchOperationStatus.failed]
     if failed:
         lines += ["## Failed operations", ""]
-        lines += [f"- `{op.operation_id}`: {(op.error or '').splitlines()[0][:300] if op.error else ''}" for op in failed[:50]]
+        lines += [
+            f"- `{op.operation_id}`: {(op.error or '').splitlines()[0][:300] if op.error else ''}"
+            for op in failed[:50]
+        ]
         if len(failed) > 50:
             lines.append(f"- ... and {len(failed) - 50} more")
     lines += ["", f"Report: `{summary['report_path']}`"]
     try:
-        create_table_artifact(key=f"ombudsman-{slug}-operations", table=rows, description=f"Operations of {settings.name}")
-        create_markdown_artifact(key=f"ombudsman-{slug}-summary", markdown="\n".join(lines), description=settings.name)
+        create_table_artifact(
+            key=f"ombudsman-{slug}-operations",
+            table=rows,
+            description=f"Operations of {settings.name}",
+        )
+        create_markdown_artifact(
+            key=f"ombudsman-{slug}-summary", markdown="\n".join(lines), description=settings.name
+        )
     except Exception as exc:
         log.warning("could not publish the job artifacts: %s", exc)
 
@@ -596,7 +640,9 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     logger = get_run_logger()
     plans = list(plans)
     ops = {
-        p.operation_id: BatchOperation(operation_id=p.operation_id, operation_type=p.operation_type, metadata=dict(p.metadata))
+        p.operation_id: BatchOperation(
+            operation_id=p.operation_id, operation_type=p.operation_type, metadata=dict(p.metadata)
+        )
         for p in plans
     }
     if len(ops) != len(plans):
@@ -625,9 +671,16 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         op.metadata = {**(op.metadata or {}), "attempts": entry.get("attempts"), "cached": True}
         counter.finished(op)
     if restored:
-        logger.info("Retry of job %s: %d operations restored from the checkpoint, %d to run", job_id, len(plans) - len(pending), len(pending))
+        logger.info(
+            "Retry of job %s: %d operations restored from the checkpoint, %d to run",
+            job_id,
+            len(plans) - len(pending),
+            len(pending),
+        )
     progress = counter.snapshot()
-    reporter = ProgressReporter(settings, len(plans), _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0))
+    reporter = ProgressReporter(
+        settings, len(plans), _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0)
+    )
     reporter.start(progress)
     _notify("start", None, progress)
     watcher = CancelWatcher(flow_run.id, board, _env_float("OMBUDSMAN_CANCEL_POLL_SECONDS", 0.5))
@@ -657,7 +710,10 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                 op.status = BatchOperationStatus.running
                 op.started_at = utcnow()
                 future = execute_operation.submit(
-                    operation_id=plan.operation_id, executor=plan.executor, arguments=plan.arguments, job=job_payload
+                    operation_id=plan.operation_id,
+                    executor=plan.executor,
+                    arguments=plan.arguments,
+                    job=job_payload,
                 )
                 inflight[future.wrapped_future] = plan
                 counter.started(plan.operation_id)
@@ -686,7 +742,11 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                     _notify("finished", op, counter.snapshot())
             if reporter.due():
                 reporter.update(counter.snapshot())
-            if cancel_seen_at is not None and inflight and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
+            if (
+                cancel_seen_at is not None
+                and inflight
+                and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS
+            ):
                 for plan in inflight.values():
                     op = ops[plan.operation_id]
                     op.status = BatchOperationStatus.skipped
@@ -770,7 +830,11 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             # Read Cancelled at once: under a worker the runner would only mark it seconds later.
             try:
                 with get_client(sync_client=True) as client:
-                    client.set_flow_run_state(flow_run.id, Cancelled(message=f"cancelled on request: {message}"), force=True)
+                    client.set_flow_run_state(
+                        flow_run.id,
+                        Cancelled(message=f"cancelled on request: {message}"),
+                        force=True,
+                    )
             except Exception as exc:
                 logger.warning("could not mark the run cancelled: %s", exc)
         if terminated is not None:

@@ -123,7 +123,9 @@ def list_jobs(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> BatchJobListResponse:
-    jobs, total = service.list_jobs(status=status, job_type=job_type, project_id=project_id, limit=limit, offset=offset)
+    jobs, total = service.list_jobs(
+        status=status, job_type=job_type, project_id=project_id, limit=limit, offset=offset
+    )
     return BatchJobListResponse(jobs=jobs, total=total, page=offset // limit + 1, page_size=limit)
 
 
@@ -131,7 +133,10 @@ def list_jobs(
 def get_job(job_id: str) -> BatchJobStatusResponse:
     job = _job_or_404(job_id)
     progress = job.progress or BatchProgress(
-        total_operations=len(job.operations), completed_operations=0, failed_operations=0, skipped_operations=0
+        total_operations=len(job.operations),
+        completed_operations=0,
+        failed_operations=0,
+        skipped_operations=0,
     )
     return BatchJobStatusResponse(job=job, current_progress=progress)
 
@@ -162,10 +167,17 @@ def job_operations(job_id: str) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: str, request: BatchJobCancelRequest | None = Body(default=None)) -> dict[str, Any]:
+def cancel_job(
+    job_id: str, request: BatchJobCancelRequest | None = Body(default=None)
+) -> dict[str, Any]:
     reason = request.reason if request else None
     job = _job_or_404(job_id, with_operations=False)
-    if job.status in (BatchJobStatus.completed, BatchJobStatus.failed, BatchJobStatus.cancelled, BatchJobStatus.partial_success):
+    if job.status in (
+        BatchJobStatus.completed,
+        BatchJobStatus.failed,
+        BatchJobStatus.cancelled,
+        BatchJobStatus.partial_success,
+    ):
         return {
             "status": "warning",
             "message": f"Job is already {job.status.value}; nothing to cancel",
@@ -176,19 +188,36 @@ def cancel_job(job_id: str, request: BatchJobCancelRequest | None = Body(default
         service.cancel_job(job_id, reason)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    return {"status": "success", "message": "Job cancellation requested", "job_id": job_id, "reason": reason}
+    return {
+        "status": "success",
+        "message": "Job cancellation requested",
+        "job_id": job_id,
+        "reason": reason,
+    }
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry_job(job_id: str, request: BatchJobRetryRequest | None = Body(default=None)) -> dict[str, Any]:
+def retry_job(
+    job_id: str, request: BatchJobRetryRequest | None = Body(default=None)
+) -> dict[str, Any]:
     job = _job_or_404(job_id)
     failed = [op for op in job.operations if op.status.value in ("failed", "skipped")]
     if request and request.operation_ids:
         unknown = sorted(set(request.operation_ids) - {op.operation_id for op in job.operations})
         if unknown:
-            raise HTTPException(status_code=400, detail=f"operation_ids: not in job {job_id}: {', '.join(unknown)}")
-    if job.status not in (BatchJobStatus.failed, BatchJobStatus.partial_success, BatchJobStatus.cancelled) or not failed:
-        return {"status": "info", "message": f"Nothing to retry: job is {job.status.value}", "job_id": job_id}
+            raise HTTPException(
+                status_code=400, detail=f"operation_ids: not in job {job_id}: {', '.join(unknown)}"
+            )
+    if (
+        job.status
+        not in (BatchJobStatus.failed, BatchJobStatus.partial_success, BatchJobStatus.cancelled)
+        or not failed
+    ):
+        return {
+            "status": "info",
+            "message": f"Nothing to retry: job is {job.status.value}",
+            "job_id": job_id,
+        }
     try:
         service.retry_job(job_id, wait=False)
     except service.JobStateError as exc:
@@ -218,11 +247,20 @@ def statistics() -> dict[str, Any]:
         "status": "success",
         "statistics": {
             "total_jobs": total,
-            "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
-            "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
+            "status_distribution": {
+                s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus
+            },
+            "type_distribution": {
+                t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType
+            },
             "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
             "recent_jobs": [
-                {"job_id": j.job_id, "name": j.name, "status": j.status.value, "created_at": j.created_at.isoformat()}
+                {
+                    "job_id": j.job_id,
+                    "name": j.name,
+                    "status": j.status.value,
+                    "created_at": j.created_at.isoformat(),
+                }
                 for j in jobs[:10]
             ],
         },
@@ -236,12 +274,22 @@ def job_report(job_id: str) -> dict[str, Any]:
     summary = job.result_summary or {}
     path = summary.get("report_path")
     if not path or not Path(path).is_file():
-        raise HTTPException(status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})")
+        raise HTTPException(
+            status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})"
+        )
     report = json.loads(Path(path).read_text(encoding="utf-8"))
     validation = report.get("validation_report_path")
     if validation and Path(validation).is_file():
-        report = {**report, "validation_report": json.loads(Path(validation).read_text(encoding="utf-8"))}
-    return {"status": "success", "job_id": job_id, "job_name": job.name, "report": scrub_data(report)}
+        report = {
+            **report,
+            "validation_report": json.loads(Path(validation).read_text(encoding="utf-8")),
+        }
+    return {
+        "status": "success",
+        "job_id": job_id,
+        "job_name": job.name,
+        "report": scrub_data(report),
+    }
 
 
 def create_app(projects_dir: str | None = None) -> FastAPI:
@@ -263,7 +311,11 @@ def create_app(projects_dir: str | None = None) -> FastAPI:
                 prefect_ok = client.api_healthcheck() is None
         except Exception:
             prefect_ok = False
-        return {"status": "healthy" if prefect_ok else "degraded", "prefect_api": prefect_ok, "timestamp": datetime.now(UTC).isoformat()}
+        return {
+            "status": "healthy" if prefect_ok else "degraded",
+            "prefect_api": prefect_ok,
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
 
     @app.exception_handler(service.OmbudsmanError)
     def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:

@@ -14,8 +14,12 @@ SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _SAFE_ID = re.compile(SAFE_ID_PATTERN)
 
 MaxParallel = Annotated[int, Field(ge=1, le=64, description="Operations in flight at once (1-64).")]
-MaxRetries = Annotated[int, Field(ge=0, le=10, description="Retries per operation for transient errors (0-10).")]
-RowCount = Annotated[int, Field(ge=1, le=1_000_000_000, description="Rows per fact table (1-1,000,000,000).")]
+MaxRetries = Annotated[
+    int, Field(ge=0, le=10, description="Retries per operation for transient errors (0-10).")
+]
+RowCount = Annotated[
+    int, Field(ge=1, le=1_000_000_000, description="Rows per fact table (1-1,000,000,000).")
+]
 JobName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -57,7 +61,12 @@ class BatchJobStatus(StrEnum):
 
 
 TERMINAL_JOB_STATUSES = frozenset(
-    {BatchJobStatus.completed, BatchJobStatus.failed, BatchJobStatus.cancelled, BatchJobStatus.partial_success}
+    {
+        BatchJobStatus.completed,
+        BatchJobStatus.failed,
+        BatchJobStatus.cancelled,
+        BatchJobStatus.partial_success,
+    }
 )
 
 
@@ -136,7 +145,9 @@ class _Request(BaseModel):
     parallel_execution: bool = False
     max_parallel: MaxParallel = 5
     stop_on_error: bool = False
-    retry_failed: bool = Field(default=True, description="Retry operations that hit transient errors.")
+    retry_failed: bool = Field(
+        default=True, description="Retry operations that hit transient errors."
+    )
     max_retries: MaxRetries = 3
     project_id: str | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
@@ -172,14 +183,22 @@ class DataGenItem(BaseModel):
     table_name: str | None = None
     row_count: RowCount = 1000
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    tables: dict[str, RowCount] | None = Field(default=None, description="Row count per table name.")
+    tables: dict[str, RowCount] | None = Field(
+        default=None, description="Row count per table name."
+    )
     targets: list[str | dict[str, Any]] | None = Field(
         default=None, description="Connections to load; default: the project's source and target."
     )
-    drift: dict[str, Any] | None = Field(default=None, description="Planted differences per target (SPEC §8).")
+    drift: dict[str, Any] | None = Field(
+        default=None, description="Planted differences per target (SPEC §8)."
+    )
     if_exists: str = Field(default="replace", pattern="^(replace|append|fail)$")
-    start_date: date | None = Field(default=None, description="First day of dim_date (default 2020-01-01).")
-    end_date: date | None = Field(default=None, description="Last day of dim_date (default 2024-12-31).")
+    start_date: date | None = Field(
+        default=None, description="First day of dim_date (default 2020-01-01)."
+    )
+    end_date: date | None = Field(
+        default=None, description="Last day of dim_date (default 2024-12-31)."
+    )
 
     @model_validator(mode="after")
     def _date_range(self) -> DataGenItem:
@@ -228,8 +247,12 @@ class BatchMultiProjectRequest(_Request):
 class MetadataExtractionItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    connection: str | dict[str, Any] | None = Field(default=None, description="Any connection reference.")
-    connection_type: str | None = Field(default=None, description="Legacy: 'sqlserver' or 'snowflake'.")
+    connection: str | dict[str, Any] | None = Field(
+        default=None, description="Any connection reference."
+    )
+    connection_type: str | None = Field(
+        default=None, description="Legacy: 'sqlserver' or 'snowflake'."
+    )
     schema_name: str | None = None
     table_names: list[str] | None = None
 
@@ -250,25 +273,37 @@ class BatchMetadataRequest(_Request):
     max_parallel: MaxParallel = 2
     exact_counts: bool = False
     sessions_per_server: int | None = Field(
-        default=None, ge=1, le=64, description="Sessions one database server may hold at once in a process (default 4)."
+        default=None,
+        ge=1,
+        le=64,
+        description="Sessions one database server may hold at once in a process (default 4).",
     )
 
 
 class ComparisonItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    table: str | None = Field(default=None, description="Logical table; names both sides unless overridden.")
+    table: str | None = Field(
+        default=None, description="Logical table; names both sides unless overridden."
+    )
     source_table: str | None = None
     target_table: str | None = None
     key_columns: list[str] | None = None
     columns: list[str] | None = None
-    source: str | dict[str, Any] | None = Field(default=None, description="Connection; default the project's source.")
-    target: str | dict[str, Any] | None = Field(default=None, description="Connection; default the project's target.")
+    source: str | dict[str, Any] | None = Field(
+        default=None, description="Connection; default the project's source."
+    )
+    target: str | dict[str, Any] | None = Field(
+        default=None, description="Connection; default the project's target."
+    )
     sample_size: int = Field(default=10, ge=0, le=1000)
     hash_mode: Literal["auto", "canonical", "native"] = Field(
-        default="auto", description="auto: the engine's native row hash when both sides are one engine with equal types."
+        default="auto",
+        description="auto: the engine's native row hash when both sides are one engine with equal types.",
     )
-    buckets: int | None = Field(default=None, ge=1, le=1 << 20, description="Level-1 bucket checksums (default 16384).")
+    buckets: int | None = Field(
+        default=None, ge=1, le=1 << 20, description="Level-1 bucket checksums (default 16384)."
+    )
 
     @model_validator(mode="after")
     def _some_table(self) -> ComparisonItem:
@@ -289,7 +324,9 @@ class CustomItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     operation: str = Field(min_length=1, max_length=100, description="A registered operation name.")
-    name: str | None = Field(default=None, max_length=100, description="Label used in the operation id.")
+    name: str | None = Field(
+        default=None, max_length=100, description="Label used in the operation id."
+    )
     arguments: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

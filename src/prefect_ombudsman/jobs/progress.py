@@ -21,7 +21,8 @@ def compute_progress(
     durations = [
         op.duration_ms
         for op in ops
-        if op.duration_ms is not None and op.status in (BatchOperationStatus.completed, BatchOperationStatus.failed)
+        if op.duration_ms is not None
+        and op.status in (BatchOperationStatus.completed, BatchOperationStatus.failed)
     ]
     left = max(total - finished, 0)
     eta = None

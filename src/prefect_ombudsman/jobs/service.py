@@ -67,7 +67,11 @@ def job_status(flow_run: FlowRun) -> BatchJobStatus:
         return BatchJobStatus.pending
     kind = state.type
     if kind in (StateType.SCHEDULED, StateType.PENDING):
-        return BatchJobStatus.queued if (state.name in ("AwaitingRetry", "Retrying") or flow_run.run_count > 0) else BatchJobStatus.pending
+        return (
+            BatchJobStatus.queued
+            if (state.name in ("AwaitingRetry", "Retrying") or flow_run.run_count > 0)
+            else BatchJobStatus.pending
+        )
     if kind == StateType.RUNNING:
         return BatchJobStatus.running
     if kind == StateType.PAUSED:
@@ -89,7 +93,9 @@ def _parse_id(job_id: str) -> UUID:
     try:
         return UUID(str(job_id))
     except ValueError:
-        raise JobNotFound(f"job {job_id!r} not found (job ids are Prefect flow-run UUIDs)") from None
+        raise JobNotFound(
+            f"job {job_id!r} not found (job ids are Prefect flow-run UUIDs)"
+        ) from None
 
 
 def _read_run(client: SyncPrefectClient, job_id: str) -> tuple[FlowRun, BatchJobType]:
@@ -107,7 +113,8 @@ def _read_run(client: SyncPrefectClient, job_id: str) -> tuple[FlowRun, BatchJob
 def _latest_progress(client: SyncPrefectClient, run_id: UUID) -> dict[str, Any] | None:
     artifacts = client.read_artifacts(
         artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]), type=ArtifactFilterType(any_=["progress"])
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+            type=ArtifactFilterType(any_=["progress"]),
         ),
         sort=ArtifactSort.UPDATED_DESC,
         limit=1,
@@ -127,7 +134,9 @@ def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[
     offset = 0
     while True:
         page = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])), limit=200, offset=offset
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            limit=200,
+            offset=offset,
         )
         runs.extend(page)
         if len(page) < 200:
@@ -136,7 +145,10 @@ def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[
     latest: dict[str, Any] = {}
     for tr in runs:
         prev = latest.get(tr.name)
-        if prev is None or (tr.flow_run_run_count, tr.created or datetime.min.replace(tzinfo=UTC)) >= (
+        if prev is None or (
+            tr.flow_run_run_count,
+            tr.created or datetime.min.replace(tzinfo=UTC),
+        ) >= (
             prev.flow_run_run_count,
             prev.created or datetime.min.replace(tzinfo=UTC),
         ):
@@ -159,7 +171,9 @@ def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[
                 started_at=tr.start_time,
                 completed_at=tr.end_time,
                 duration_ms=int(tr.total_run_time.total_seconds() * 1000) if tr.end_time else None,
-                error=tr.state.message if status == BatchOperationStatus.failed and tr.state else None,
+                error=tr.state.message
+                if status == BatchOperationStatus.failed and tr.state
+                else None,
             )
         )
     return sorted(ops, key=lambda op: _op_index(op.operation_id))
@@ -167,7 +181,11 @@ def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[
 
 def _op_index(operation_id: str) -> tuple[int, str]:
     parts = operation_id.split("_", 2)
-    return (int(parts[1]), operation_id) if len(parts) > 1 and parts[1].isdigit() else (1 << 30, operation_id)
+    return (
+        (int(parts[1]), operation_id)
+        if len(parts) > 1 and parts[1].isdigit()
+        else (1 << 30, operation_id)
+    )
 
 
 def _read_report(path: str | None) -> dict[str, Any] | None:
@@ -180,7 +198,9 @@ def _read_report(path: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def build_job(client: SyncPrefectClient, run: FlowRun, job_type: BatchJobType, *, with_operations: bool = True) -> BatchJob:
+def build_job(
+    client: SyncPrefectClient, run: FlowRun, job_type: BatchJobType, *, with_operations: bool = True
+) -> BatchJob:
     """The `BatchJob` view of one flow run."""
     params = run.parameters or {}
     status = job_status(run)
@@ -227,14 +247,29 @@ def build_job(client: SyncPrefectClient, run: FlowRun, job_type: BatchJobType, *
         success_count=progress.completed_operations if progress else 0,
         failure_count=progress.failed_operations if progress else 0,
         result_summary=(
-            {k: report[k] for k in ("status", "total_operations", "completed", "failed", "skipped", "report_path") if k in report}
+            {
+                k: report[k]
+                for k in (
+                    "status",
+                    "total_operations",
+                    "completed",
+                    "failed",
+                    "skipped",
+                    "report_path",
+                )
+                if k in report
+            }
             if report
             else None
         ),
         created_by=params.get("created_by"),
         project_id=params.get("project_id"),
         tags=tags,
-        metadata={"flow_run_name": run.name, "run_count": run.run_count, "deployment_id": str(run.deployment_id) if run.deployment_id else None},
+        metadata={
+            "flow_run_name": run.name,
+            "run_count": run.run_count,
+            "deployment_id": str(run.deployment_id) if run.deployment_id else None,
+        },
     )
 
 
@@ -281,9 +316,13 @@ def list_jobs(
             if status is not None and job_status(run) != status:
                 continue
             jobs.append((run, jt))
-        jobs.sort(key=lambda pair: pair[0].created or datetime.min.replace(tzinfo=UTC), reverse=True)
+        jobs.sort(
+            key=lambda pair: pair[0].created or datetime.min.replace(tzinfo=UTC), reverse=True
+        )
         page_items = jobs[offset : offset + limit]
-        return [build_job(client, run, jt, with_operations=False) for run, jt in page_items], len(jobs)
+        return [build_job(client, run, jt, with_operations=False) for run, jt in page_items], len(
+            jobs
+        )
 
 
 def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
@@ -294,7 +333,11 @@ def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
         if status in TERMINAL_JOB_STATUSES:
             raise JobStateError(f"job {job_id} is already {status.value}")
         message = f"Cancelled: {reason}" if reason else "Cancelled on request"
-        state = Cancelling(message=message) if status == BatchJobStatus.running else Cancelled(message=message)
+        state = (
+            Cancelling(message=message)
+            if status == BatchJobStatus.running
+            else Cancelled(message=message)
+        )
         client.set_flow_run_state(run.id, state, force=True)
         return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
 
@@ -312,7 +355,9 @@ def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
         run, job_type = _read_run(client, job_id)
         status = job_status(run)
         if status not in TERMINAL_JOB_STATUSES:
-            raise JobStateError(f"job {job_id} is {status.value}; only finished jobs can be retried")
+            raise JobStateError(
+                f"job {job_id} is {status.value}; only finished jobs can be retried"
+            )
         if status == BatchJobStatus.completed:
             raise JobStateError(f"job {job_id} completed; nothing to retry")
         client.set_flow_run_state(run.id, Scheduled(message="Retried via ombudsman"), force=True)
@@ -324,7 +369,14 @@ def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
         run_flow(flow, flow_run=run, parameters=run.parameters, return_type="state")
     else:
         threading.Thread(
-            target=run_flow, kwargs={"flow": flow, "flow_run": run, "parameters": run.parameters, "return_type": "state"}, daemon=True
+            target=run_flow,
+            kwargs={
+                "flow": flow,
+                "flow_run": run,
+                "parameters": run.parameters,
+                "return_type": "state",
+            },
+            daemon=True,
         ).start()
     return get_job(job_id, with_operations=wait)
 
@@ -362,19 +414,33 @@ def submit_job(
     if "projects_dir" in accepted and projects_dir:
         parameters["projects_dir"] = projects_dir
     project_id = getattr(request, "project_id", None)
-    tags = ["ombudsman", f"job-type:{job_type.value}", *([f"project:{project_id}"] if project_id else []), *request.tags]
+    tags = [
+        "ombudsman",
+        f"job-type:{job_type.value}",
+        *([f"project:{project_id}"] if project_id else []),
+        *request.tags,
+    ]
     mode = execution or os.environ.get("OMBUDSMAN_EXECUTION") or "auto"
     with _client() as client:
         deployment = _deployment_for(client, flow.name) if mode != "local" else None
         if mode == "deployment" and deployment is None:
-            raise JobStateError(f"no deployment of flow {flow.name!r} exists (prefect deploy, or ombudsman serve)")
+            raise JobStateError(
+                f"no deployment of flow {flow.name!r} exists (prefect deploy, or ombudsman serve)"
+            )
         if deployment is not None:
-            run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters, tags=tags)
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters=parameters, tags=tags
+            )
         else:
             run = client.create_flow_run(flow, name=None, parameters=parameters, tags=tags)
             thread = threading.Thread(
                 target=run_flow,
-                kwargs={"flow": flow, "flow_run": run, "parameters": parameters, "return_type": "state"},
+                kwargs={
+                    "flow": flow,
+                    "flow_run": run,
+                    "parameters": parameters,
+                    "return_type": "state",
+                },
                 name=f"ombudsman-job-{run.id}",
                 daemon=True,
             )

@@ -31,14 +31,18 @@ def sleep(ctx: OperationContext, seconds: float = 1.0) -> dict[str, Any]:
     return {"started": started, "ended": time.time(), "seconds": float(seconds)}
 
 
-def fail(ctx: OperationContext, message: str = "failed on request", transient: bool = False) -> None:
+def fail(
+    ctx: OperationContext, message: str = "failed on request", transient: bool = False
+) -> None:
     """Fail with `message`; `transient=true` makes it a retryable error."""
     if transient:
         raise TransientError(message)
     raise OperationFailed(message, result={"message": message})
 
 
-def flaky(ctx: OperationContext, marker: str, failures: int = 1, seconds: float = 0.0) -> dict[str, Any]:
+def flaky(
+    ctx: OperationContext, marker: str, failures: int = 1, seconds: float = 0.0
+) -> dict[str, Any]:
     """Fail `failures` times (transiently) across attempts and runs, counted in file `marker`, then succeed."""
     path = Path(marker)
     if not path.is_absolute():
@@ -46,13 +50,17 @@ def flaky(ctx: OperationContext, marker: str, failures: int = 1, seconds: float 
     count = int(path.read_text() or 0) if path.exists() else 0
     path.write_text(str(count + 1))
     if count < int(failures):
-        raise TransientError(f"flaky: planned transient failure {count + 1} of {failures} (connection refused)")
+        raise TransientError(
+            f"flaky: planned transient failure {count + 1} of {failures} (connection refused)"
+        )
     if seconds:
         ctx.wait(float(seconds))
     return {"calls": count + 1}
 
 
-def sql_query(ctx: OperationContext, connection: str | dict[str, Any], query: str, max_rows: int = 100) -> dict[str, Any]:
+def sql_query(
+    ctx: OperationContext, connection: str | dict[str, Any], query: str, max_rows: int = 100
+) -> dict[str, Any]:
     """Run one read query on a connection; returns its columns and up to `max_rows` rows.
 
     The query runs as given: it is the operator's own SQL against their own database.
@@ -77,7 +85,10 @@ def sql_query(ctx: OperationContext, connection: str | dict[str, Any], query: st
     return {
         "dialect": engine.dialect.name,
         "columns": columns,
-        "rows": [[v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for v in r] for r in rows],
+        "rows": [
+            [v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for v in r]
+            for r in rows
+        ],
         "row_count": len(rows),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }

@@ -53,7 +53,9 @@ def get_operation(name: str) -> Operation:
         names = available_operations()
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UnknownOperationError(f"unknown operation {name!r}{hint}; registered: {', '.join(names)}")
+        raise UnknownOperationError(
+            f"unknown operation {name!r}{hint}; registered: {', '.join(names)}"
+        )
     function = matches[0].load()
     with _LOCK:
         _LOADED[name] = function
