@@ -160,6 +160,22 @@ def execute_job(
     raise typer.Exit(0 if summary["status"] == "completed" else 1)
 
 
+def execute_request(
+    flow: Any,
+    request: BaseModel,
+    projects_dir: Path | None,
+    *,
+    as_json: bool,
+    label: str,
+    extra_progress: Any = None,
+) -> None:
+    """Run a validated request's flow in process (the flow's parameters are the request's fields)."""
+    params = request.model_dump(mode="json") | {
+        "projects_dir": str(projects_dir) if projects_dir else None
+    }
+    execute_job(flow, params, as_json=as_json, label=label, extra_progress=extra_progress)
+
+
 def _short(result: Any, width: int = 90) -> str:
     if result is None:
         return ""
@@ -260,10 +276,7 @@ def run_custom(
     )
     from prefect_ombudsman.flows import custom_batch
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(custom_batch, params, as_json=as_json, label="custom")
+    execute_request(custom_batch, request, projects_dir, as_json=as_json, label="custom")
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -641,10 +654,9 @@ def run_metadata(
     )
     from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(bulk_metadata_extraction, params, as_json=as_json, label="metadata")
+    execute_request(
+        bulk_metadata_extraction, request, projects_dir, as_json=as_json, label="metadata"
+    )
 
 
 # ----------------------------------------------------------------------------- run compare
@@ -731,10 +743,7 @@ def run_compare(
     )
     from prefect_ombudsman.flows.comparison import batch_comparison
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(batch_comparison, params, as_json=as_json, label="compare")
+    execute_request(batch_comparison, request, projects_dir, as_json=as_json, label="compare")
 
 
 # ----------------------------------------------------------------------------- run generate
@@ -888,11 +897,13 @@ def run_generate(
     )
     from prefect_ombudsman.flows.datagen import batch_data_generation
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(
-        batch_data_generation, params, as_json=as_json, label="generate", extra_progress=_row_bars
+    execute_request(
+        batch_data_generation,
+        request,
+        projects_dir,
+        as_json=as_json,
+        label="generate",
+        extra_progress=_row_bars,
     )
 
 
@@ -958,10 +969,9 @@ def run_pipelines(
     )
     from prefect_ombudsman.flows import bulk_pipeline_execution
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(bulk_pipeline_execution, params, as_json=as_json, label="pipelines")
+    execute_request(
+        bulk_pipeline_execution, request, projects_dir, as_json=as_json, label="pipelines"
+    )
 
 
 @run_app.command("projects")
@@ -1005,10 +1015,9 @@ def run_projects(
     )
     from prefect_ombudsman.flows import multi_project_validation
 
-    params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
-    }
-    execute_job(multi_project_validation, params, as_json=as_json, label="projects")
+    execute_request(
+        multi_project_validation, request, projects_dir, as_json=as_json, label="projects"
+    )
 
 
 @app.command("api")

@@ -20,6 +20,7 @@ from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
 )
@@ -152,20 +153,7 @@ def batch_comparison(
     projects_dir: str | None = None,
 ) -> Any:
     """Compare each table pair; see SPEC §3 (job type `batch_comparison`) and §7.3."""
-    request = BatchComparisonRequest(
-        job_name=job_name,
-        description=description,
-        items=items or [],
-        from_mapping=from_mapping,
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id,
-        tags=tags or [],
-        created_by=created_by,
-    )
+    request = request_from(BatchComparisonRequest, locals())
     summary = run_batch(
         settings_from(request, BatchJobType.batch_comparison, projects_dir),
         plan_comparison(request, projects_dir),

@@ -10,6 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
 )
@@ -63,19 +64,7 @@ def custom_batch(
     projects_dir: str | None = None,
 ) -> Any:
     """Run each item's registered operation; see SPEC §3 (job type `custom`)."""
-    request = BatchCustomRequest(
-        job_name=job_name,
-        description=description,
-        items=items or [],
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id,
-        tags=tags or [],
-        created_by=created_by,
-    )
+    request = request_from(BatchCustomRequest, locals())
     return run_batch(
         settings_from(request, BatchJobType.custom, projects_dir), plan_custom(request)
     )

@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
 )
@@ -87,19 +88,7 @@ def batch_data_generation(
     projects_dir: str | None = None,
 ) -> Any:
     """Generate each item's schema with its seed and load it into its targets; see SPEC §3 and §8."""
-    request = BatchDataGenRequest(
-        job_name=job_name,
-        description=description,
-        items=items or [],
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id,
-        tags=tags or [],
-        created_by=created_by,
-    )
+    request = request_from(BatchDataGenRequest, locals())
     flow_ctx = FlowRunContext.get()
     job_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
     return run_batch(

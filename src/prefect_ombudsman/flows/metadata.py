@@ -19,6 +19,7 @@ from pydantic import Field
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
 )
@@ -186,21 +187,7 @@ def bulk_metadata_extraction(
     projects_dir: str | None = None,
 ) -> Any:
     """Extract each item's catalog into the project's `metadata/`; see SPEC §3 and §9."""
-    request = BatchMetadataRequest(
-        job_name=job_name,
-        description=description,
-        items=items or [],
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id,
-        tags=tags or [],
-        created_by=created_by,
-        exact_counts=exact_counts,
-        sessions_per_server=sessions_per_server,
-    )
+    request = request_from(BatchMetadataRequest, locals())
     state = run_batch(
         settings_from(request, BatchJobType.bulk_metadata_extraction, projects_dir),
         plan_metadata(request),

@@ -22,6 +22,7 @@ from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
     write_json_atomic,
@@ -146,18 +147,8 @@ def bulk_pipeline_execution(
     projects_dir: str | None = None,
 ) -> Any:
     """Run each pipeline and write its result; see SPEC §3 (job type `bulk_pipeline_execution`)."""
-    request = BatchPipelineRequest(
-        job_name=job_name,
-        description=description,
-        pipelines=pipelines or [],
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id or default_project_id(),
-        tags=tags or [],
-        created_by=created_by,
+    request = request_from(
+        BatchPipelineRequest, locals(), project_id=project_id or default_project_id()
     )
     state = run_batch(
         settings_from(request, BatchJobType.bulk_pipeline_execution, projects_dir),

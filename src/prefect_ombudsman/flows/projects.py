@@ -16,6 +16,7 @@ from prefect_ombudsman.flows.pipelines import finish_validation_job
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
+    request_from,
     run_batch,
     settings_from,
 )
@@ -67,19 +68,7 @@ def multi_project_validation(
     projects_dir: str | None = None,
 ) -> Any:
     """Run each project's pipelines; see SPEC §3 (job type `multi_project_validation`)."""
-    request = BatchMultiProjectRequest(
-        job_name=job_name,
-        description=description,
-        projects=projects or [],
-        parallel_execution=parallel_execution,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        retry_failed=retry_failed,
-        max_retries=max_retries,
-        project_id=project_id,
-        tags=tags or [],
-        created_by=created_by,
-    )
+    request = request_from(BatchMultiProjectRequest, locals())
     state = run_batch(
         settings_from(request, BatchJobType.multi_project_validation, projects_dir),
         plan_projects(request),

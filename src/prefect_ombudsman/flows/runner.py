@@ -18,12 +18,12 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -37,6 +37,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
+from pydantic import BaseModel
 
 from prefect_ombudsman.connections import get_engine
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, is_transient
@@ -54,6 +55,7 @@ from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
 
 log = logging.getLogger("prefect_ombudsman.runner")
+RequestT = TypeVar("RequestT", bound=BaseModel)
 
 PARTIAL_SUCCESS = "PartialSuccess"
 CANCEL_GRACE_SECONDS = 1.5
@@ -110,6 +112,15 @@ class JobSettings:
             "retry_failed": self.retry_failed,
             "max_retries": self.max_retries,
         }
+
+
+def request_from(
+    model: type[RequestT], parameters: Mapping[str, Any], **overrides: Any
+) -> RequestT:
+    """A flow run's request model from its parameters (a None parameter takes the model's default)."""
+    values = {k: v for k, v in parameters.items() if k in model.model_fields and v is not None}
+    values.update(overrides)
+    return model.model_validate(values)
 
 
 def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None) -> JobSettings:
