@@ -328,6 +328,9 @@ def test_progress_artifact_and_job_view_match_the_outcome(probe: Probe):
     assert len(job.operations) == 6
     report = json.loads(Path(summary["report_path"]).read_text())
     assert report["job_id"] == summary["job_id"] and len(report["operations"]) == 6
+    assert set(summary["reports"]) == {"csv", "junit", "html"}
+    assert all(Path(path).is_file() for path in summary["reports"].values())
+    assert 'failures="1"' in Path(summary["reports"]["junit"]).read_text()
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(summary["job_id"])
         assert {"ombudsman", "job-type:custom"} <= set(run.tags)

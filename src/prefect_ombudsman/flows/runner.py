@@ -53,6 +53,7 @@ from prefect_ombudsman.jobs.progress import ProgressCounter, compute_progress
 from prefect_ombudsman.operations.context import OperationContext
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
+from prefect_ombudsman.reports import write_reports
 
 log = logging.getLogger("prefect_ombudsman.runner")
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -824,6 +825,11 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             "operations": [scrub_data(op.model_dump(mode="json")) for op in op_list],
             "report_path": str(report_path),
         }
+        try:
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            summary["reports"] = write_reports(summary, report_path)
+        except (OSError, ValueError) as exc:
+            logger.warning("could not write the CSV/JUnit/HTML reports of %s: %s", report_path, exc)
         try:
             write_json_atomic(report_path, summary)
         except OSError as exc:
