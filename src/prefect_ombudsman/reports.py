@@ -16,7 +16,16 @@ from xml.etree import ElementTree as ET
 
 from prefect_ombudsman.redaction import scrub
 
-CSV_FIELDS = ("operation_id", "operation_type", "status", "started_at", "completed_at", "duration_ms", "attempts", "error")
+CSV_FIELDS = (
+    "operation_id",
+    "operation_type",
+    "status",
+    "started_at",
+    "completed_at",
+    "duration_ms",
+    "attempts",
+    "error",
+)
 
 
 def operations_csv(summary: dict[str, Any]) -> str:
@@ -30,7 +39,15 @@ def operations_csv(summary: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _case(suite: ET.Element, classname: str, name: str, seconds: float, status: str, message: str, text: str) -> None:
+def _case(
+    suite: ET.Element,
+    classname: str,
+    name: str,
+    seconds: float,
+    status: str,
+    message: str,
+    text: str,
+) -> None:
     case = ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
     if status in ("failed", "FAIL"):
         ET.SubElement(case, "failure", message=message[:500]).text = text
@@ -43,7 +60,9 @@ def _case(suite: ET.Element, classname: str, name: str, seconds: float, status: 
 def junit_xml(summary: dict[str, Any]) -> str:
     """One test suite per job; one test case per operation, or per step for pipeline results."""
     root = ET.Element("testsuites", name=str(summary.get("name", "ombudsman job")))
-    suite = ET.SubElement(root, "testsuite", name=f"{summary.get('job_type')}:{summary.get('job_id')}")
+    suite = ET.SubElement(
+        root, "testsuite", name=f"{summary.get('job_type')}:{summary.get('job_id')}"
+    )
     for op in summary.get("operations", []):
         result = op.get("result") if isinstance(op.get("result"), dict) else {}
         steps = result.get("steps") if isinstance(result.get("steps"), list) else None
@@ -59,8 +78,18 @@ def junit_xml(summary: dict[str, Any]) -> str:
                     str(step.get("message") or step.get("status")),
                     details,
                 )
-            if op.get("status") == "failed" and not any(s.get("status") in ("FAIL", "ERROR") for s in steps):
-                _case(suite, op["operation_id"], "operation", 0, "failed", op.get("error") or "", op.get("error") or "")
+            if op.get("status") == "failed" and not any(
+                s.get("status") in ("FAIL", "ERROR") for s in steps
+            ):
+                _case(
+                    suite,
+                    op["operation_id"],
+                    "operation",
+                    0,
+                    "failed",
+                    op.get("error") or "",
+                    op.get("error") or "",
+                )
             continue
         _case(
             suite,
