@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/validation.py                       # 1M rows, DuckDB and PostgreSQL, plus the bulk job
     .venv/bin/python benchmarks/validation.py --rows 200000 --engines duckdb --skip-bulk
+    .venv/bin/python benchmarks/validation.py --engines postgresql postgresql-keys --skip-bulk
 
 Part 1: a fact table pair (`--rows`, default 1,000,000) with a 10,000-row dimension, identical on
 both sides (two DuckDB files; two PostgreSQL databases), through one pipeline with record_counts,
 nulls, statistics, metric_sums, uniqueness and foreign_keys. Printed side by side: the pipeline's
 wall time (best of 3 runs; the first run, which also opens pooled connections, printed too), the table scans per side, the rows pulled to Python, and the baseline measured in the
 same run: one plain `SELECT COUNT(*)` per side (and, for context, one full-column scan
-`SELECT SUM(amount)` per side).
+`SELECT SUM(amount)` per side), and the 1-minute load average when the row was measured.
+`postgresql-keys` is the same PostgreSQL pair with the constraints a migrated fact table
+usually has (PRIMARY KEY sales_key, NOT NULL keys/date/measures, PRIMARY KEY on the dimension):
+the validation reads them from the catalog and skips COUNT(DISTINCT) and COUNT(col) there.
 Part 2: `--bulk-pipelines` (200) pipelines over `--bulk-tables` (20) DuckDB table pairs in one
 `bulk_pipeline_execution` job with max_parallel 8 (a temporary Prefect server; its start is not
 timed): pipelines per minute.
@@ -71,11 +75,20 @@ def build_duckdb(folder: Path, n: int) -> tuple[str, str]:
     return urls[0], urls[1]
 
 
-def build_postgres(base_url: str, n: int) -> tuple[str, str]:
+PG_KEYS = (
+    "ALTER TABLE fact_sales ADD PRIMARY KEY (sales_key), ALTER COLUMN customer_key SET NOT NULL, "
+    "ALTER COLUMN sale_date SET NOT NULL, ALTER COLUMN quantity SET NOT NULL, "
+    "ALTER COLUMN amount SET NOT NULL",
+    "ALTER TABLE dim_customer ADD PRIMARY KEY (customer_key)",
+)
+
+
+def build_postgres(base_url: str, n: int, keys: bool = False) -> tuple[str, str]:
     import psycopg
 
     plain = base_url.replace("postgresql+psycopg://", "postgresql://")
-    names = [f"bench_val_src_{n}", f"bench_val_tgt_{n}"]
+    suffix = "_keys" if keys else ""
+    names = [f"bench_val_src_{n}{suffix}", f"bench_val_tgt_{n}{suffix}"]
     with psycopg.connect(plain, autocommit=True) as con:
         existing = {r[0] for r in con.execute("SELECT datname FROM pg_database")}
         for name in names:
@@ -87,6 +100,8 @@ def build_postgres(base_url: str, n: int) -> tuple[str, str]:
             if not con.execute("SELECT to_regclass('fact_sales')").fetchone()[0]:
                 con.execute(PG_FACT.format(n=n))
                 con.execute(PG_DIM)
+                for statement in PG_KEYS if keys else ():
+                    con.execute(statement)
                 con.execute("VACUUM ANALYZE fact_sales")
                 con.execute("VACUUM ANALYZE dim_customer")
     return f"{base}/{names[0]}", f"{base}/{names[1]}"
@@ -138,6 +153,7 @@ def run_pipeline_bench(
         "queries": [stats[side]["queries"] for side in ("source", "target")],
         "rows_pulled": [stats[side]["rows_pulled"] for side in ("source", "target")],
         "problems": bad,
+        "load": os.getloadavg()[0],
     }
 
 
@@ -193,7 +209,10 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
-        "--engines", nargs="+", default=["duckdb", "postgresql"], choices=["duckdb", "postgresql"]
+        "--engines",
+        nargs="+",
+        default=["duckdb", "postgresql", "postgresql-keys"],
+        choices=["duckdb", "postgresql", "postgresql-keys"],
     )
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--bulk-pipelines", type=int, default=200)
@@ -213,32 +232,30 @@ def main() -> None:
     try:
         if "duckdb" in args.engines:
             rows.append(run_pipeline_bench("duckdb -> duckdb", *build_duckdb(folder, args.rows)))
-        if "postgresql" in args.engines:
-            if args.pg_url:
-                rows.append(
-                    run_pipeline_bench(
-                        "postgresql -> postgresql", *build_postgres(args.pg_url, args.rows)
-                    )
-                )
-            else:
-                from comparison import ThrowawayPostgres
+        variants = [
+            keys
+            for keys in (False, True)
+            if ("postgresql-keys" if keys else "postgresql") in args.engines
+        ]
+        if variants:
+            from contextlib import nullcontext
 
-                with ThrowawayPostgres() as url:
-                    rows.append(
-                        run_pipeline_bench(
-                            "postgresql -> postgresql", *build_postgres(url, args.rows)
-                        )
-                    )
+            from comparison import ThrowawayPostgres
+
+            with nullcontext(args.pg_url) if args.pg_url else ThrowawayPostgres() as url:
+                for keys in variants:
+                    name = "postgresql -> postgresql" + (" (keys)" if keys else "")
+                    rows.append(run_pipeline_bench(name, *build_postgres(url, args.rows, keys)))
         print(
             f"\nPipeline (record_counts, nulls, statistics, metric_sums, uniqueness, foreign_keys) on {args.rows:,} fact rows"
         )
         print(
-            f"{'engines':26} {'1st run s':>9} {'pipeline s':>10} {'COUNT(*) s':>10} {'ratio':>7} {'SUM scan s':>10} {'ratio':>7} {'fact scans/side':>16} {'queries/side':>13} {'rows pulled':>12}"
+            f"{'engines':31} {'1st run s':>9} {'pipeline s':>10} {'COUNT(*) s':>10} {'ratio':>7} {'SUM scan s':>10} {'ratio':>7} {'fact scans/side':>16} {'queries/side':>13} {'rows pulled':>12} {'load':>5}"
         )
         for r in rows:
             print(
-                f"{r['engine']:26} {r['first_s']:9.3f} {r['wall_s']:10.3f} {r['count_s']:10.4f} {r['wall_s'] / max(r['count_s'], 1e-9):7.1f} "
-                f"{r['scan_s']:10.4f} {r['wall_s'] / max(r['scan_s'], 1e-9):7.1f} {str(r['fact_scans']):>16} {str(r['queries']):>13} {str(r['rows_pulled']):>12}"
+                f"{r['engine']:31} {r['first_s']:9.3f} {r['wall_s']:10.3f} {r['count_s']:10.4f} {r['wall_s'] / max(r['count_s'], 1e-9):7.1f} "
+                f"{r['scan_s']:10.4f} {r['wall_s'] / max(r['scan_s'], 1e-9):7.1f} {str(r['fact_scans']):>16} {str(r['queries']):>13} {str(r['rows_pulled']):>12} {r['load']:5.2f}"
             )
             if r["problems"]:
                 print("   steps not PASS:", r["problems"])

@@ -137,6 +137,28 @@ class ColumnInfo:
         }
 
 
+@dataclass(frozen=True)
+class TableFacts:
+    """What a database guarantees about a table's rows through constraints it enforces.
+
+    `not_null`: lower-case names of columns that cannot hold NULL; `unique`: lower-case column
+    sets no two rows share (a PRIMARY KEY, UNIQUE constraint or plain unique index). Only a
+    dialect that knows its constraints are enforced fills these in (never Snowflake, whose
+    PRIMARY KEY / UNIQUE are informational); the default knows nothing.
+    """
+
+    not_null: frozenset[str] = frozenset()
+    unique: tuple[frozenset[str], ...] = ()
+
+    def proves_unique(self, columns: list[str]) -> bool:
+        """No two rows share a value of `columns` (NULLs included: every column must be NOT NULL
+        for a multi-column key, as a unique index lets rows with NULLs repeat)."""
+        wanted = frozenset(c.lower() for c in columns)
+        if wanted not in self.unique:
+            return False
+        return len(wanted) == 1 or wanted <= self.not_null
+
+
 _COLUMNS = table(
     "columns",
     column("table_schema"),
@@ -251,6 +273,18 @@ class SqlPieces:
             query = query.where(func.upper(t.table_schema) == literal(schema.upper()))
         return sorted({str(r[0]) for r in conn.execute(query)})
 
+    @property
+    def reads_facts(self) -> bool:
+        """Whether `enforced_facts` asks the database (else it is empty without a query)."""
+        return self._own("enforced_facts") is not None
+
+    def enforced_facts(self, conn: Connection, schema: str | None, name: str) -> TableFacts:
+        """NOT NULL columns and unique column sets the database enforces on this table."""
+        own = self._own("enforced_facts")
+        if own is not None:
+            return own(conn, schema, name)
+        return TableFacts()
+
     # --- aggregates
     def exact_sum(self, expr: ColumnElement[Any], info: ColumnInfo) -> ColumnElement[Any]:
         """SUM that never loses digits: DECIMAL(38, scale) for exact types, plain for floats."""
@@ -270,6 +304,12 @@ class SqlPieces:
         if own is not None:
             return own(expr, info)
         return func.avg(expr)
+
+    def avg_from_sum(self, info: ColumnInfo) -> bool:
+        """Whether AVG is folded in Python from the exact SUM and COUNT the scan already has
+        (exact Decimal division) instead of an AVG aggregate of its own."""
+        own = self._own("avg_from_sum")
+        return bool(own(info)) if own is not None else False
 
     def stddev(self, expr: ColumnElement[Any], info: ColumnInfo) -> ColumnElement[Any]:
         """Sample standard deviation."""

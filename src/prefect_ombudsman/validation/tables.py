@@ -26,7 +26,7 @@ from sqlalchemy.sql.expression import Executable
 
 from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.errors import ConfigurationError, OperationCancelled
-from prefect_ombudsman.validation.sql import ColumnInfo, SqlPieces
+from prefect_ombudsman.validation.sql import ColumnInfo, SqlPieces, TableFacts
 
 
 class TableNotFoundError(ConfigurationError):
@@ -295,6 +295,8 @@ class ResolvedTable:
         self._values: dict[str, Any] = {}
         self._fused_sql: str | None = None
         self._lock = threading.Lock()
+        self._facts: TableFacts | None = None
+        self._facts_lock = threading.Lock()
 
     @property
     def display(self) -> str:
@@ -318,6 +320,23 @@ class ResolvedTable:
 
     def has(self, name: str) -> bool:
         return str(name).lower() in self._by_lower
+
+    @property
+    def facts(self) -> TableFacts:
+        """The constraints the database enforces on this table (read once from its catalog; a
+        failed catalog read proves nothing, so every aggregate is then computed)."""
+        with self._facts_lock:
+            if self._facts is None and not self.side.pieces.reads_facts:
+                self._facts = TableFacts()
+            if self._facts is None:
+                try:
+                    with self.side.connect() as conn:
+                        self._facts = self.side.pieces.enforced_facts(conn, self.schema, self.name)
+                except OperationCancelled:
+                    raise
+                except Exception:
+                    self._facts = TableFacts()
+            return self._facts
 
     # --- shared aggregate scan
     def prefetch(self) -> None:
@@ -361,7 +380,7 @@ class ResolvedTable:
                     self._fused_sql = sql
                     self._wanted = {k: v for k, v in self._wanted.items() if k not in values}
                 self._values.update(values)
-                if recorder is not None:
+                if recorder is not None and sql:
                     recorder.append(sql)
             elif recorder is not None and self._fused_sql:
                 recorder.append(self._fused_sql)
@@ -372,12 +391,22 @@ class ResolvedTable:
         `alone` aggregate. Called with the lock held; returns the values and the SQL that ran."""
         values: dict[str, Any] = {}
         statements: list[str] = []
-        derived = {k: a for k, a in aggs.items() if a.derive is not None}
-        aggs = {k: a for k, a in aggs.items() if k not in derived}
-        for agg in derived.values():
-            for key, part in agg.parts.items():
-                if key not in self._values:
-                    aggs.setdefault(key, part)
+        derived: dict[str, Agg] = {}  # parts before the aggregates derived from them
+        plain: dict[str, Agg] = {}
+
+        def expand(key: str, agg: Agg) -> None:
+            if key in self._values or key in derived or key in plain:
+                return
+            if agg.derive is None:
+                plain[key] = agg
+                return
+            for part_key, part in agg.parts.items():
+                expand(part_key, part)
+            derived[key] = agg
+
+        for key, agg in aggs.items():
+            expand(key, agg)
+        aggs = plain
         probe: dict[str, Agg] = {}
         for agg in aggs.values():
             for key, need in agg.needs.items():
@@ -406,7 +435,7 @@ class ResolvedTable:
         known = {**self._values, **values}
         for key, agg in derived.items():
             assert agg.derive is not None
-            values[key] = agg.derive({k: known[k] for k in agg.parts})
+            values[key] = known[key] = agg.derive({k: known[k] for k in agg.parts})
         return values, ";\n".join(statements)
 
     def _select(

@@ -25,14 +25,23 @@ def row_count(t: ResolvedTable) -> dict[str, Agg]:
 
 
 def non_null(t: ResolvedTable, name: str) -> dict[str, Agg]:
+    """COUNT(col); the row count itself when the catalog proves the column NOT NULL."""
     col = t.col(name)
-    return {f"nonnull:{name.lower()}": Agg(lambda: func.count(col))}
+    key = f"nonnull:{name.lower()}"
+    if t.info(name).name.lower() in t.facts.not_null:
+        return {key: Agg(parts=row_count(t), derive=lambda v: v["count"])}
+    return {key: Agg(lambda: func.count(col))}
 
 
 def distinct(t: ResolvedTable, name: str) -> dict[str, Agg]:
-    """Exact distinct non-null values; the dialect picks how (a bitmap over the probed MIN/MAX on DuckDB)."""
+    """Exact distinct non-null values; the dialect picks how (a bitmap over the probed MIN/MAX on
+    DuckDB). When the catalog proves the column unique, it is the non-null count: no DISTINCT runs."""
     col, info, pieces = t.col(name), t.info(name), t.side.pieces
     key = f"distinct:{name.lower()}"
+    if t.facts.proves_unique([info.name]):
+        nonnull = non_null(t, name)
+        only = next(iter(nonnull))
+        return {key: Agg(parts=nonnull, derive=lambda v: v[only])}
     if not pieces.distinct_bounds(info):
         return {
             key: Agg(lambda: pieces.count_distinct(col, info), alone=pieces.distinct_alone(info))
@@ -58,8 +67,27 @@ def total(t: ResolvedTable, name: str) -> dict[str, Agg]:
 
 
 def average(t: ResolvedTable, name: str) -> dict[str, Agg]:
+    """AVG: the database's, or (where the dialect says so) SUM / COUNT in exact Decimal arithmetic
+    from the SUM and COUNT the shared scan computes anyway."""
     col, info = t.col(name), t.info(name)
-    return {f"avg:{name.lower()}": Agg(lambda: t.side.pieces.exact_avg(col, info))}
+    key = name.lower()
+    if not t.side.pieces.avg_from_sum(info):
+        return {f"avg:{key}": Agg(lambda: t.side.pieces.exact_avg(col, info))}
+    parts = combine(non_null(t, name), total(t, name))
+
+    def fold(v: dict[str, Any]) -> Any:
+        return exact_mean(v[f"nonnull:{key}"], v[f"sum:{key}"])
+
+    return {f"avg:{key}": Agg(parts=parts, derive=fold)}
+
+
+def exact_mean(n: Any, total: Any) -> Decimal | None:
+    """SUM / COUNT as a Decimal correct to 38 significant digits (None for no values)."""
+    if n is None or total is None or int(n) == 0:
+        return None
+    with localcontext() as exact:
+        exact.prec = 38
+        return Decimal(total) / Decimal(int(n))
 
 
 def minimum(t: ResolvedTable, name: str) -> dict[str, Agg]:
