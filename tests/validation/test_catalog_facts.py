@@ -32,6 +32,11 @@ CREATE UNIQUE INDEX ON {s}.loose ((a + 0));
 INSERT INTO {s}.loose SELECT i - 2, i, NULL, i / 3.0 FROM generate_series(1, 50) i;
 INSERT INTO {s}.loose VALUES (0, 100, NULL, 1), (-1, 101, NULL, 2);
 CREATE VIEW {s}.keyed_view AS SELECT * FROM {s}.keyed;
+CREATE TABLE {s}.parent (id INT PRIMARY KEY);
+CREATE TABLE {s}.child (extra INT) INHERITS ({s}.parent);
+INSERT INTO {s}.parent VALUES (1), (2);
+ALTER TABLE {s}.child ALTER COLUMN id DROP NOT NULL;
+INSERT INTO {s}.child VALUES (2, 0), (3, 0), (NULL, 0);
 """
 
 
@@ -83,6 +88,8 @@ def test_the_catalog_names_enforced_keys_and_not_null_columns_only(pg):
     # a partial or expression index proves nothing; a view has no constraints
     assert side.resolve(f"{schema}.loose").facts == TableFacts()
     assert side.resolve(f"{schema}.keyed_view").facts == TableFacts()
+    # the parent's key and NOT NULL do not cover the rows its inheritance children add to a SELECT
+    assert side.resolve(f"{schema}.parent").facts == TableFacts()
 
 
 def test_a_proven_key_runs_no_distinct_and_an_unproven_one_finds_duplicates(pg):
@@ -93,9 +100,14 @@ def test_a_proven_key_runs_no_distinct_and_an_unproven_one_finds_duplicates(pg):
   - {name: uniqueness, config: {table: S.keyed, unique_keys: [[a, b]]}}
   - {name: uniqueness, config: {table: S.loose, columns: [id]}}
   - {name: uniqueness, config: {table: S.loose, unique_keys: [[id, b]]}}
+  - {name: uniqueness, config: {table: S.parent, columns: [id]}}
 """,
     )
-    keyed_id, keyed_ab, loose_id, loose_idb = result["steps"]
+    keyed_id, keyed_ab, loose_id, loose_idb, inherited = result["steps"]
+    assert inherited["status"] == "FAIL"  # id 2 is in the parent and in its child
+    assert inherited["details"]["keys"][0]["source_duplicates"] == 1
+    nulls = _run(pg, "  - {name: nulls, config: {table: S.parent}}")["steps"][0]
+    assert nulls["details"]["columns"][0]["source_nulls"] == 1  # the child's NULL id
     assert keyed_id["status"] == "PASS"
     assert "DISTINCT" not in _sql(keyed_id).upper()
     assert keyed_id["details"]["keys"][0]["source_proof"].startswith("enforced")

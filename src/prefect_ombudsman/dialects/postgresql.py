@@ -223,12 +223,16 @@ class PostgreSQLDialect(Dialect):
     # PostgreSQL enforces NOT NULL on tables (not on foreign tables, whose constraints are
     # declarations only) and uniqueness through valid, non-partial unique indexes on plain
     # columns (PRIMARY KEY and UNIQUE constraints are such indexes; INCLUDE columns are not key).
+    # A SELECT from a table with inheritance children reads their rows too, which its own index
+    # does not cover and which may hold NULLs (a child may DROP NOT NULL); a partitioned table's
+    # unique indexes and NOT NULL do cover its partitions.
     _FACTS_SQL = """
         SELECT 0 AS index_oid, a.attname::text AS column_name
         FROM pg_catalog.pg_attribute a
         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p')
+        WHERE n.nspname = :schema AND c.relname = :name
+          AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relhassubclass))
           AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
         UNION ALL
         SELECT i.indexrelid::bigint, a.attname::text
@@ -237,7 +241,8 @@ class PostgreSQLDialect(Dialect):
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-        WHERE n.nspname = :schema AND c.relname = :name AND c.relkind IN ('r', 'p', 'm')
+        WHERE n.nspname = :schema AND c.relname = :name
+          AND (c.relkind IN ('p', 'm') OR (c.relkind = 'r' AND NOT c.relhassubclass))
           AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
           AND k.ord <= i.indnkeyatts"""
 
