@@ -13,9 +13,10 @@ import uuid
 import pytest
 from sqlalchemy import create_engine
 
+from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
 from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
-from prefect_ombudsman.validation.sql import TableFacts
+from prefect_ombudsman.validation.sql import SqlPieces, TableFacts
 
 SETUP = """
 CREATE SCHEMA {s};
@@ -149,3 +150,11 @@ def test_not_null_columns_and_averages_come_from_the_scan_exactly(pg):
     columns = {c["column"]: c for c in stats["details"]["columns"]}
     assert columns["amount"]["avg"]["source"] == pytest.approx(float(exact[0]), rel=1e-15)
     assert columns["a"]["avg"]["source"] == pytest.approx(float(exact[1]), rel=1e-15)
+
+
+def test_declared_constraints_are_not_read_where_they_are_not_enforced():
+    """Snowflake's PRIMARY KEY / UNIQUE are informational: its keys are always counted."""
+    snowflake = SqlPieces(dialect_for("snowflake"))
+    assert not snowflake.reads_facts
+    assert snowflake.enforced_facts(None, "S1", "FACT_SALES") == TableFacts()  # type: ignore[arg-type]
+    assert SqlPieces(dialect_for("postgresql")).reads_facts
