@@ -246,3 +246,24 @@ def test_prefect_flow_run_retry_reexecutes_only_failed_operations(deployed):
     summary = _summary(deployed, run_id)
     assert summary["completed"] == 4
     assert [op["metadata"]["cached"] for op in summary["operations"]] == [True, True, True, False]
+
+
+def test_jobs_submitted_through_the_service_go_to_the_worker(deployed):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_ombudsman.jobs import service
+    from prefect_ombudsman.jobs.models import BatchCustomRequest, BatchJobType
+
+    request = BatchCustomRequest(
+        job_name="via deployment", items=[{"operation": "noop"}] * 3, tags=["e2e"]
+    )
+    with temporary_settings(updates={PREFECT_API_URL: deployed["url"]}):
+        job = service.submit_job(BatchJobType.custom, request, execution="deployment")
+        assert job.metadata["deployment_id"] is not None
+        state = _wait_terminal(deployed, job.job_id)
+        assert state.is_completed(), state
+        assert wait_until(
+            lambda: service.get_job(job.job_id).status.value == "completed", timeout=10
+        )
+        done = service.get_job(job.job_id)
+    assert done.name == "via deployment" and "e2e" in done.tags and len(done.operations) == 3
