@@ -432,24 +432,8 @@ def jobs_delete(job_id: str) -> None:
 def jobs_stats() -> None:
     """Counts by status and type, and the ten newest jobs."""
     from prefect_ombudsman.jobs import service
-    from prefect_ombudsman.jobs.models import BatchJobStatus, BatchJobType
 
-    jobs, total = service.list_jobs(limit=10_000)
-    stats = {
-        "total_jobs": total,
-        "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
-        "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
-        "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
-        "recent_jobs": [
-            {
-                "job_id": j.job_id,
-                "name": j.name,
-                "status": j.status.value,
-                "created_at": j.created_at.isoformat(),
-            }
-            for j in jobs[:10]
-        ],
-    }
+    stats = service.job_statistics()
     out.print_json(json.dumps(stats))
 
 
@@ -546,7 +530,7 @@ def demo_command(
         out.print(
             f"untouched tables ({', '.join(account.untouched_tables)}): all {account.untouched_checks} checks passed"
         )
-    out.print(f"drift manifest: {next(iter(_manifest_paths(generated)), '-')}")
+    out.print(f"drift manifest: {demo.manifest_path(generated)}")
     out.print(f"report: {report}")
     out.print(
         "[green]every planted difference was found, with no false alarm[/green]"
@@ -554,14 +538,6 @@ def demo_command(
         else "[red]some planted differences were missed[/red]"
     )
     raise typer.Exit(0 if account.ok else 1)
-
-
-def _manifest_paths(summary: dict[str, Any]) -> list[str]:
-    return [
-        ((op.get("result") or {}).get("drift") or {}).get("manifest_path")
-        for op in summary.get("operations", [])
-        if ((op.get("result") or {}).get("drift") or {}).get("manifest_path")
-    ]
 
 
 @app.command("serve")

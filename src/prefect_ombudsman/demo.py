@@ -160,12 +160,17 @@ class DriftAccount:
         }
 
 
-def manifest_of(datagen_summary: dict[str, Any]) -> dict[str, Any]:
+def manifest_path(datagen_summary: dict[str, Any]) -> Path:
+    """Where the data generation job wrote its drift manifest."""
     for op in datagen_summary.get("operations", []):
         drift = (op.get("result") or {}).get("drift") or {}
         if drift.get("manifest_path"):
-            return json.loads(Path(drift["manifest_path"]).read_text(encoding="utf-8"))
+            return Path(drift["manifest_path"])
     raise RuntimeError("the data generation job wrote no drift manifest")
+
+
+def manifest_of(datagen_summary: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(manifest_path(datagen_summary).read_text(encoding="utf-8"))
 
 
 def _steps(validation_summary: dict[str, Any]) -> list[dict[str, Any]]:

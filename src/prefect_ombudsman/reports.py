@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from prefect_ombudsman.atomic import write_text_atomic
 from prefect_ombudsman.redaction import scrub
 
 CSV_FIELDS = (
@@ -166,8 +167,5 @@ def write_reports(summary: dict[str, Any], json_path: Path) -> dict[str, str]:
     }
     written = {}
     for kind, (path, content) in outputs.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(scrub(content), encoding="utf-8")
-        tmp.replace(path)
-        written[kind] = str(path)
+        written[kind] = str(write_text_atomic(path, scrub(content)))
     return written

@@ -26,7 +26,6 @@ Spec (YAML or JSON), e.g.::
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -39,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.datagen.catalog import Column, StarSchema, TableSpec
 from prefect_ombudsman.datagen.generator import GenerationPlan, name_hash, rows_at
 from prefect_ombudsman.errors import ConfigurationError
@@ -537,11 +537,7 @@ def _json(value: Any) -> Any:
 
 
 def write_manifest(manifest: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, manifest, indent=1)
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -25,7 +26,6 @@ from prefect_ombudsman.flows.runner import (
     request_from,
     run_batch,
     settings_from,
-    write_json_atomic,
 )
 from prefect_ombudsman.jobs.models import (
     BatchJobType,

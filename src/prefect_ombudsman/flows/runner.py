@@ -39,6 +39,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
 from pydantic import BaseModel
 
+from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, is_transient
 from prefect_ombudsman.jobs.models import (
@@ -416,9 +417,8 @@ class CancelWatcher:
 class ProgressReporter:
     """One progress artifact per job, written from the flow thread only, throttled."""
 
-    def __init__(self, settings: JobSettings, total: int, interval: float) -> None:
+    def __init__(self, settings: JobSettings, interval: float) -> None:
         self.settings = settings
-        self.total = total
         self.interval = interval
         self.artifact_id: Any = None
         self._last = 0.0
@@ -576,14 +576,6 @@ def _report_dir(settings: JobSettings) -> Path:
     return project.results_dir if project else root / ".ombudsman" / "jobs"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
 def _status_of(completed: int, failed: int, cancelled: bool) -> BatchJobStatus:
     if cancelled:
         return BatchJobStatus.cancelled
@@ -690,9 +682,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             len(pending),
         )
     progress = counter.snapshot()
-    reporter = ProgressReporter(
-        settings, len(plans), _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0)
-    )
+    reporter = ProgressReporter(settings, _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0))
     reporter.start(progress)
     _notify("start", None, progress)
     watcher = CancelWatcher(flow_run.id, board, _env_float("OMBUDSMAN_CANCEL_POLL_SECONDS", 0.5))

@@ -171,23 +171,18 @@ def cancel_job(
     job_id: str, request: BatchJobCancelRequest | None = Body(default=None)
 ) -> dict[str, Any]:
     reason = request.reason if request else None
-    job = _job_or_404(job_id, with_operations=False)
-    if job.status in (
-        BatchJobStatus.completed,
-        BatchJobStatus.failed,
-        BatchJobStatus.cancelled,
-        BatchJobStatus.partial_success,
-    ):
+    try:
+        service.cancel_job(job_id, reason)
+    except service.JobNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+    except service.JobStateError:
+        job = _job_or_404(job_id, with_operations=False)
         return {
             "status": "warning",
             "message": f"Job is already {job.status.value}; nothing to cancel",
             "job_id": job_id,
             "current_status": job.status.value,
         }
-    try:
-        service.cancel_job(job_id, reason)
-    except service.JobStateError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from None
     return {
         "status": "success",
         "message": "Job cancellation requested",
@@ -242,28 +237,9 @@ def delete_job(job_id: str) -> dict[str, Any]:
 
 @router.get("/statistics")
 def statistics() -> dict[str, Any]:
-    jobs, total = service.list_jobs(limit=10_000)
     return {
         "status": "success",
-        "statistics": {
-            "total_jobs": total,
-            "status_distribution": {
-                s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus
-            },
-            "type_distribution": {
-                t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType
-            },
-            "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
-            "recent_jobs": [
-                {
-                    "job_id": j.job_id,
-                    "name": j.name,
-                    "status": j.status.value,
-                    "created_at": j.created_at.isoformat(),
-                }
-                for j in jobs[:10]
-            ],
-        },
+        "statistics": service.job_statistics(),
         "timestamp": datetime.now(UTC).isoformat(),
     }
 

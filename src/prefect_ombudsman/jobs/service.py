@@ -325,6 +325,26 @@ def list_jobs(
         )
 
 
+def job_statistics() -> dict[str, Any]:
+    """Counts by status and type, running jobs, and the ten newest (the Studio's statistics shape)."""
+    jobs, total = list_jobs(limit=10_000)
+    return {
+        "total_jobs": total,
+        "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
+        "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
+        "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
+        "recent_jobs": [
+            {
+                "job_id": j.job_id,
+                "name": j.name,
+                "status": j.status.value,
+                "created_at": j.created_at.isoformat(),
+            }
+            for j in jobs[:10]
+        ],
+    }
+
+
 def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
     """Ask the job to stop: Cancelling for a running job (the flow's watcher stops it), Cancelled otherwise."""
     with _client() as client:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.mapping import CatalogMapping
@@ -93,17 +93,6 @@ def folder_lock(folder: Path) -> Iterator[None]:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write through a uniquely named temp file and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _merge(previous: Catalog, new: Catalog) -> Catalog:

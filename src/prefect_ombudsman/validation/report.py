@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prefect_ombudsman.atomic import write_json_atomic
+
 # Validator -> kind of failure (by validator, never by a substring of the step name).
 FAILURE_KINDS = {
     "record_counts": "row_count_mismatch",
@@ -306,8 +308,4 @@ def report_table_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_report(report: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_json_atomic(path, report)

@@ -9,8 +9,6 @@ SPEC §2 and is written to `results/<run_id>.json` (run ids are unique, never se
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.redaction import scrub, scrub_data
 from prefect_ombudsman.validation.compare import jsonable
@@ -141,16 +140,11 @@ def run_pipeline(
 
 def write_result(results_dir: Path, result: dict[str, Any], pipeline: PipelineSpec) -> Path:
     """`results/<run_id>.json`, created exclusively (never overwrites another run), then renamed in."""
-    results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{result['run_id']}.json"
-    record = {**result, "pipeline_def": scrub_data(pipeline.model_dump(mode="json", by_alias=True))}
-    tmp = results_dir / f".{result['run_id']}.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     if path.exists():
-        tmp.unlink(missing_ok=True)
         raise OmbudsmanError(f"result file {path} already exists; run ids must be unique")
-    tmp.replace(path)
-    return path
+    record = {**result, "pipeline_def": scrub_data(pipeline.model_dump(mode="json", by_alias=True))}
+    return write_json_atomic(path, record)
 
 
 def _prepare(step: StepSpec, run: RunContext) -> _Prepared:
