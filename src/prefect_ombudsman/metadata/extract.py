@@ -464,10 +464,10 @@ def _extract(
         referred: list[Any] = [r.get("referred_column") for r in rows]
         if any(c is None for c in referred):  # SQLite: the referred table's primary key
             referred = list(pk_columns.get((referred_schema, referred_table), []))
-        name = first.get("constraint_name")
+        fk_name = first.get("constraint_name")
         owner["foreign_keys"].append(
             {
-                "name": None if name is None else str(name),
+                "name": None if fk_name is None else str(fk_name),
                 "columns": [str(r["column_name"]) for r in rows],
                 "referred_schema": referred_schema,
                 "referred_table": referred_table,
