@@ -9,7 +9,8 @@ both sides (two DuckDB files; two PostgreSQL databases), through one pipeline wi
 nulls, statistics, metric_sums, uniqueness and foreign_keys. Printed side by side: the pipeline's
 wall time (best of 3 runs; the first run, which also opens pooled connections, printed too), the table scans per side, the rows pulled to Python, and the baseline measured in the
 same run: one plain `SELECT COUNT(*)` per side (and, for context, one full-column scan
-`SELECT SUM(amount)` per side), and the 1-minute load average when the row was measured.
+`SELECT SUM(amount)` per side), the floor (the checks' aggregates as one hand-written SELECT
+per side, both sides at once: `floor_sql`), and the 1-minute load average when the row was measured.
 `postgresql-keys` is the same PostgreSQL pair with the constraints a migrated fact table
 usually has (PRIMARY KEY sales_key, NOT NULL keys/date/measures, PRIMARY KEY on the dimension):
 the validation reads them from the catalog and skips COUNT(DISTINCT) and COUNT(col) there.
