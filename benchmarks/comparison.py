@@ -107,7 +107,8 @@ def build_postgres(base_url: str, n: int) -> tuple[str, str]:
 class ThrowawayPostgres:
     """initdb + pg_ctl in a temp dir on a free port (as tests/conftest.py does)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_options: str = "") -> None:
+        self.extra_options = extra_options  # more `-c name=value` server settings
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
         if not bins:
             raise SystemExit("PostgreSQL is not installed; give --pg-url")
@@ -125,7 +126,8 @@ class ThrowawayPostgres:
         subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                         "-E", "UTF8", "--no-locale"], check=True, capture_output=True)  # fmt: skip
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB")  # fmt: skip
+                   "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=512MB "
+                   f"{self.extra_options}")  # fmt: skip
         subprocess.run([*self.prefix, str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.root / "log"), "-w",
                         "-o", options, "start"], check=True, capture_output=True)  # fmt: skip
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"

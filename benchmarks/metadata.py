@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,84 +34,6 @@ from sqlalchemy import create_engine, event, inspect, text  # noqa: E402
 from sqlalchemy.pool import Pool  # noqa: E402
 
 from prefect_ombudsman.metadata.extract import extract_catalog  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Postgres:
-    """initdb + pg_ctl in a temp dir (as in tests/conftest.py)."""
-
-    def __init__(self) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-        if not bins:
-            sys.exit("PostgreSQL is not installed (apt-get install postgresql)")
-        self.bin = bins[-1]
-        self.root = Path(tempfile.mkdtemp(prefix="ombudsman-bench-pg-"))
-        self.port = free_port()
-        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.prefix:
-            shutil.chown(self.root, "postgres", "postgres")
-
-    def start(self) -> str:
-        data = self.root / "data"
-        subprocess.run(
-            [
-                *self.prefix,
-                str(self.bin / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        opts = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        subprocess.run(
-            [
-                *self.prefix,
-                str(self.bin / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(self.root / "log"),
-                "-w",
-                "-o",
-                opts,
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-        )
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        subprocess.run(
-            [
-                *self.prefix,
-                str(self.bin / "pg_ctl"),
-                "-D",
-                str(self.root / "data"),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-            capture_output=True,
-        )
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def ddl(tables: int, schema: str | None) -> list[str]:
@@ -241,7 +160,7 @@ def part1(pg_url: str, tables: int, repeat: int, work: Path) -> list[tuple[str, 
     return rows
 
 
-def part2(pg_url: str, port: int, sources: int, work: Path) -> dict[str, Any]:
+def part2(pg_url: str, sources: int, work: Path) -> dict[str, Any]:
     from prefect.testing.utilities import prefect_test_harness
 
     from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
@@ -335,45 +254,49 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ombudsman-bench-md-"))
-    server = Postgres()
+    from comparison import ThrowawayPostgres  # the benchmarks' shared throwaway server
+
     try:
-        url = server.start()
-        print(
-            f"Catalog of {args.tables} tables x 20 columns, 1 PK each, {args.tables - 1} FKs (best of {args.repeat})"
-        )
-        print(
-            f"{'database':<14} {'extract_catalog':>16}   {'per-table reflection loop':<28} speed-up   catalog"
-        )
-        for label, seconds, loop_text, rest in part1(url, args.tables, args.repeat, work):
-            flag = "" if label.startswith(" ") else "ok" if seconds <= 0.5 else "SLOW"
-            print(f"{label:<14} {seconds * 1000:12.0f} ms {flag:<4} {loop_text:<28} {rest}")
-        print("\nGoals: <= 500 ms per database; >= 10x faster than the per-table loop.\n")
-        result = part2(url, server.port, args.sources, work)
-        print(
-            f"{args.sources} sources (databases) on one PostgreSQL server, one job, max_parallel 8, "
-            f"per-server bound {result['bound']}:"
-        )
-        print(
-            f"  job {result['status']}: {result['completed']} completed in {result['wall']:.1f} s "
-            f"(mean extraction {result['mean_extract_ms']:.0f} ms)"
-        )
-        print(
-            f"  most sessions open at once: {result['peak_pool']} (SQLAlchemy pool events), "
-            f"{result['peak_pg']} (pg_stat_activity sampler), {result['peak_reported']} (reported by the extractions)"
-        )
-        ok = max(result["peak_pool"], result["peak_reported"]) <= result["bound"]
-        print(
-            f"  goal (sessions this process holds): never above {result['bound']} -> {'ok' if ok else 'EXCEEDED'}"
-        )
-        for rows in result["over"]:
-            print(
-                "  pg_stat_activity above the bound at one sample (pid, db, state, backend_start, now):"
-            )
-            for row in rows:
-                print("    ", tuple(str(v) for v in row))
+        with ThrowawayPostgres("-c max_connections=200") as url:
+            report(url, args, work)
     finally:
-        server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report(url: str, args: argparse.Namespace, work: Path) -> None:
+    print(
+        f"Catalog of {args.tables} tables x 20 columns, 1 PK each, {args.tables - 1} FKs (best of {args.repeat})"
+    )
+    print(
+        f"{'database':<14} {'extract_catalog':>16}   {'per-table reflection loop':<28} speed-up   catalog"
+    )
+    for label, seconds, loop_text, rest in part1(url, args.tables, args.repeat, work):
+        flag = "" if label.startswith(" ") else "ok" if seconds <= 0.5 else "SLOW"
+        print(f"{label:<14} {seconds * 1000:12.0f} ms {flag:<4} {loop_text:<28} {rest}")
+    print("\nGoals: <= 500 ms per database; >= 10x faster than the per-table loop.\n")
+    result = part2(url, args.sources, work)
+    print(
+        f"{args.sources} sources (databases) on one PostgreSQL server, one job, max_parallel 8, "
+        f"per-server bound {result['bound']}:"
+    )
+    print(
+        f"  job {result['status']}: {result['completed']} completed in {result['wall']:.1f} s "
+        f"(mean extraction {result['mean_extract_ms']:.0f} ms)"
+    )
+    print(
+        f"  most sessions open at once: {result['peak_pool']} (SQLAlchemy pool events), "
+        f"{result['peak_pg']} (pg_stat_activity sampler), {result['peak_reported']} (reported by the extractions)"
+    )
+    ok = max(result["peak_pool"], result["peak_reported"]) <= result["bound"]
+    print(
+        f"  goal (sessions this process holds): never above {result['bound']} -> {'ok' if ok else 'EXCEEDED'}"
+    )
+    for rows in result["over"]:
+        print(
+            "  pg_stat_activity above the bound at one sample (pid, db, state, backend_start, now):"
+        )
+        for row in rows:
+            print("    ", tuple(str(v) for v in row))
 
 
 if __name__ == "__main__":

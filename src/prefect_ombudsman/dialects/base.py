@@ -98,6 +98,23 @@ class Dialect:
     def drop_table(self, connection: Any, table: Any) -> None:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_ref(table)}")
 
+    # --- comparison: canonical row hash (ANSI defaults; engines override where they differ)
+
+    def text_length(self, expr: Any) -> Any:
+        """Characters of a text expression."""
+        from sqlalchemy import func
+
+        return func.length(expr)
+
+    def concat_text(self, parts: list[Any]) -> Any:
+        """The parts joined with `||` (the caller has already turned NULLs into text)."""
+        from sqlalchemy import String, type_coerce
+
+        text: Any = type_coerce(parts[0], String)
+        for part in parts[1:]:
+            text = text + type_coerce(part, String)
+        return text
+
     # --- sections added by the engines (datagen, metadata, validation, comparison) follow in subclasses
 
 

@@ -114,11 +114,6 @@ class DuckDBDialect(Dialect):
             return func.rtrim(cast(expr, String), " ")
         return cast(expr, String)
 
-    def text_length(self, expr: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.length(expr)
-
     def concat_text(self, parts: list[Any]) -> Any:
         """One variadic concat() (a fifth faster than a chain of `||`); the caller has already
         turned NULLs into `~`, so concat's NULL-as-empty never applies."""

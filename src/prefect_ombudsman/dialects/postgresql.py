@@ -144,19 +144,6 @@ class PostgreSQLDialect(Dialect):
             return func.rtrim(cast(expr, Text), " ")
         return cast(expr, Text)
 
-    def text_length(self, expr: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.length(expr)
-
-    def concat_text(self, parts: list[Any]) -> Any:
-        from sqlalchemy import String, type_coerce
-
-        text: Any = type_coerce(parts[0], String)
-        for part in parts[1:]:
-            text = text + type_coerce(part, String)
-        return text
-
     def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
         from sqlalchemy import BigInteger, cast, func, literal
         from sqlalchemy.dialects.postgresql import BIT

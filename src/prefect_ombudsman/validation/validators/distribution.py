@@ -19,7 +19,10 @@ from prefect_ombudsman.validation.context import Outcome, StepContext, failed, p
 from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity
 from prefect_ombudsman.validation.validators import aggregates as A
-from prefect_ombudsman.validation.validators.quality import _pair, shared_columns
+from prefect_ombudsman.validation.validators.quality import (
+    _pair,
+    numeric_step_columns,
+)
 
 
 class DistributionConfig(ColumnsConfig):
@@ -36,18 +39,6 @@ def _number(value: float) -> Any:
     return literal_column(format(float(value), ".17g"), Double())
 
 
-def _numeric_columns(ctx: StepContext, cfg: Any, pair: Any) -> list[str]:
-    """The numeric columns a distribution/outliers step covers (named, else the table's numeric ones)."""
-    columns, _ = shared_columns(
-        pair,
-        cfg.columns or cfg.numeric_columns,
-        ctx.meta(cfg.table),
-        "numeric_columns",
-        numeric=True,
-    )
-    return columns
-
-
 def _range_build(columns: list[str]) -> A.Build:
     return lambda t: A.combine(
         *[A.minimum(t, c) for c in columns], *[A.maximum(t, c) for c in columns], A.row_count(t)
@@ -56,14 +47,14 @@ def _range_build(columns: list[str]) -> A.Build:
 
 def plan_distribution(ctx: StepContext, cfg: DistributionConfig) -> None:
     pair = _pair(ctx, cfg)
-    columns = _numeric_columns(ctx, cfg, pair)
+    columns = numeric_step_columns(ctx, cfg, pair)
     A.plan_both(pair, _range_build(columns))
 
 
 def distribution(ctx: StepContext, cfg: DistributionConfig) -> Outcome:
     """Histogram per numeric column on both sides, compared with KS distance and PSI."""
     pair = _pair(ctx, cfg)
-    columns = _numeric_columns(ctx, cfg, pair)
+    columns = numeric_step_columns(ctx, cfg, pair)
     if not columns:
         return skipped("no numeric column on both sides")
     ranges = A.values_both(ctx, pair, _range_build(columns))
@@ -168,14 +159,14 @@ def _moments_build(columns: list[str]) -> A.Build:
 
 def plan_outliers(ctx: StepContext, cfg: OutliersConfig) -> None:
     pair = _pair(ctx, cfg)
-    columns = _numeric_columns(ctx, cfg, pair)
+    columns = numeric_step_columns(ctx, cfg, pair)
     pair.source.want(_moments_build(columns)(pair.source))
 
 
 def outliers(ctx: StepContext, cfg: OutliersConfig) -> Outcome:
     """Count of values outside mean ± z·stddev (source statistics) on each side, compared."""
     pair = _pair(ctx, cfg)
-    columns = _numeric_columns(ctx, cfg, pair)
+    columns = numeric_step_columns(ctx, cfg, pair)
     if not columns:
         return skipped("no numeric column on both sides")
     moments = ctx.aggregates(pair.source, _moments_build(columns)(pair.source))

@@ -23,7 +23,11 @@ from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity, Tolerance
 from prefect_ombudsman.validation.tables import ResolvedTable
 from prefect_ombudsman.validation.validators import aggregates as A
-from prefect_ombudsman.validation.validators.quality import _pair, shared_columns
+from prefect_ombudsman.validation.validators.quality import (
+    _pair,
+    numeric_step_columns,
+    shared_columns,
+)
 
 # AVG / STDDEV / ratios are computed in different types per database (double, DECIMAL(38,6), NUMBER).
 COMPUTED_TOLERANCE = Tolerance(absolute=1e-6, relative=1e-9)
@@ -80,30 +84,19 @@ _STAT_KEYS = {
 }
 
 
-def _stat_columns(ctx: StepContext, cfg: StatisticsConfig, pair: TablePair) -> list[str]:
-    columns, _ = shared_columns(
-        pair,
-        cfg.columns or cfg.numeric_columns,
-        ctx.meta(cfg.table),
-        "numeric_columns",
-        numeric=True,
-    )
-    return columns
-
-
 def _stats_build(columns: list[str], stats: list[str]) -> A.Build:
     return lambda t: A.combine(*[_STAT_BUILDERS[s](t, c) for c in columns for s in stats])
 
 
 def plan_statistics(ctx: StepContext, cfg: StatisticsConfig) -> None:
     pair = _pair(ctx, cfg)
-    A.plan_both(pair, _stats_build(_stat_columns(ctx, cfg, pair), cfg.statistics))
+    A.plan_both(pair, _stats_build(numeric_step_columns(ctx, cfg, pair), cfg.statistics))
 
 
 def statistics(ctx: StepContext, cfg: StatisticsConfig) -> Outcome:
     """MIN, MAX, AVG (decimal-safe) and sample STDDEV per numeric column, compared with tolerance."""
     pair = _pair(ctx, cfg)
-    columns = _stat_columns(ctx, cfg, pair)
+    columns = numeric_step_columns(ctx, cfg, pair)
     if not columns:
         return skipped("no numeric column on both sides")
     values = A.values_both(ctx, pair, _stats_build(columns, cfg.statistics))

@@ -23,6 +23,7 @@ from prefect_ombudsman.validation.context import (
 )
 from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity
+from prefect_ombudsman.validation.tables import ResolvedTable
 from prefect_ombudsman.validation.validators import aggregates as A
 
 
@@ -59,6 +60,47 @@ def shared_columns(
     if numeric:
         keep = [n for n in keep if pair.source.info(n).numeric]
     return [pair.source.info(n).name for n in keep], [n for n in names if n not in keep]
+
+
+def numeric_step_columns(ctx: StepContext, cfg: Any, pair: TablePair) -> list[str]:
+    """The numeric columns a statistics/distribution/outliers step covers (named, else the table's)."""
+    columns, _ = shared_columns(
+        pair,
+        cfg.columns or cfg.numeric_columns,
+        ctx.meta(cfg.table),
+        "numeric_columns",
+        numeric=True,
+    )
+    return columns
+
+
+def duplicate_counts(ctx: StepContext, t: ResolvedTable, cols: list[Any]) -> tuple[int, int]:
+    """(key combinations present more than once, surplus rows): one GROUP BY ... HAVING on side `t`."""
+    groups = (
+        select(*cols, func.count().label("n"))
+        .select_from(t.sa)
+        .group_by(*cols)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    stmt = select(func.count(), func.coalesce(func.sum(groups.c.n), 0)).select_from(groups)
+    n_groups, n_rows = ctx.run_sql(t.side.label, stmt, tables=(t,))[0]
+    return int(n_groups or 0), int(n_rows or 0) - int(n_groups or 0)
+
+
+def duplicate_samples(ctx: StepContext, t: ResolvedTable, cols: list[Any]) -> list[dict[str, Any]]:
+    """The most repeated key combinations on side `t` (at most SAMPLE_LIMIT), with their counts."""
+    count = func.count().label("occurrences")
+    stmt = (
+        select(*cols, count)
+        .select_from(t.sa)
+        .group_by(*cols)
+        .having(func.count() > 1)
+        .order_by(count.desc())
+        .limit(SAMPLE_LIMIT)
+    )
+    rows = ctx.run_sql(t.side.label, stmt, tables=(t,), pull=True, max_rows=SAMPLE_LIMIT)
+    return [dict(r._mapping) for r in rows]
 
 
 # ----------------------------------------------------------------------------- record_counts
@@ -223,36 +265,13 @@ def uniqueness(ctx: StepContext, cfg: UniquenessConfig) -> Outcome:
                     entry[f"{label}_duplicates"] = 0  # no GROUP BY: the database enforces it
                     entry[f"{label}_proof"] = PROVEN_UNIQUE
                     continue
-                cols = [t.col(c) for c in key]
-                groups = (
-                    select(*cols, func.count().label("n"))
-                    .select_from(t.sa)
-                    .group_by(*cols)
-                    .having(func.count() > 1)
-                    .subquery()
-                )
-                stmt = select(func.count(), func.coalesce(func.sum(groups.c.n), 0)).select_from(
-                    groups
-                )
-                n_groups, n_rows = ctx.run_sql(label, stmt, tables=(t,))[0]
-                entry[f"{label}_duplicates"] = int(n_rows or 0) - int(n_groups or 0)
+                _, entry[f"{label}_duplicates"] = duplicate_counts(ctx, t, [t.col(c) for c in key])
         results.append(entry)
         for label in ("source", "target"):
             if entry[f"{label}_duplicates"]:
                 t = pair.side(label)
-                cols = [t.col(c) for c in key]
-                count = func.count().label("occurrences")
-                stmt = (
-                    select(*cols, count)
-                    .select_from(t.sa)
-                    .group_by(*cols)
-                    .having(func.count() > 1)
-                    .order_by(count.desc())
-                    .limit(SAMPLE_LIMIT)
-                )
-                rows = ctx.run_sql(label, stmt, tables=(t,), pull=True, max_rows=SAMPLE_LIMIT)
                 samples.setdefault("+".join(key), {})[label] = [
-                    jsonable(dict(r._mapping)) for r in rows
+                    jsonable(r) for r in duplicate_samples(ctx, t, [t.col(c) for c in key])
                 ]
     details: dict[str, Any] = {**pair.names, "keys": results}
     bad = [r for r in results if r["source_duplicates"] or r["target_duplicates"]]

@@ -12,12 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from prefect_ombudsman.validation.compare import as_date, difference, to_decimal
 from prefect_ombudsman.validation.configs import GRAINS, TableConfig
 from prefect_ombudsman.validation.context import (
-    SAMPLE_LIMIT,
     Outcome,
     StepContext,
     failed,
@@ -28,7 +27,11 @@ from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity, Tolerance
 from prefect_ombudsman.validation.tables import Agg
 from prefect_ombudsman.validation.validators.metrics import MAX_LISTED, period_values
-from prefect_ombudsman.validation.validators.quality import _pair
+from prefect_ombudsman.validation.validators.quality import (
+    _pair,
+    duplicate_counts,
+    duplicate_samples,
+)
 
 CHANGE_TOLERANCE = Tolerance(absolute=1e-6)
 
@@ -120,34 +123,11 @@ def ts_duplicates(ctx: StepContext, cfg: TsDuplicatesConfig) -> Outcome:
     for t in pair.both():
         label = t.side.label
         cols = [t.col(c) for c in cfg.keys]
-        groups = (
-            select(*cols, func.count().label("n"))
-            .select_from(t.sa)
-            .group_by(*cols)
-            .having(func.count() > 1)
-            .subquery()
-        )
-        n_groups, n_rows = ctx.run_sql(
-            label,
-            select(func.count(), func.coalesce(func.sum(groups.c.n), 0)).select_from(groups),
-            tables=(t,),
-        )[0]
-        details[f"{label}_duplicate_groups"] = int(n_groups or 0)
-        details[f"{label}_duplicate_rows"] = int(n_rows or 0) - int(n_groups or 0)
+        n_groups, surplus = duplicate_counts(ctx, t, cols)
+        details[f"{label}_duplicate_groups"] = n_groups
+        details[f"{label}_duplicate_rows"] = surplus
         if n_groups:
-            count = func.count().label("occurrences")
-            stmt = (
-                select(*cols, count)
-                .select_from(t.sa)
-                .group_by(*cols)
-                .having(func.count() > 1)
-                .order_by(count.desc())
-                .limit(SAMPLE_LIMIT)
-            )
-            details.setdefault("samples", {})[label] = [
-                dict(r._mapping)
-                for r in ctx.run_sql(label, stmt, tables=(t,), pull=True, max_rows=SAMPLE_LIMIT)
-            ]
+            details.setdefault("samples", {})[label] = duplicate_samples(ctx, t, cols)
     if details["source_duplicate_groups"] or details["target_duplicate_groups"]:
         return failed(
             details,
