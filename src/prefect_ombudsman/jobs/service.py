@@ -11,6 +11,7 @@ import inspect
 import json
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     ArtifactFilterType,
+    FlowFilter,
+    FlowFilterName,
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterTags,
@@ -42,6 +45,7 @@ from prefect_ombudsman.jobs.models import (
     BatchProgress,
 )
 
+_PAGE = 200
 FLOW_NAMES = {
     "bulk-pipeline-execution": BatchJobType.bulk_pipeline_execution,
     "batch-data-generation": BatchJobType.batch_data_generation,
@@ -128,20 +132,21 @@ def _latest_progress(client: SyncPrefectClient, run_id: UUID) -> dict[str, Any] 
     return data if isinstance(data, dict) else None
 
 
+def _read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
+    """Every object a Prefect client `read_*` call matches, 200 per request."""
+    found: list[Any] = []
+    while True:
+        page = read(**filters, limit=_PAGE, offset=len(found))
+        found.extend(page)
+        if len(page) < _PAGE:
+            return found
+
+
 def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[BatchOperation]:
     """Drill-down while a job runs: latest attempt per operation id wins (retried runs duplicate)."""
-    runs = []
-    offset = 0
-    while True:
-        page = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
-            limit=200,
-            offset=offset,
-        )
-        runs.extend(page)
-        if len(page) < 200:
-            break
-        offset += 200
+    runs = _read_all(
+        client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+    )
     latest: dict[str, Any] = {}
     for tr in runs:
         prev = latest.get(tr.name)
@@ -294,20 +299,17 @@ def list_jobs(
     if project_id:
         tags.append(f"project:{project_id}")
     with _client() as client:
-        flows = {f.id: f.name for f in client.read_flows(limit=200)}
-        runs: list[FlowRun] = []
-        page_offset = 0
-        while True:
-            page = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
-                sort=FlowRunSort.START_TIME_DESC,
-                limit=200,
-                offset=page_offset,
+        flows = {
+            f.id: f.name
+            for f in client.read_flows(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOW_NAMES)))
             )
-            runs.extend(page)
-            if len(page) < 200:
-                break
-            page_offset += 200
+        }
+        runs: list[FlowRun] = _read_all(
+            client.read_flow_runs,
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
+            sort=FlowRunSort.START_TIME_DESC,
+        )
         jobs = []
         for run in runs:
             jt = FLOW_NAMES.get(flows.get(run.flow_id, ""))
