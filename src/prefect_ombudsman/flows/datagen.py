@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from prefect import flow
 from prefect.context import FlowRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -19,10 +18,18 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchDataGenRequest,
     BatchJobType,
-    DataGenItem,
+    CreatedBy,
+    DataGenItems,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
+    ParallelExecution,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.tasks.datagen import DEFAULT_TARGETS, run_data_generation, target_label
 
@@ -67,27 +74,29 @@ def plan_datagen(request: BatchDataGenRequest, job_id: str) -> list[OperationPla
     return plans
 
 
-@flow(
-    name="batch-data-generation",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Generate seeded Retail / Finance / Healthcare warehouses and load them into every target.",
-    validate_parameters=True,
-)
+_D = BatchDataGenRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("batch-data-generation")
 def batch_data_generation(
-    job_name: JobName = "Batch data generation",
-    items: list[DataGenItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = True,
-    max_parallel: MaxParallel = 3,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    items: DataGenItems = _D.items,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Generate each item's schema with its seed and load it into its targets; see SPEC §3 and §8."""
+    """Generate seeded Retail / Finance / Healthcare warehouses and load them into every target.
+
+    One operation per item; the same seed gives the same data. The summary artifact lists the
+    rows loaded per table and target.
+    """
     request = request_from(BatchDataGenRequest, locals())
     flow_ctx = FlowRunContext.get()
     job_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"

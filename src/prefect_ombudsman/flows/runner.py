@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import random
 import signal
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -37,7 +39,9 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
@@ -141,6 +145,37 @@ def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None
         tags=tuple(request.tags),
         created_by=request.created_by,
     )
+
+
+def batch_flow(name: str) -> Callable[[Callable[..., Any]], Any]:
+    """`@flow` of a batch job: its docstring is the flow's description (the Prefect UI shows it)
+    and each parameter's description comes from its annotated type (the request models' fields),
+    written into the docstring's Args section, which is where Prefect reads parameter docs."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        description = inspect.getdoc(fn) or ""
+        hints = typing.get_type_hints(fn, include_extras=True)
+        lines = []
+        for param in inspect.signature(fn).parameters:
+            info = next(
+                (
+                    m
+                    for m in getattr(hints.get(param), "__metadata__", ())
+                    if isinstance(m, FieldInfo)
+                ),
+                None,
+            )
+            if info is not None and info.description:
+                lines.append(f"    {param}: {' '.join(info.description.split())}")
+        fn.__doc__ = description + ("\n\nArgs:\n" + "\n".join(lines) if lines else "")
+        return flow(
+            name=name,
+            description=description,
+            task_runner=ThreadPoolTaskRunner(max_workers=64),
+            validate_parameters=True,
+        )(fn)
+
+    return decorate
 
 
 Executor = Callable[[OperationContext, dict[str, Any]], Any]
