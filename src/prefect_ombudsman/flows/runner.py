@@ -295,7 +295,7 @@ def run_attempts(
                 )
                 if is_transient(exc) and attempt < max_attempts:
                     delay = _backoff(attempt)
-                    log.warning(
+                    _task_logger().warning(  # the run's logs, not only the worker's stdout
                         "%s: transient error on attempt %d, retrying in %.2fs: %s",
                         operation_id,
                         attempt,
@@ -449,14 +449,79 @@ class CancelWatcher:
             log.warning("cancel watcher stopped: %s", exc)
 
 
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "unknown until an operation finishes"
+    seconds = max(0, round(ms / 1000))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 90:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def progress_markdown(
+    settings: JobSettings,
+    progress: BatchProgress,
+    status: BatchJobStatus,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """The progress card a person reads on the run page: counts, what runs now, time left."""
+    finished = (
+        progress.completed_operations + progress.failed_operations + progress.skipped_operations
+    )
+    running = status == BatchJobStatus.running
+    lines = [
+        f"## {settings.name}: {status.value.replace('_', ' ')}",
+        "",
+        f"**{finished} of {progress.total_operations}** operations finished "
+        f"({progress.percent_complete:.0f}%)",
+        "",
+        "| completed | failed | skipped | left |",
+        "|---:|---:|---:|---:|",
+        f"| {progress.completed_operations} | {progress.failed_operations} | "
+        f"{progress.skipped_operations} | {max(progress.total_operations - finished, 0)} |",
+        "",
+    ]
+    if running:
+        current = progress.current_operation
+        lines.append(f"Running now: `{current}`" if current else "Running now: starting")
+        lines.append("")
+        lines.append(f"Estimated time left: {_duration(progress.estimated_time_remaining_ms)}")
+    elif extra and extra.get("report_path"):
+        lines.append(f"Report: `{extra['report_path']}`")
+    lines += ["", f"_{settings.job_type.value}, updated {utcnow():%Y-%m-%d %H:%M:%S} UTC_"]
+    return "\n".join(lines)
+
+
 class ProgressReporter:
-    """One progress artifact per job, written from the flow thread only, throttled."""
+    """One progress artifact (counters as JSON in its description, read by the jobs service) and
+    one markdown card a person reads, per job; written from the flow thread only, throttled."""
 
     def __init__(self, settings: JobSettings, interval: float) -> None:
         self.settings = settings
         self.interval = interval
         self.artifact_id: Any = None
+        self.card_id: Any = None
         self._last = 0.0
+
+    def _update_card(
+        self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None
+    ) -> None:
+        if self.card_id is None:
+            return
+        try:
+            from prefect.client.schemas.actions import ArtifactUpdate
+
+            with get_client(sync_client=True) as client:
+                client.update_artifact(
+                    self.card_id,
+                    ArtifactUpdate(data=progress_markdown(self.settings, progress, status, extra)),
+                )
+        except Exception as exc:
+            log.warning("could not update the progress card: %s", exc)
 
     def _description(
         self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None = None
@@ -477,6 +542,15 @@ class ProgressReporter:
             )
         except Exception as exc:
             log.warning("could not create the progress artifact: %s", exc)
+        try:
+            slug = self.settings.job_type.value.replace("_", "-")
+            self.card_id = create_markdown_artifact(
+                key=f"ombudsman-{slug}-progress",
+                markdown=progress_markdown(self.settings, progress, BatchJobStatus.running),
+                description=f"Progress of {self.settings.name}",
+            )
+        except Exception as exc:
+            log.warning("could not create the progress card: %s", exc)
         self._last = time.monotonic()
 
     def due(self) -> bool:
@@ -501,6 +575,7 @@ class ProgressReporter:
             )
         except Exception as exc:
             log.warning("could not update the progress artifact: %s", exc)
+        self._update_card(progress, status, extra)
 
 
 @contextmanager
@@ -671,6 +746,7 @@ def _publish(settings: JobSettings, ops: list[BatchOperation], summary: dict[str
 def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     """Run `plans` inside the current flow run and return the summary (or a terminal State)."""
     install_log_filter()
+    install_failed_run_filter()
     flow_ctx = FlowRunContext.get()
     if flow_ctx is None or flow_ctx.flow_run is None:
         raise RuntimeError("run_batch must be called inside a flow run")
@@ -863,10 +939,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
         _publish(settings, op_list, summary)
         _notify("end", None, progress)
-        message = (
-            f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
-            f"of {summary['total_operations']}"
-        )
+        message = state_message(summary)
         logger.info("Job %s %s: %s", job_id, status.value, message)
         if status == BatchJobStatus.cancelled:
             # Read Cancelled at once: under a worker the runner would only mark it seconds later.
@@ -881,10 +954,58 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                 logger.warning("could not mark the run cancelled: %s", exc)
         if terminated is not None:
             raise terminated
-        if status == BatchJobStatus.cancelled:
-            return Cancelled(message=f"cancelled on request: {message}", data=summary)
-        if status == BatchJobStatus.partial_success:
-            return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
-        if status == BatchJobStatus.failed:
-            return Failed(message=message, data=summary)
-        return Completed(message=message, data=summary)
+        return final_state(status, JobSummary(summary))
+
+
+class JobSummary(dict[str, Any]):
+    """A job's summary as a flow run's result: a dict with a short repr.
+
+    Prefect's engine, run under a worker, raises the state's result after a Failed state and
+    puts its repr in the message ("Unexpected result for failed state: ..."); this keeps that
+    short and lets `SuppressFailedRunTraceback` recognise our own deliberate failure."""
+
+    def __repr__(self) -> str:
+        return (
+            f"JobSummary({self.get('status')}: {self.get('completed')} of "
+            f"{self.get('total_operations')} completed)"
+        )
+
+
+def state_message(summary: Mapping[str, Any]) -> str:
+    """`3 of 4 operations completed, 1 failed` (and skipped, when any)."""
+    message = (
+        f"{summary['completed']} of {summary['total_operations']} operations completed, "
+        f"{summary['failed']} failed"
+    )
+    return message + (f", {summary['skipped']} skipped" if summary.get("skipped") else "")
+
+
+def final_state(status: BatchJobStatus, summary: JobSummary) -> State:
+    """The terminal state a batch flow returns: its name and a one-line message, the summary as data."""
+    message = state_message(summary)
+    if status == BatchJobStatus.cancelled:
+        return Cancelled(message=f"cancelled on request: {message}", data=summary)
+    if status == BatchJobStatus.partial_success:
+        return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
+    if status == BatchJobStatus.failed:
+        return Failed(message=message, data=summary)
+    return Completed(message=message, data=summary)
+
+
+class SuppressFailedRunTraceback(logging.Filter):
+    """Drop the engine's "Engine execution exited with unexpected exception" record when the
+    exception is only the engine failing to turn our JobSummary into an exception: the run ended
+    Failed/PartialSuccess on purpose and its state message says why (a real crash still logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, TypeError)
+            and "JobSummary cannot be resolved into an exception" in str(exc)
+        )
+
+
+def install_failed_run_filter() -> None:
+    target = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, SuppressFailedRunTraceback) for f in target.filters):
+        target.addFilter(SuppressFailedRunTraceback())

@@ -483,7 +483,13 @@ class MetadataExtractionItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Source")
 
-    connection: ConnectionRef | None = None
+    connection: ConnectionRef | None = Field(
+        default=None,
+        title="Connection",
+        description="The database to catalog: a connection name of the project (source, "
+        "target, ...), a Prefect block 'block:<type>/<name>', or an inline connection object.",
+        examples=["source"],
+    )
     connection_type: str | None = Field(
         default=None,
         max_length=100,
@@ -549,10 +555,18 @@ class ComparisonItem(BaseModel):
         examples=["fact_sales"],
     )
     source_table: str | None = Field(
-        default=None, max_length=500, title="Source table", examples=["dbo.fact_sales"]
+        default=None,
+        max_length=500,
+        title="Source table",
+        description="The table on the source side, when its name differs.",
+        examples=["dbo.fact_sales"],
     )
     target_table: str | None = Field(
-        default=None, max_length=500, title="Target table", examples=["fact.fact_sales"]
+        default=None,
+        max_length=500,
+        title="Target table",
+        description="The table on the target side, when its name differs.",
+        examples=["fact.fact_sales"],
     )
     key_columns: list[Name] | None = Field(
         default=None,
