@@ -1012,6 +1012,11 @@ def api_command(
     )
 
 
+from prefect_ombudsman.deployments.setup import setup_command  # noqa: E402
+
+app.command("setup")(setup_command)
+
+
 @app.command("operations")
 def list_operations() -> None:
     """List the registered custom operations."""
