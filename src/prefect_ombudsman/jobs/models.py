@@ -550,8 +550,8 @@ class ComparisonItem(BaseModel):
         default=None,
         max_length=500,
         title="Table",
-        description="Logical table; names both sides unless overridden. A bare name is looked "
-        "up in each side's catalog (metadata/), so 'fact_sales' finds 'fact.fact_sales'.",
+        description="[schema.]table named the same on both sides (the project's schema_mappings "
+        "translate the schema); give source and target tables when the names differ.",
         examples=["fact_sales"],
     )
     source_table: str | None = Field(
