@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from prefect_site import artifacts_folder, site_client
 
+from support import wait_until
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,3 +130,94 @@ def test_run_form_has_labels_descriptions_and_typed_items(
     _body_has(page, item_description)
     slug = deployment.split("/")[0]
     page.screenshot(path=str(shots / f"form-{slug}.png"), full_page=True, animations="disabled")
+
+
+def _artifact_links(page: Any) -> dict[str, str]:
+    """The run page's Artifacts tab: artifact key -> detail page href."""
+    page.locator("[role=tab], li.p-tab").filter(has_text=re.compile(r"^Artifacts$")).first.click()
+    cards = page.locator('a[href*="/artifacts/artifact/"]')
+    cards.first.wait_for()
+    return {a.inner_text().split()[1]: a.get_attribute("href") for a in cards.all()}
+
+
+def test_submit_from_the_form_and_watch_progress_and_summary(
+    prefect_site: dict[str, Any], page: Any, shots: Path
+):
+    base = prefect_site["base"]
+    deployment_id = _deployment_id(prefect_site, "custom-batch/custom-batch")
+    page.goto(f"{base}/deployments/deployment/{deployment_id}/run")
+    _body_has(page, "Shown in the jobs list, the run page and notifications.")
+    page.locator("textarea").first.fill("Submitted from the browser")
+    operations = 6
+    for _ in range(operations):
+        page.get_by_role("button", name=re.compile("Add item")).first.click()
+    # job name, then per item its Operation box and its (optional) Arguments editor
+    boxes = page.locator("textarea")
+    assert boxes.count() == 1 + 2 * operations
+    for i in range(operations):
+        boxes.nth(1 + 2 * i).fill("sleep")  # default 1 s each, one after another: no JSON typed
+    page.screenshot(path=str(shots / "submit-form-filled.png"), animations="disabled")
+    page.get_by_role("button", name=re.compile(r"^\s*Submit\s*$")).click()
+
+    def submitted() -> Any:
+        with site_client(prefect_site) as client:
+            runs = client.read_flow_runs()
+        return next(
+            (
+                r
+                for r in runs
+                if (r.parameters or {}).get("job_name") == "Submitted from the browser"
+            ),
+            None,
+        )
+
+    found = wait_until(lambda: submitted() is not None, timeout=120, interval=0.5)
+    page.screenshot(path=str(shots / "submit-after.png"), animations="disabled")
+    assert found, page.locator("body").inner_text()[-3000:]
+    run = submitted()
+    assert [i["operation"] for i in run.parameters["items"]] == ["sleep"] * operations
+    assert wait_until(
+        lambda: submitted().state.is_running() or submitted().state.is_final(),
+        timeout=600,
+        interval=0.3,
+    ), (prefect_site["logs"] / "worker.log").read_text()[-3000:]
+
+    # while it runs: the progress card a person reads
+    def card_text() -> str:
+        page.goto(f"{base}/runs/flow-run/{run.id}")
+        links = _artifact_links(page)
+        if "ombudsman-custom-progress" not in links:
+            return ""
+        page.goto(base + links["ombudsman-custom-progress"])
+        page.get_by_text("operations finished").first.wait_for()
+        return page.locator("body").inner_text()
+
+    assert wait_until(lambda: "operations finished" in card_text(), timeout=300, interval=1)
+    text = page.locator("body").inner_text()
+    page.screenshot(path=str(shots / "run-progress-card.png"), animations="disabled")
+    assert "Submitted from the browser" in text and f"of {operations}" in text
+    assert "Running now:" in text or "completed" in text
+
+    assert wait_until(lambda: submitted().state.is_final(), timeout=600, interval=0.5)
+    assert submitted().state.is_completed()
+    page.goto(f"{base}/runs/flow-run/{run.id}")
+    _body_has(page, "Completed")
+    links = _artifact_links(page)
+    page.screenshot(path=str(shots / "run-artifacts.png"), animations="disabled")
+    assert {
+        "ombudsman-custom-progress",
+        "ombudsman-custom-operations",
+        "ombudsman-custom-summary",
+    } <= set(links)
+    page.goto(base + links["ombudsman-custom-summary"])
+    _body_has(page, f"6 completed, 0 failed, 0 skipped of {operations} operations")
+    page.screenshot(path=str(shots / "run-summary.png"), animations="disabled")
+    page.goto(base + links["ombudsman-custom-progress"])
+    _body_has(page, f"{operations} of {operations}")
+    _body_has(page, "Report:")
+    page.screenshot(path=str(shots / "run-progress-card-final.png"), animations="disabled")
+    page.goto(base + links["ombudsman-custom-operations"])
+    from playwright.sync_api import expect
+
+    expect(page.locator("table tbody tr")).to_have_count(operations)
+    page.screenshot(path=str(shots / "run-operations-table.png"), animations="disabled")
