@@ -151,13 +151,24 @@ def test_submit_from_the_form_and_watch_progress_and_summary(
     operations = 6
     for _ in range(operations):
         page.get_by_role("button", name=re.compile("Add item")).first.click()
-    # job name, then per item its Operation box and its (optional) Arguments editor
+    # text boxes: the job name, then each item's Operation (the Arguments code editors keep
+    # their own tiny input textareas, which are not fields)
     boxes = page.locator("textarea")
-    assert boxes.count() == 1 + 2 * operations
-    for i in range(operations):
-        boxes.nth(1 + 2 * i).fill("sleep")  # default 1 s each, one after another: no JSON typed
+    fields = [
+        i
+        for i, height in enumerate(boxes.evaluate_all("els => els.map(e => e.offsetHeight)"))
+        if height > 20
+    ]
+    assert len(fields) == 1 + operations
+    for i in fields[1:]:
+        boxes.nth(i).fill("sleep")  # default 1 s each, one after another: no JSON typed
     page.screenshot(path=str(shots / "submit-form-filled.png"), animations="disabled")
-    page.get_by_role("button", name=re.compile(r"^\s*Submit\s*$")).click()
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(f"> {r.method} {r.url} {(r.post_data or '')[:1500]}"))
+    page.on("response", lambda r: calls.append(f"< {r.status} {r.url}"))
+    page.on("console", lambda m: calls.append(f"console {m.type}: {m.text}"))
+    submit = page.get_by_role("button", name=re.compile(r"^\s*Submit\s*$"))
+    submit.click()
 
     def submitted() -> Any:
         with site_client(prefect_site) as client:
@@ -171,9 +182,11 @@ def test_submit_from_the_form_and_watch_progress_and_summary(
             None,
         )
 
-    found = wait_until(lambda: submitted() is not None, timeout=120, interval=0.5)
+    found = wait_until(lambda: submitted() is not None, timeout=300, interval=0.5)
     page.screenshot(path=str(shots / "submit-after.png"), animations="disabled")
-    assert found, page.locator("body").inner_text()[-3000:]
+    assert found, (
+        "\n".join(calls[-60:]) + "\n" + (prefect_site["logs"] / "server.log").read_text()[-3000:]
+    )
     run = submitted()
     assert [i["operation"] for i in run.parameters["items"]] == ["sleep"] * operations
     assert wait_until(
