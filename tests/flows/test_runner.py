@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
-from prefect_ombudsman.errors import OperationFailed, TransientError
+from prefect_ombudsman.errors import OperationFailed
 from prefect_ombudsman.flows import custom_batch
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.models import BatchJobStatus
@@ -158,21 +158,6 @@ def test_retry_disabled_when_retry_failed_is_false(tmp_path: Path):
         max_retries=3,
     )
     assert summary["operations"][0]["status"] == "failed" and marker.read_text() == "1"
-
-
-def test_transient_error_classification_reaches_through_causes():
-    from prefect_ombudsman.errors import is_transient
-
-    try:
-        try:
-            raise ConnectionRefusedError("refused")
-        except ConnectionRefusedError as inner:
-            raise RuntimeError("load failed") from inner
-    except RuntimeError as outer:
-        assert is_transient(outer)
-    assert is_transient(TransientError("x"))
-    assert not is_transient(OperationFailed("deadline on row counts"))
-    assert not is_transient(ValueError("column 'x' does not exist"))
 
 
 def test_partial_success_and_all_failed_states(probe: Probe):
