@@ -7,10 +7,12 @@ module subclasses `Dialect` and overrides only what differs (sqlglot-style).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect as SADialect
 from sqlalchemy.engine import Engine
 
@@ -107,6 +109,14 @@ class Dialect:
 
     def drop_table(self, connection: Any, table: Any) -> None:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_ref(table)}")
+
+    def leftover_staging_tables(
+        self, connection: Any, schema: str | None, table: str, mark: str
+    ) -> list[str]:
+        """Staging tables of `table` in `schema` that loads left behind: `<table><mark><8 hex>`."""
+        pattern = re.compile(re.escape(table + mark) + r"[0-9a-f]{8}", re.IGNORECASE)
+        names = inspect(connection).get_table_names(schema=schema)
+        return [name for name in names if pattern.fullmatch(name)]
 
     # --- comparison: canonical row hash (ANSI defaults; engines override where they differ)
 
