@@ -155,7 +155,7 @@ def _wait_terminal(deployed: dict[str, object], run_id: str, timeout: float = 12
 
 def _summary(deployed: dict[str, object], run_id: str) -> dict[str, object]:
     path = Path(deployed["root"]) / "projects" / ".ombudsman" / "jobs" / f"batch_{run_id}.json"
-    assert wait_until(path.exists, timeout=10)
+    assert wait_until(path.exists, timeout=60)
     return json.loads(path.read_text())
 
 
@@ -272,7 +272,7 @@ def test_jobs_submitted_through_the_service_go_to_the_worker(deployed):
         state = _wait_terminal(deployed, job.job_id)
         assert state.is_completed(), state
         assert wait_until(
-            lambda: service.get_job(job.job_id).status.value == "completed", timeout=10
+            lambda: service.get_job(job.job_id).status.value == "completed", timeout=60
         )
         done = service.get_job(job.job_id)
     assert done.name == "via deployment" and "e2e" in done.tags and len(done.operations) == 3

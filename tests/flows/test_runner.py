@@ -212,7 +212,6 @@ def _start_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
         state = custom_batch(**params, return_state=True)
         box["state"] = state
         box["summary"] = state.result(raise_on_failure=False)
-        box["ended"] = time.monotonic()
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()

@@ -113,7 +113,8 @@ def test_retry_reruns_only_failed_operations(client: TestClient, tmp_path: Path)
 
 
 def test_cancel_a_running_job(client: TestClient):
-    items = [{"operation": "sleep", "arguments": {"seconds": 1}}] * 10
+    # operations that only the cancel ends: the job cannot finish before the cancel arrives
+    items = [{"operation": "sleep", "arguments": {"seconds": 3600}}] * 10
     job_id = client.post(
         "/batch/custom/execute", json={"job_name": "long", "items": items, "max_parallel": 1}
     ).json()["job_id"]
@@ -132,14 +133,14 @@ def test_cancel_a_running_job(client: TestClient):
         "job_id": job_id,
         "reason": "user pressed stop",
     }
-    final = _wait_final(client, job_id, timeout=15)
+    final = _wait_final(client, job_id, timeout=120)
     assert final["job"]["status"] == "cancelled"
     assert wait_until(
         lambda: (
             client.get(f"/batch/jobs/{job_id}").json()["job"]["operations"][-1]["status"]
             == "skipped"
         ),
-        timeout=10,
+        timeout=60,
     )
     assert client.delete(f"/batch/jobs/{job_id}").json()["status"] == "success"
     assert client.get(f"/batch/jobs/{job_id}").status_code == 404
