@@ -20,7 +20,8 @@ from support import free_port, wait_until
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 
-pytestmark = pytest.mark.slow
+# a Prefect server, `prefect deploy` and a worker start once per module (minutes on a busy machine)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
