@@ -10,6 +10,7 @@ import psycopg.errors as pge
 import pyodbc
 import pytest
 import snowflake.connector.errors as sfe
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from prefect_ombudsman.dialects.base import dialect_for, driver_cause, is_transient
@@ -167,6 +168,21 @@ def test_sqlalchemy_disconnects_and_network_errors_are_transient_everywhere():
         assert dialect.is_transient(TransientError("asked for a retry"))
         assert not dialect.is_transient(wrapped(RuntimeError("syntax error")))
         assert not dialect.is_transient(OperationFailed("3 rows differ"))
+
+
+def test_reusing_a_connection_lost_inside_a_transaction_is_transient():
+    engine = sa.create_engine("sqlite://")
+    with engine.connect() as conn:
+        conn.begin()
+        conn.exec_driver_sql("SELECT 1")
+        conn.invalidate()  # what SQLAlchemy does when the server goes away
+        with pytest.raises(sa_exc.PendingRollbackError) as info:
+            conn.exec_driver_sql("SELECT 1")
+    assert "Can't reconnect until invalid transaction is rolled back" in str(info.value)
+    assert is_transient(info.value) and dialect_for("postgresql").is_transient(info.value)
+    assert not is_transient(
+        sa_exc.PendingRollbackError("This Session's transaction was rolled back")
+    )
 
 
 def test_the_cause_chain_is_followed():

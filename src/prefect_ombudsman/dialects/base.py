@@ -151,6 +151,8 @@ class Dialect:
                 return False
             if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
                 return True
+            if isinstance(err, sa_exc.PendingRollbackError) and "invalid transaction" in str(err):
+                return True  # the connection was invalidated (lost) inside a transaction
             if isinstance(err, (sa_exc.TimeoutError, ConnectionError, TimeoutError)):
                 return True
             if self.transient_driver_error(err):
