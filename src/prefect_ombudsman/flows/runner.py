@@ -42,10 +42,12 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
-from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, is_transient
+from prefect_ombudsman.dialects.base import driver_cause, is_transient
+from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.jobs.models import (
     BatchJobStatus,
     BatchJobType,
@@ -291,7 +293,11 @@ def run_attempts(
                 return Cancelled(message=str(exc))
             except Exception as exc:
                 message = scrub(
-                    str(exc) if isinstance(exc, OmbudsmanError) else f"{type(exc).__name__}: {exc}"
+                    str(exc)
+                    if isinstance(exc, OmbudsmanError)
+                    else driver_cause(exc)  # the driver's error, not SQLAlchemy's wrapper text
+                    if isinstance(exc, SQLAlchemyError)
+                    else f"{type(exc).__name__}: {exc}"
                 )
                 if is_transient(exc) and attempt < max_attempts:
                     delay = _backoff(attempt)
