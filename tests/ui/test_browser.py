@@ -151,15 +151,18 @@ def test_submit_from_the_form_and_watch_progress_and_summary(
     operations = 6
     for _ in range(operations):
         page.get_by_role("button", name=re.compile("Add item")).first.click()
-    # text boxes: the job name, then each item's Operation (the Arguments code editors keep
-    # their own tiny input textareas, which are not fields)
+    # text boxes: the job name, then each item's Operation; the Arguments code editors keep
+    # textareas of their own, recognised by their ancestors' classes
     boxes = page.locator("textarea")
-    fields = [
-        i
-        for i, height in enumerate(boxes.evaluate_all("els => els.map(e => e.offsetHeight)"))
-        if height > 20
-    ]
-    assert len(fields) == 1 + operations
+    chains = boxes.evaluate_all(
+        """els => els.map(e => {
+            const names = [];
+            for (let n = e; n; n = n.parentElement) names.push(String(n.className || ''));
+            return names.join(' ');
+        })"""
+    )
+    fields = [i for i, chain in enumerate(chains) if not re.search(r"code|json|monaco|cm-", chain)]
+    assert len(fields) == 1 + operations, chains
     for i in fields[1:]:
         boxes.nth(i).fill("sleep")  # default 1 s each, one after another: no JSON typed
     page.screenshot(path=str(shots / "submit-form-filled.png"), animations="disabled")

@@ -652,7 +652,9 @@ class CustomItem(BaseModel):
         examples=["orders"],
     )
     arguments: dict[str, Any] = Field(
-        default_factory=dict,
+        # a literal default (copied per item) so the run form's JSON editor starts with `{}`:
+        # an empty editor there sends an unhydratable value and the submit never returns
+        default={},
         title="Arguments",
         description="The operation's arguments.",
         examples=[{"table": "orders", "connection": "source"}],
