@@ -170,7 +170,7 @@ def execute_request(
     extra_progress: Any = None,
 ) -> None:
     """Run a validated request's flow in process (the flow's parameters are the request's fields)."""
-    from prefect_ombudsman.confinement import check_request
+    from prefect_ombudsman.admission import check_request
     from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.projects import projects_root
 

@@ -9,7 +9,7 @@ confined; URLs and mappings given in a request or a project file are.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,6 @@ from prefect_ombudsman.errors import ConfigurationError
 ALLOWED_PATHS_ENV = "OMBUDSMAN_ALLOWED_PATHS"
 #: the embedded databases whose URL names a file
 FILE_BACKENDS = ("sqlite", "duckdb")
-#: argument names of custom operations that hold a connection reference or a file path
-_CONNECTION_ARGUMENTS = ("connection", "source", "target")
-_PATH_SUFFIXES = ("path", "file", "marker", "dir", "directory", "folder")
 
 
 class PathNotAllowed(ConfigurationError):
@@ -89,49 +86,3 @@ def confine_reference(
         confine_url(ref.strip(), root=root, field=field, base=base)
     elif isinstance(ref, Mapping) and isinstance(ref.get("url"), str):
         confine_url(ref["url"], root=root, field=f"{field}.url", base=base)
-
-
-def _request_references(request: Any) -> Iterator[tuple[str, Any, str]]:
-    """(field, value, what) of every connection or path a request carries; what: connection | path."""
-    for i, item in enumerate(getattr(request, "items", None) or []):
-        for j, target in enumerate(getattr(item, "targets", None) or []):
-            yield f"items[{i}].targets[{j}]", target, "connection"
-        for name in ("connection", "source", "target"):
-            value = getattr(item, name, None)
-            if isinstance(value, str | Mapping):
-                yield f"items[{i}].{name}", value, "connection"
-        drift = getattr(item, "drift", None)
-        if isinstance(drift, Mapping) and isinstance(drift.get("manifest"), str):
-            yield f"items[{i}].drift.manifest", drift["manifest"], "path"
-        arguments = getattr(item, "arguments", None)
-        if isinstance(arguments, Mapping):
-            for key, value in arguments.items():
-                where = f"items[{i}].arguments.{key}"
-                if key in _CONNECTION_ARGUMENTS:
-                    yield where, value, "connection"
-                elif str(key).lower().endswith(_PATH_SUFFIXES) and isinstance(value, str):
-                    yield where, value, "path"
-    for i, item in enumerate(getattr(request, "pipelines", None) or []):
-        override = getattr(item, "config_override", None) or {}
-        for name in ("source", "target"):
-            value = override.get(name)
-            if isinstance(value, Mapping) and "connection" in value:
-                yield (
-                    f"pipelines[{i}].config_override.{name}.connection",
-                    value["connection"],
-                    "connection",
-                )
-
-
-def check_request(request: Any, *, root: str | os.PathLike[str]) -> None:
-    """Refuse a request naming a file outside the root, before any work (the field is named).
-
-    Relative paths resolve against the request's project folder, else the root, as the run does.
-    """
-    project_id = getattr(request, "project_id", None)
-    base = Path(root) / project_id if project_id else Path(root)
-    for field, value, what in _request_references(request):
-        if what == "path":
-            confine_path(value, root=root, field=field, base=base)
-        else:
-            confine_reference(value, root=root, field=field, base=base)

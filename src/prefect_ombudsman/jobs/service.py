@@ -33,7 +33,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Scheduled
 from pydantic import BaseModel
 
-from prefect_ombudsman.confinement import check_request, confine_path
+from prefect_ombudsman.admission import check_request
+from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
     TERMINAL_JOB_STATUSES,

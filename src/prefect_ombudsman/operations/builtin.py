@@ -8,7 +8,11 @@ tests/plugins/ombudsman_testops, which `make setup` installs for development.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from prefect_ombudsman.dialects import dialect_for
 from prefect_ombudsman.dialects.statements import check_read_query
@@ -16,6 +20,34 @@ from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.operations.context import OperationContext
 
 MAX_ROWS_LIMIT = 10_000
+
+
+def check_sql_query(arguments: Mapping[str, Any], field: str) -> None:
+    """Request-time check of `sql_query` (before any work): `max_rows` bounded, and the query a
+    single read query when the connection's dialect shows in its URL (else checked at run time)."""
+    _check_max_rows(arguments.get("max_rows", 100), f"{field}.max_rows")
+    query = arguments.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigurationError(f"{field}.query: must be a non-empty SQL string")
+    connection = arguments.get("connection")
+    url = connection.get("url") if isinstance(connection, Mapping) else connection
+    if isinstance(url, str) and "://" in url:
+        try:
+            backend = make_url(url.strip()).get_backend_name()
+        except (ArgumentError, ValueError):
+            return  # the connection itself is refused when the operation resolves it
+        check_read_query(
+            query,
+            dialect_for("sqlserver" if backend == "mssql" else backend),
+            field=f"{field}.query",
+        )
+
+
+def _check_max_rows(max_rows: Any, field: str) -> None:
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int):
+        raise ConfigurationError(f"{field}: must be an integer, got {max_rows!r}")
+    if not 1 <= max_rows <= MAX_ROWS_LIMIT:
+        raise ConfigurationError(f"{field}: must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}")
 
 
 def sql_query(
@@ -29,12 +61,7 @@ def sql_query(
     """
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError("sql_query: 'query' must be a non-empty SQL string")
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int):
-        raise ConfigurationError(f"sql_query: 'max_rows' must be an integer, got {max_rows!r}")
-    if not 1 <= max_rows <= MAX_ROWS_LIMIT:
-        raise ConfigurationError(
-            f"sql_query: 'max_rows' must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}"
-        )
+    _check_max_rows(max_rows, "sql_query: 'max_rows'")
     engine = ctx.engine(connection)
     dialect = dialect_for(engine)
     check_read_query(query, dialect, field="sql_query: 'query'")
@@ -63,3 +90,6 @@ def sql_query(
         "row_count": len(rows),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
+
+
+sql_query.check_arguments = check_sql_query  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -60,3 +60,15 @@ def get_operation(name: str) -> Operation:
     with _LOCK:
         _LOADED[name] = function
     return function
+
+
+def check_arguments(name: str, arguments: Mapping[str, Any], field: str) -> None:
+    """Run the operation's own request-time check (its `check_arguments(arguments, field)`), if it
+    declares one. An unknown name passes here: it fails only its own operation at run time."""
+    try:
+        function = get_operation(name)
+    except UnknownOperationError:
+        return
+    check = getattr(function, "check_arguments", None)
+    if callable(check):
+        check(arguments, field)
