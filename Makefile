@@ -51,7 +51,8 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/prefect_ombudsman/dialects src/prefect_ombudsman/datagen src/prefect_ombudsman/metadata \
 	  src/prefect_ombudsman/validation src/prefect_ombudsman/operations src/prefect_ombudsman/projects.py \
-	  src/prefect_ombudsman/errors.py src/prefect_ombudsman/redaction.py
+	  src/prefect_ombudsman/errors.py src/prefect_ombudsman/redaction.py \
+	  src/prefect_ombudsman/confinement.py src/prefect_ombudsman/admission.py
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks
@@ -63,4 +64,4 @@ bench: setup system-deps
 	  if [ -f benchmarks/$$b.py ]; then $(BIN)/python benchmarks/$$b.py || exit 1; fi; done
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) build dist src/*.egg-info $(TESTOPS)/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1030,11 +1030,11 @@ def api_command(
 
 @app.command("operations")
 def list_operations() -> None:
-    """List the registered custom operations."""
-    from prefect_ombudsman.operations.registry import available_operations
+    """List the registered custom operations and the package registering each."""
+    from prefect_ombudsman.operations.registry import operation_sources
 
-    for name in available_operations():
-        out.print(name)
+    for name, source in operation_sources().items():
+        out.print(f"{name}  ({source})")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -303,7 +303,13 @@ GUARDS = [
     for label, sql in (("drop", "DROP TABLE canary"), ("delete", "DELETE FROM canary"))
 ]  # fmt: skip
 
-CASES = REST_PATHS + REST_SQL + CLI + FLOWS + GUARDS
+REPORTS = [
+    Case("report-abs", "report", lambda a: str(a.outside / "report.json"), "report_path"),
+    Case("report-dotdot", "report", lambda a: str(a.root / ".." / "outside" / "report.json"), "report_path"),
+    Case("report-symlink", "report", lambda a: str(a.project / _link("report.json", "report.json")(a)), "report_path"),
+]  # fmt: skip
+
+CASES = REST_PATHS + REST_SQL + CLI + FLOWS + GUARDS + REPORTS
 
 
 def _project_yaml(a: Arena, source: str) -> tuple[str, dict[str, Any]]:
@@ -367,7 +373,26 @@ def _guard(case: Case, arena: Arena, client: TestClient) -> tuple[bool, int, str
     return False, 0, "executed"
 
 
-CHANNELS = {"rest": _rest, "cli": _cli, "flow": _flow_run, "guard": _guard}
+def _report(case: Case, arena: Arena, client: TestClient) -> tuple[bool, int, str]:
+    """A job whose stored report_path points out of the root: neither the REST API nor the jobs
+    service reads it (the path comes from Prefect, which anyone with its API could write)."""
+    from prefect_ombudsman.confinement import confine_path
+    from prefect_ombudsman.jobs import api, service
+
+    path = case.build(arena)
+    read = [
+        api._report_file(path, arena.root, "report_path"),
+        service._read_report(path, str(arena.root)),
+    ]
+    try:
+        confine_path(path, root=arena.root, field="report_path")
+        message = "allowed"
+    except Exception as exc:
+        message = str(exc)
+    return all(r is None for r in read), 0, message
+
+
+CHANNELS = {"rest": _rest, "cli": _cli, "flow": _flow_run, "guard": _guard, "report": _report}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -377,6 +402,8 @@ def test_hostile_input_is_refused(
     if case.postgres:
         arena.postgres_url = request.getfixturevalue("postgres_url")
         _seed(arena.postgres_url)
+    if case.channel == "report":  # the planted report is part of the outside folder
+        (arena.outside / "report.json").write_text(json.dumps({"job_id": "x"}))
     before = arena.snapshot()
     refused, code, text = CHANNELS[case.channel](case, arena, client)
     after = arena.snapshot()

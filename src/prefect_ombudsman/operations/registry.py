@@ -41,6 +41,17 @@ def available_operations() -> list[str]:
     return sorted(names)
 
 
+def operation_sources() -> dict[str, str]:
+    """Each registered operation and the distribution that registers it (`python`: in-process)."""
+    sources = {
+        ep.name: (ep.dist.name if ep.dist is not None else "?")
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+    with _LOCK:
+        sources.update({name: "python" for name in _EXTRA})
+    return dict(sorted(sources.items()))
+
+
 def get_operation(name: str) -> Operation:
     """The operation registered as `name`; the error lists close matches."""
     with _LOCK:
