@@ -1,16 +1,13 @@
-"""Fixtures of the security suites: the REST client, no allow-list, and the adversarial tally
-that the terminal summary prints as one line."""
+"""Fixtures of the security suites: the REST API's clients (tests/api_clients.py, also imported by
+tests/jobs), no allow-list, and the adversarial tally that the terminal summary prints as one line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-
-from prefect_ombudsman.jobs.api import create_app
+from api_clients import *  # noqa: F403
 
 
 @dataclass
@@ -22,7 +19,6 @@ class Tally:
     neutralised: int = 0  # hostile identifiers that ran as quoted names and harmed nothing
     server_errors: int = 0
     canary_intact: int = 0
-    failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (
@@ -49,9 +45,3 @@ def tally() -> Tally:
 def no_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     """The session's allow-list of pytest's temp folders is off here: the root alone counts."""
     monkeypatch.delenv("OMBUDSMAN_ALLOWED_PATHS", raising=False)
-
-
-@pytest.fixture
-def client(tmp_projects: Path) -> TestClient:
-    """The REST API as the tests of tests/jobs build it (the lead swaps in an authenticated one)."""
-    return TestClient(create_app(str(tmp_projects)))
