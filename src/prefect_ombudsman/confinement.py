@@ -69,10 +69,26 @@ def file_database(url: str) -> str | None:
     return database
 
 
+def _sqlite_uri(url: str) -> bool:
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    name = (parsed.database or "").lower()
+    return "uri" in parsed.query or name.startswith("file:") or "/file:" in name
+
+
 def confine_url(
     url: str, *, root: str | os.PathLike[str], field: str, base: str | os.PathLike[str] | None
 ) -> None:
-    """Refuse an SQLite / DuckDB URL whose file lies outside the root (other URLs pass)."""
+    """Refuse an SQLite / DuckDB URL whose file lies outside the root (other URLs pass), and
+    SQLite URI filenames (`?uri=true`, `file:`), whose file SQLite itself would pick."""
+    if _sqlite_uri(url):
+        raise PathNotAllowed(
+            f"{field}: SQLite URI filenames (uri=true, file:...) are not accepted; give a file path"
+        )
     database = file_database(url)
     if database is not None:
         confine_path(database, root=root, field=field, base=base)

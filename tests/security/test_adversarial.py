@@ -189,6 +189,7 @@ REST_PATHS = [
     Case("gen-symlink-file", "rest", _gen(lambda a: [f"sqlite:///{_link('link.db', 'evil.db')(a)}"]), "items[0].targets[0]"),
     Case("gen-symlink-dir", "rest", _gen(lambda a: [f"duckdb:///{_link('out', '')(a)}/x.duckdb"]), "items[0].targets[0]"),
     Case("gen-home-tilde", "rest", _gen(lambda a: ["sqlite:///~/evil.db"]), "items[0].targets[0]"),
+    Case("gen-sqlite-uri", "rest", _gen(lambda a: [f"sqlite:///file:{a.outside}/evil.db?uri=true&mode=rwc"]), "items[0].targets[0]"),
     Case("gen-drift-manifest-dotdot", "rest", _gen(lambda a: [a.source_url], drift={"manifest": "../../outside/m.json", "tables": {"dim_store": {"missing_rows": 1}}}), "items[0].drift.manifest"),
     Case("gen-drift-manifest-abs", "rest", lambda a: _gen(lambda a: [a.source_url], drift={"manifest": str(a.outside / "m.json"), "tables": {"dim_store": {"missing_rows": 1}}})(a), "items[0].drift.manifest"),
     Case("metadata-connection", "rest", lambda a: ("/batch/metadata/bulk-extract", {"items": [{"connection": f"sqlite:///{a.outside}/outside.db"}]}), "items[0].connection"),
