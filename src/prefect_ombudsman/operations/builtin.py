@@ -36,11 +36,7 @@ def check_sql_query(arguments: Mapping[str, Any], field: str) -> None:
             backend = make_url(url.strip()).get_backend_name()
         except (ArgumentError, ValueError):
             return  # the connection itself is refused when the operation resolves it
-        check_read_query(
-            query,
-            dialect_for("sqlserver" if backend == "mssql" else backend),
-            field=f"{field}.query",
-        )
+        check_read_query(query, dialect_for(backend), field=f"{field}.query")
 
 
 def _check_max_rows(max_rows: Any, field: str) -> None:
