@@ -27,7 +27,7 @@ EXPECTED = {
     "ombudsman run metadata --project demo --exact-counts": 0,
     "ombudsman run compare --project demo --table fact_sales=fact.fact_sales": 1,
     "ombudsman run compare --source-url sqlite:///src.db --target-url duckdb:///tgt.duckdb --table dim_customer=dim.dim_customer": 0,
-    "ombudsman run custom sleep --args '{\"seconds\": 1}' --repeat 10 --parallel --max-parallel 4": 0,
+    'ombudsman run custom sql_query --args \'{"connection": "source", "query": "SELECT count(*) FROM fact_sales"}\' --project demo --repeat 4 --parallel --max-parallel 4': 0,
     "ombudsman jobs list | show ID | progress ID | operations ID | cancel ID | retry ID | delete ID | stats | report ID": 0,
     "ombudsman operations": 0,
     "ombudsman setup --work-pool ombudsman-process --notify-block slack-webhook/ops": 0,
