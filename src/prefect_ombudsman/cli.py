@@ -102,7 +102,17 @@ def run_job(
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
+    from prefect_ombudsman import credentials
     from prefect_ombudsman.flows import runner
+    from prefect_ombudsman.jobs.service import RequestTooLarge, check_parameter_size
+
+    # Inline credentials stay in this process: the flow run's parameters keep references only.
+    parameters, sealed = credentials.seal(parameters, credentials.memory_store)
+    try:
+        check_parameter_size(parameters)
+    except RequestTooLarge as exc:
+        credentials.forget(sealed)
+        refuse(str(exc))
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -134,6 +144,7 @@ def run_job(
             state = flow(**parameters, return_state=True)
     finally:
         runner.LISTENERS.remove(listener)
+        credentials.forget(sealed)
         if detach is not None:
             detach()
     summary = state.result(raise_on_failure=False)
@@ -825,12 +836,12 @@ def run_generate(
         sizes[key.strip()] = int(value)
     raw_drift: Any = None
     if drift is not None:
-        import yaml
+        from prefect_ombudsman.yamlfiles import load_yaml_file
 
         try:
-            raw_drift = yaml.safe_load(drift.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            refuse(f"--drift {drift}: {exc}")
+            raw_drift = load_yaml_file(drift, "--drift")
+        except ConfigurationError as exc:
+            refuse(str(exc))
     items = []
     for schema_type in schema:
         item: dict[str, Any] = {

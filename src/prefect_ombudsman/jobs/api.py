@@ -62,6 +62,8 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except service.RequestTooLarge as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     count = _items(request)
     return BatchJobCreateResponse(

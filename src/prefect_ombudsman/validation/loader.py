@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.projects import check_safe_id, pipeline_search_places
 from prefect_ombudsman.validation.spec import PipelineSpec
+from prefect_ombudsman.yamlfiles import load_yaml_file, parse_yaml, read_text_file
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STEP_KEYS = {
@@ -116,9 +117,9 @@ def _expand(
     if ref.path is None or ref.pipeline_id in seen:
         return [ref]
     try:
-        doc = yaml.safe_load(ref.path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError):
-        return [ref]  # the run reports the parse error with its line
+        doc = load_yaml_file(ref.path)
+    except ConfigurationError:
+        return [ref]  # the run reports the problem (parse error with its line, not UTF-8, size)
     batch = batch_body(doc)
     if batch is None:
         return [ref]
@@ -177,10 +178,7 @@ def load_pipeline(
     from_batch: str | None = None,
 ) -> PipelineSpec:
     """Read and parse one pipeline file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_text_file(path, error=PipelineError)
     spec = parse_pipeline(
         text,
         pipeline_id=pipeline_id or _strip_suffix(path.name),
@@ -201,14 +199,7 @@ def parse_pipeline(
 ) -> PipelineSpec:
     """Parse YAML text of format A, B or D into a `PipelineSpec` (batch files are refused)."""
     where = file or f"pipeline {pipeline_id!r}"
-    try:
-        tree = yaml.compose(text)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PipelineError(f"{where}{line}: not valid YAML ({problem})") from None
+    doc, tree = parse_yaml(text, where, error=PipelineError)
     if not isinstance(doc, dict):
         raise PipelineError(
             f"{where}: expected a mapping at the top level (a pipeline), got {type(doc).__name__}"
