@@ -62,6 +62,7 @@ MaxRetriesOpt = Annotated[
     int, typer.Option("--max-retries", help="Retries of transient errors per operation.")
 ]
 JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
+MAX_REPEAT = 1000  # `run custom --repeat`: more is a load test, not a batch
 
 
 def refuse(message: str) -> None:
@@ -238,7 +239,7 @@ def run_custom(
         str | None, typer.Option("--args", help="JSON object of arguments for every item.")
     ] = None,
     repeat: Annotated[
-        int, typer.Option("--repeat", help="Run each operation this many times.")
+        int, typer.Option("--repeat", help=f"Run each operation this many times (1-{MAX_REPEAT}).")
     ] = 1,
     items_file: Annotated[
         Path | None,
@@ -254,14 +255,18 @@ def run_custom(
     as_json: JsonFlag = False,
 ) -> None:
     """Run registered custom operations (see `ombudsman operations`)."""
+    from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.jobs.models import BatchCustomRequest
+    from prefect_ombudsman.yamlfiles import read_text_file
 
     items: list[dict[str, Any]] = []
     if items_file is not None:
         try:
-            loaded = json.loads(items_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            refuse(f"--items {items_file}: {exc}")
+            loaded = json.loads(read_text_file(items_file, "--items"))
+        except ConfigurationError as exc:
+            refuse(str(exc))
+        except json.JSONDecodeError as exc:
+            refuse(f"--items {items_file}: not valid JSON ({exc})")
         if not isinstance(loaded, list):
             refuse(f"--items {items_file}: expected a JSON list of items")
         items.extend(loaded)
@@ -271,8 +276,8 @@ def run_custom(
         refuse(f"--args: not valid JSON ({exc})")
     if not isinstance(arguments, dict):
         refuse("--args: expected a JSON object")
-    if repeat < 1:
-        refuse("--repeat: must be at least 1")
+    if not 1 <= repeat <= MAX_REPEAT:
+        refuse(f"--repeat: {repeat} is outside 1-{MAX_REPEAT} (the limit on repeats per operation)")
     for op_name in operation or []:
         items.extend({"operation": op_name, "arguments": arguments} for _ in range(repeat))
     request = build_request(
@@ -554,7 +559,8 @@ def demo_command(
 @app.command("serve")
 def serve_command(
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Concurrent runs per deployment.")
+        int | None,
+        typer.Option("--limit", min=1, max=1000, help="Concurrent runs per deployment (1-1000)."),
     ] = None,
 ) -> None:
     """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""

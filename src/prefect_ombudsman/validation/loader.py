@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.projects import check_safe_id, pipeline_search_places
-from prefect_ombudsman.validation.spec import PipelineSpec
+from prefect_ombudsman.validation.spec import PipelineSpec, dependency_problem
 from prefect_ombudsman.yamlfiles import load_yaml_file, parse_yaml, read_text_file
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -274,6 +274,12 @@ def _build(
             "the pipeline has no steps (steps: or custom_queries:)",
         )
     _dedupe_ids(steps)
+    problem = dependency_problem(
+        [(str(s["id"]), str(s["name"]), _dependency_list(s.get("depends_on"))) for s in steps]
+    )
+    if problem is not None:
+        index, message = problem
+        raise locate.error([*prefix, "steps", index, "depends_on"], message)
     fields = {
         "pipeline_id": pipeline_id,
         "name": str(body.get("name") or info.get("name") or pipeline_id),
@@ -346,6 +352,12 @@ def _normalise_step(raw: Any, index: int, locate: _Locator, path: list[Any]) -> 
     if step.get("depends_on") is not None and not isinstance(step["depends_on"], (str, list)):
         raise locate.error([*path, "depends_on"], "expected a step name or a list of step names")
     return step
+
+
+def _dependency_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def normalise_validator_name(name: str) -> str:
