@@ -344,17 +344,6 @@ def test_canary_password_given_every_way_is_found_nowhere(
     assert [r.exit_code for r in cli_runs] == [1, 0, 0], [r.output for r in cli_runs]
     cli_output = "\n".join(r.output for r in cli_runs)  # stdout and stderr, interleaved
 
-    # deleting the jobs deletes their Secret blocks
-    for job_id in jobs.values():
-        assert client.delete(f"/batch/jobs/{job_id}").status_code == 200
-    with get_client(sync_client=True) as prefect:
-        left = {
-            b.name
-            for b in prefect.read_block_documents()
-            if (b.name or "").startswith("ombudsman-credential-")
-        }
-    assert new_blocks and not (new_blocks & left)
-
     api = _prefect_api_text(list(jobs.values()))
     db_path, db_bytes = _prefect_db_bytes()
     from prefect.settings import get_current_settings
@@ -379,5 +368,16 @@ def test_canary_password_given_every_way_is_found_nowhere(
         f"\ncanary: {len(jobs)} REST jobs + {len(cli_runs)} CLI runs, {files} files and "
         f"{len(db_bytes):,} database bytes searched; hits: {json.dumps(counts)}"
     )
-    assert _count(project_yaml.read_text()) == 1  # the needle is findable where it really is
+    assert _count(project_yaml.read_text()) == 2  # the needle is findable where it really is
     assert counts == dict.fromkeys(counts, 0)
+
+    # deleting the jobs deletes their Secret blocks
+    for job_id in jobs.values():
+        assert client.delete(f"/batch/jobs/{job_id}").status_code == 200
+    with get_client(sync_client=True) as prefect:
+        left = {
+            b.name
+            for b in prefect.read_block_documents()
+            if (b.name or "").startswith("ombudsman-credential-")
+        }
+    assert new_blocks and not (new_blocks & left)
