@@ -308,19 +308,6 @@ def test_canary_password_given_every_way_is_found_nowhere(
     responses.append(client.get("/batch/jobs", params={"limit": 100}).text)
     responses.append(client.get("/batch/statistics").text)
 
-    # the parameters Prefect stored keep references only
-    with get_client(sync_client=True) as prefect:
-        stored = prefect.read_flow_run(jobs["compare_url_and_inline"]).parameters
-        new_blocks = {
-            b.name
-            for b in prefect.read_block_documents()
-            if (b.name or "").startswith("ombudsman-credential-")
-        } - blocks_before
-    refs = [stored["items"][0]["source"], stored["items"][0]["target"]]
-    assert all(ref["secret_ref"] in new_blocks for ref in refs)
-    assert refs[0]["url"] == bare.replace("canary@", "canary:********@")
-    assert refs[1]["password"] == "********"
-
     # the CLI, in process: URL flags (in-memory references)
     runner = CliRunner()
     cli_runs = [
@@ -370,6 +357,19 @@ def test_canary_password_given_every_way_is_found_nowhere(
     )
     assert _count(project_yaml.read_text()) == 2  # the needle is findable where it really is
     assert counts == dict.fromkeys(counts, 0)
+
+    # the parameters Prefect stored keep references only
+    with get_client(sync_client=True) as prefect:
+        stored = prefect.read_flow_run(jobs["compare_url_and_inline"]).parameters
+        new_blocks = {
+            b.name
+            for b in prefect.read_block_documents()
+            if (b.name or "").startswith("ombudsman-credential-")
+        } - blocks_before
+    refs = [stored["items"][0]["source"], stored["items"][0]["target"]]
+    assert all(ref["secret_ref"] in new_blocks for ref in refs)
+    assert refs[0]["url"] == bare.replace("canary@", "canary:********@")
+    assert refs[1]["password"] == "********"
 
     # deleting the jobs deletes their Secret blocks
     for job_id in jobs.values():
