@@ -89,6 +89,19 @@ def _pipeline_text(step: str) -> Callable[[World], tuple[int, str]]:
     )
 
 
+def _cli_with_file(
+    name: str, content: str | bytes, *args: str
+) -> Callable[[World], tuple[int, str]]:
+    """Write `content` to `<root>/<name>`, then run the CLI with the file's path as the last argument."""
+
+    def run(w: World) -> tuple[int, str]:
+        path = w.root / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return w.cli(*args, str(path))
+
+    return run
+
+
 def _big_arguments(n: int, size: int) -> list[dict[str, Any]]:
     return [{"operation": "noop", "arguments": {"blob": "x" * size}} for _ in range(n)]
 
@@ -144,26 +157,17 @@ CASES: dict[str, tuple[Callable[[World], tuple[int, str]], int, tuple[str, ...]]
         ("project.json", "not UTF-8"),
     ),
     "drift file alias bomb (CLI)": (
-        lambda w: (
-            (w.root / "drift.yaml").write_text(ALIAS_BOMB),
-            w.cli("run", "generate", "-s", "Retail", "--drift", str(w.root / "drift.yaml")),
-        )[1],
+        _cli_with_file("drift.yaml", ALIAS_BOMB, "run", "generate", "-s", "Retail", "--drift"),
         2,
         ("--drift", "drift.yaml", "aliases"),
     ),
     "non-UTF-8 drift file (CLI)": (
-        lambda w: (
-            (w.root / "drift.yaml").write_bytes(NOT_UTF8),
-            w.cli("run", "generate", "-s", "Retail", "--drift", str(w.root / "drift.yaml")),
-        )[1],
+        _cli_with_file("drift.yaml", NOT_UTF8, "run", "generate", "-s", "Retail", "--drift"),
         2,
         ("--drift", "drift.yaml", "not UTF-8"),
     ),
     "non-UTF-8 --items file (CLI)": (
-        lambda w: (
-            (w.root / "items.json").write_bytes(b'[{"operation": "caf\xe9"}]'),
-            w.cli("run", "custom", "--items", str(w.root / "items.json")),
-        )[1],
+        _cli_with_file("items.json", b'[{"operation": "caf\xe9"}]', "run", "custom", "--items"),
         2,
         ("--items", "items.json", "not UTF-8"),
     ),
@@ -273,10 +277,9 @@ CASES: dict[str, tuple[Callable[[World], tuple[int, str]], int, tuple[str, ...]]
     ),
     # --- Prefect's 512 KiB parameter limit, refused before any flow run exists
     "CLI parameters over 512 KiB": (
-        lambda w: (
-            (w.root / "big.json").write_text(json.dumps(_big_arguments(10, 60_000))),
-            w.cli("run", "custom", "--items", str(w.root / "big.json")),
-        )[1],
+        _cli_with_file(
+            "big.json", json.dumps(_big_arguments(10, 60_000)), "run", "custom", "--items"
+        ),
         2,
         ("items", "524,288", "512 KiB", "PREFECT_SERVER_API_MAX_PARAMETER_SIZE"),
     ),

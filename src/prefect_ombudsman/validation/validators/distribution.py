@@ -30,11 +30,7 @@ class DistributionConfig(ColumnsConfig):
     bins: int = Field(default=20, ge=2, le=1000)
     max_ks: float = Field(default=0.05, ge=0, le=1, description="Largest CDF distance allowed.")
     max_psi: float = Field(
-        default=0.1,
-        ge=0,
-        le=1000,
-        allow_inf_nan=False,
-        description="Largest population stability index allowed.",
+        default=0.1, ge=0, le=1000, description="Largest population stability index allowed."
     )
 
 
