@@ -156,6 +156,15 @@ CASES: dict[str, tuple[Callable[[World], tuple[int, str]], int, tuple[str, ...]]
         2,
         ("project.json", "not UTF-8"),
     ),
+    "non-UTF-8 metadata/mapping.json (CLI run compare)": (
+        lambda w: (
+            (w.root / "p" / "metadata").mkdir(),
+            (w.root / "p" / "metadata" / "mapping.json").write_bytes(b'{"tables": "caf\xe9"}'),
+            w.cli("run", "compare", "--project", "p"),
+        )[2],
+        1,  # the job starts and fails at once: its plan cannot be read
+        ("mapping.json", "can't decode byte 0xe9"),
+    ),
     "drift file alias bomb (CLI)": (
         _cli_with_file("drift.yaml", ALIAS_BOMB, "run", "generate", "-s", "Retail", "--drift"),
         2,

@@ -253,7 +253,7 @@ def _read_report(path: str | None) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: bad JSON or not UTF-8
         return None
     return data if isinstance(data, dict) else None
 
