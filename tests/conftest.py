@@ -24,6 +24,8 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["OMBUDSMAN_RETRY_BASE_SECONDS"] = "0.05"
 os.environ["OMBUDSMAN_PROGRESS_INTERVAL_SECONDS"] = "0.2"
 os.environ["OMBUDSMAN_PROJECTS_DIR"] = str(_SESSION_TMP / "projects")
+# never the real ~/.ombudsman/auth.json (tests that serve the API bring their own auth file)
+os.environ["OMBUDSMAN_AUTH_FILE"] = str(_SESSION_TMP / "auth.json")
 os.environ.pop("PREFECT_API_URL", None)
 
 

@@ -9,15 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from prefect_ombudsman.jobs.api import create_app
 from support import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-@pytest.fixture
-def client(tmp_projects: Path) -> TestClient:
-    return TestClient(create_app(str(tmp_projects)))
 
 
 def _wait_final(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -1,15 +1,3 @@
-"""Fixtures of the security suite."""
+"""The REST API's client fixtures (tests/api_clients.py, also imported by tests/jobs)."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-from fastapi.testclient import TestClient
-
-from prefect_ombudsman.jobs.api import create_app
-
-
-@pytest.fixture
-def client(tmp_projects: Path) -> TestClient:
-    return TestClient(create_app(str(tmp_projects)))
+from api_clients import *  # noqa: F403
