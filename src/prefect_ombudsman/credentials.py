@@ -133,11 +133,16 @@ def seal(parameters: Any, store: Store) -> tuple[Any, list[str]]:
     in a job name or description serves no purpose and is dropped).
     """
     names: list[str] = []
+    saved: dict[str, str] = {}  # one stored credential per distinct value in a job
+
+    def once(raw: str) -> str:
+        if raw not in saved:
+            saved[raw] = store(raw)
+            names.append(saved[raw])
+        return saved[raw]
 
     def keep(value: Any) -> dict[str, Any]:
-        ref = _reference(value, store)
-        names.append(ref[SECRET_REF])
-        return ref
+        return _reference(value, once)
 
     def walk(value: Any, sealable: bool) -> Any:
         if isinstance(value, Mapping):

@@ -381,3 +381,37 @@ def test_canary_password_given_every_way_is_found_nowhere(
             if (b.name or "").startswith("ombudsman-credential-")
         }
     assert new_blocks and not (new_blocks & left)
+
+
+def test_seal_keeps_references_only_and_unseal_restores_every_value():
+    from prefect_ombudsman import credentials
+    from prefect_ombudsman.metadata.store import connection_label
+
+    url = f"postgresql://u:{CANARY}@db.example:5432/sales"
+    parameters = {
+        "job_name": f"load {url}",
+        "items": [
+            {"source": url, "target": {"kind": "sqlserver", "host": "h", "password": CANARY}},
+            {"source": url, "targets": [url, "target"]},
+            {"arguments": {"connection": f"mssql://sa@h/db?odbc_connect=PWD%3D{CANARY}"}},
+        ],
+        "pipelines": [{"config_override": {"variables": {"DB_PASSWORD": CANARY, "T": "x"}}}],
+    }
+    sealed, names = credentials.seal(parameters, credentials.memory_store)
+    try:
+        assert _count(json.dumps(sealed)) == 0
+        assert len(names) == 4  # the URL repeated three times is stored once
+        assert sealed["job_name"] == "load postgresql://u:********@db.example:5432/sales"
+        assert sealed["items"][0]["source"] == sealed["items"][1]["targets"][0]
+        assert sealed["pipelines"][0]["config_override"]["variables"]["T"] == "x"
+        assert credentials.references(sealed) and set(credentials.references(sealed)) == set(names)
+        restored = credentials.unseal(sealed)
+        assert restored["items"] == parameters["items"]
+        assert restored["pipelines"] == parameters["pipelines"]
+        # labels of a sealed URL are those of the URL itself (catalog file names stay stable)
+        assert connection_label(sealed["items"][0]["source"]) == connection_label(url)
+        assert credentials.label_of(sealed["items"][0]["source"], "x") == credentials.mask_text(url)
+    finally:
+        credentials.forget(names)
+    with pytest.raises(Exception, match="is gone"):
+        credentials.unseal(sealed)
