@@ -6,8 +6,8 @@ Every YAML file (project.yaml, pipelines, batch files, drift files, CLI inputs) 
 - larger than `MAX_YAML_BYTES` (1 MiB, `$OMBUDSMAN_MAX_YAML_BYTES`): refused before it is read;
 - not UTF-8: refused with the offset of the first bad byte;
 - anchors and aliases: the document may expand to at most `MAX_YAML_NODES` nodes (100,000,
-  counting every alias as the whole node it stands for). The 505-byte "billion laughs" document
-  expands to 10^9 nodes and is refused while composing, before anything is built from it.
+  counting every alias as the whole node it stands for). A "billion laughs" document of a few
+  hundred bytes expands to 10^9 nodes and is refused while composing, before anything is built.
 """
 
 from __future__ import annotations
