@@ -219,6 +219,11 @@ def test_canary_password_given_every_way_is_found_nowhere(
         assert reply.status_code == 200, reply.text
         return reply.json()["job_id"]
 
+    # a refused request: FastAPI's 422 echoes the item it refused, with the password masked
+    refused = client.post("/batch/comparison/bulk-compare", json={"items": [{"source": url}]})
+    responses.append(refused.text)
+    assert refused.status_code == 422 and "canary:********@" in refused.text, refused.text
+
     compare_item = {"source_table": "orders_src", "target_table": "orders_tgt"}
     jobs = {
         "compare_url_and_inline": post(
