@@ -182,6 +182,14 @@ def execute_request(
     extra_progress: Any = None,
 ) -> None:
     """Run a validated request's flow in process (the flow's parameters are the request's fields)."""
+    from prefect_ombudsman.admission import check_request
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.projects import projects_root
+
+    try:
+        check_request(request, root=projects_root(projects_dir))
+    except ConfigurationError as exc:
+        refuse(str(exc))
     params = request.model_dump(mode="json") | {
         "projects_dir": str(projects_dir) if projects_dir else None
     }
@@ -454,12 +462,20 @@ def jobs_stats() -> None:
 
 
 @jobs_app.command("report")
-def jobs_report(job_id: str) -> None:
-    """The job's report (JSON written by the flow at the end)."""
+def jobs_report(job_id: str, projects_dir: ProjectsDir = None) -> None:
+    """The job's report (JSON written by the flow at the end, read only inside the projects root)."""
+    from prefect_ombudsman.confinement import confine_path
+    from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.jobs import service
+    from prefect_ombudsman.projects import projects_root
 
     job = _service_call(service.get_job, job_id, with_operations=False)
     path = (job.result_summary or {}).get("report_path")
+    if path:
+        try:
+            path = str(confine_path(path, root=projects_root(projects_dir), field="report_path"))
+        except ConfigurationError as exc:
+            refuse(str(exc))
     if not path or not Path(path).is_file():
         console.print(
             f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]"
@@ -1215,11 +1231,11 @@ def user_remove(username: str, auth_file: AuthFileOpt = None) -> None:
 
 @app.command("operations")
 def list_operations() -> None:
-    """List the registered custom operations."""
-    from prefect_ombudsman.operations.registry import available_operations
+    """List the registered custom operations and the package registering each."""
+    from prefect_ombudsman.operations.registry import operation_sources
 
-    for name in available_operations():
-        out.print(name)
+    for name, source in operation_sources().items():
+        out.print(f"{name}  ({source})")
 
 
 def main() -> None:  # pragma: no cover - console entry

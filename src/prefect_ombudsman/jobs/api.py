@@ -18,7 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.credentials import mask_all
+from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
 from prefect_ombudsman.jobs.models import (
@@ -37,7 +39,7 @@ from prefect_ombudsman.jobs.models import (
     BatchPipelineRequest,
     BatchProgress,
 )
-from prefect_ombudsman.projects import default_project_id
+from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
 
 router = APIRouter(prefix="/batch", tags=["batch"])
@@ -66,7 +68,7 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    except service.RequestTooLarge as exc:
+    except (service.RequestTooLarge, ConfigurationError) as exc:  # nothing started
         raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     count = _items(request)
@@ -250,21 +252,33 @@ def statistics() -> dict[str, Any]:
     }
 
 
+def _report_file(path: Any, root: Path, field: str) -> Path | None:
+    """A report file the job names, only inside the projects root (reports are never read elsewhere)."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        confined = confine_path(path, root=root, field=field)
+    except ConfigurationError:
+        return None
+    return confined if confined.is_file() else None
+
+
 @router.get("/jobs/{job_id}/report")
-def job_report(job_id: str) -> dict[str, Any]:
+def job_report(job_id: str, http: Request) -> dict[str, Any]:
     job = _job_or_404(job_id, with_operations=False)
     summary = job.result_summary or {}
-    path = summary.get("report_path")
-    if not path or not Path(path).is_file():
+    root = projects_root(http.app.state.projects_dir)
+    path = _report_file(summary.get("report_path"), root, "report_path")
+    if path is None:
         raise HTTPException(
             status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})"
         )
-    report = json.loads(Path(path).read_text(encoding="utf-8"))
-    validation = report.get("validation_report_path")
-    if validation and Path(validation).is_file():
+    report = json.loads(path.read_text(encoding="utf-8"))
+    validation = _report_file(report.get("validation_report_path"), root, "validation_report_path")
+    if validation is not None:
         report = {
             **report,
-            "validation_report": json.loads(Path(validation).read_text(encoding="utf-8")),
+            "validation_report": json.loads(validation.read_text(encoding="utf-8")),
         }
     return {
         "status": "success",
