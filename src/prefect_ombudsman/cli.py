@@ -1074,11 +1074,10 @@ def api_command(
         )
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
-    import uvicorn
-
     from prefect_ombudsman.jobs.api import create_app
+    from prefect_ombudsman.jobs.boundary import serve
 
-    uvicorn.run(
+    serve(
         create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
         host=host,
         port=port,

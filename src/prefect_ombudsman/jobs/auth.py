@@ -10,6 +10,7 @@ handshakes pass with an allowed Origin or a valid `?token=`.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import threading
@@ -35,6 +36,7 @@ REFRESH_TTL_SECONDS = 7 * 24 * 3600
 MAX_FAILED_LOGINS = 5
 LOCK_SECONDS = 15 * 60
 _CHALLENGE = 'Bearer realm="ombudsman"'
+logger = logging.getLogger("prefect_ombudsman.api")
 _OPEN = Principal("insecure-no-auth", "anonymous", can_write=True)
 
 
@@ -106,7 +108,11 @@ class AuthState:
         try:
             return self._file.current()
         except ConfigurationError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+            logger.error("credentials cannot be checked: %s", exc)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "Credentials cannot be checked: the server's auth file is unreadable (see its log)",
+            ) from None
 
     def locked(self, username: str) -> bool:
         with self._lock:

@@ -1,0 +1,96 @@
+"""A real `ombudsman api` process on 127.0.0.1: auth over the wire, and its access and error
+logs still written after it has run a job in-process (Prefect's logging setup once dropped them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prefect_ombudsman.jobs import credentials
+from support import wait_until
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path: Path, tmp_projects: Path) -> Iterator[tuple[str, str, Path, Path]]:
+    """(base url, full token, output log, auth file) of an `ombudsman api` process."""
+    import prefect.settings as ps
+
+    auth = tmp_path / "auth.json"
+    token = credentials.create_token(auth, "process")
+    port, log = _free_port(), tmp_path / "api.log"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(ps.PREFECT_API_URL.value()),
+        "OMBUDSMAN_AUTH_FILE": str(auth),
+        "OMBUDSMAN_EXECUTION": "local",
+    }
+    command = [sys.executable, "-m", "prefect_ombudsman.cli", "api", "--port", str(port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--projects-dir", str(tmp_projects)], env=env, stdout=sink, stderr=sink
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: _answers(base), timeout=120, interval=0.2), log.read_text()
+        yield base, token, log, auth
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_served_api_needs_a_token_and_keeps_its_logs_after_a_job(
+    served: tuple[str, str, Path, Path],
+):
+    base, token, log, auth_file = served
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/batch/jobs").status_code == 401
+    created = httpx.post(
+        f"{base}/batch/custom/execute",
+        json={"job_name": "in process", "items": [{"operation": "noop"}]},
+        headers=auth,
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text
+    job = f"{base}/batch/jobs/{created.json()['job_id']}"
+    assert wait_until(
+        lambda: httpx.get(job, headers=auth, timeout=30).json()["job"]["status"] == "completed",
+        timeout=120,
+        interval=0.3,
+    )
+    marker = "/batch/jobs?after-the-job"
+    assert httpx.get(f"{base}{marker}", headers=auth, timeout=30).status_code == 200
+    assert wait_until(lambda: marker in log.read_text(), timeout=30, interval=0.2), log.read_text()
+    failing = httpx.post(
+        f"{base}/batch/custom/execute", content=b"x" * (2 << 20), headers=auth, timeout=30
+    )
+    assert failing.status_code == 413 and "1048576 bytes" in failing.json()["detail"]
+    assert wait_until(
+        lambda: '"POST /batch/custom/execute HTTP/1.1" 413' in log.read_text(), timeout=30
+    )
+    auth_file.write_text("{ not json")  # a broken auth file: 503, logged with the request id
+    broken = httpx.get(f"{base}/batch/jobs", headers=auth, timeout=30)
+    assert broken.status_code == 503 and broken.headers["x-request-id"]
+    assert broken.json()["request_id"] == broken.headers["x-request-id"]
+    assert wait_until(lambda: broken.json()["request_id"] in log.read_text(), timeout=30)
