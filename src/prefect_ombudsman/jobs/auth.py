@@ -145,6 +145,7 @@ class RouteInfo:
     methods: frozenset[str]  # empty for a WebSocket route
     websocket: bool
     public: bool
+    path_regex: Any = None
 
 
 def route_table(app: FastAPI) -> list[RouteInfo]:
@@ -154,16 +155,16 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     table = []
     for route in app.routes:
         contexts = getattr(route, "effective_route_contexts", None)
-        pairs = [(c.path, c.original_route) for c in contexts()] if contexts else []
-        pairs = pairs or [(getattr(route, "path", ""), route)]
-        for path, original in pairs:
+        pairs = [(c, c.original_route) for c in contexts()] if contexts else []
+        for effective, original in pairs or [(route, route)]:
             if isinstance(original, APIRoute | APIWebSocketRoute):
                 table.append(
                     RouteInfo(
-                        path,
+                        effective.path,
                         frozenset(getattr(original, "methods", None) or ()),
                         isinstance(original, APIWebSocketRoute),
                         getattr(original.endpoint, _PUBLIC, False),
+                        effective.path_regex,
                     )
                 )
     return table

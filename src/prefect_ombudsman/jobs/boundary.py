@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.jobs.auth import route_table
 
 MAX_BODY_BYTES = 1024 * 1024
 logger = logging.getLogger("prefect_ombudsman.api")
@@ -270,6 +271,14 @@ def install_boundary(app: FastAPI, max_body_bytes: int | None = None) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 405:  # Allow: every method of the path, not the first route's
+            allowed = {
+                method
+                for route in route_table(app)
+                if route.path_regex is not None and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
         if exc.status_code < 500:
             return await http_exception_handler(request, exc)
         request_id = getattr(request.state, "request_id", None)
