@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, WebSocketException, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Response,
+    WebSocketException,
+    status,
+)
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
@@ -31,6 +40,7 @@ from prefect_ombudsman.jobs.credentials import InvalidCredential, Principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_TTL_SECONDS = 8 * 3600
+SESSION_COOKIE = "ombudsman_session"
 REFRESH_TTL_SECONDS = 7 * 24 * 3600
 # Failed logins per username before it is locked for LOCK_SECONDS (in this process).
 MAX_FAILED_LOGINS = 5
@@ -179,6 +189,18 @@ def _bearer(conn: HTTPConnection) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+def _session_cookie(conn: HTTPConnection) -> str | None:
+    """The session from /auth/login's cookie (a JWT; API tokens never travel in cookies)."""
+    value = conn.cookies.get(SESSION_COOKIE, "")
+    return value if value.count(".") == 2 else None
+
+
+def _same_origin(conn: HTTPConnection) -> bool:
+    """No Origin (not a cross-origin browser request), or one naming this very host."""
+    origin = conn.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == conn.headers.get("host")
+
+
 def unauthorized(detail: str, *, error: str | None = None) -> HTTPException:
     challenge = f'{_CHALLENGE}, error="{error}"' if error else _CHALLENGE
     return HTTPException(
@@ -199,6 +221,8 @@ def authorize_websocket(websocket: HTTPConnection) -> bool:
     if origin and origin in state.settings.cors_origins:
         return True
     credential = websocket.query_params.get("token") or _bearer(websocket)
+    if not credential and _same_origin(websocket):
+        credential = _session_cookie(websocket)
     if not credential:
         return False
     try:
@@ -223,12 +247,18 @@ def authenticate(conn: HTTPConnection) -> Principal | None:
         principal = _OPEN
     else:
         credential = _bearer(conn)
-        if credential is None:
+        cookie = _session_cookie(conn) if credential is None else None
+        if credential is None and cookie is None:
             raise unauthorized("Not authenticated: send Authorization: Bearer <token>")
         try:
-            principal = credentials.principal_for(state.data(), credential)
+            principal = credentials.principal_for(state.data(), credential or cookie or "")
         except InvalidCredential as exc:
             raise unauthorized(f"Invalid credential: {exc}", error="invalid_token") from None
+        if cookie and conn.scope.get("method") not in SAFE_METHODS and not _same_origin(conn):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "A session cookie works for same-origin writes only; send Authorization: Bearer",
+            )
     if conn.scope.get("method") not in SAFE_METHODS and not principal.can_write:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -293,8 +323,11 @@ def _tokens(state: AuthState, user: dict[str, Any]) -> dict[str, Any]:
 
 @auth_router.post("/login", response_model=LoginResponse)
 @public
-def login(body: LoginRequest, conn: HTTPConnection) -> dict[str, Any]:
-    """Sign in with a user's name (or email) and password: a session token (JWT) and the user."""
+def login(body: LoginRequest, conn: HTTPConnection, response: Response) -> dict[str, Any]:
+    """Sign in with a user's name (or email) and password: a session token (JWT) and the user.
+
+    The session is also set as an HttpOnly, SameSite=Strict cookie, so a Studio served from the
+    same origin (behind one reverse proxy) is signed in on calls that send no header."""
     state = _state(conn)
     name = body.username.strip().lower()
     if state.locked(name):
@@ -308,7 +341,26 @@ def login(body: LoginRequest, conn: HTTPConnection) -> dict[str, Any]:
         raise unauthorized(str(exc)) from None
     state.succeeded(name)
     public = {**credentials.public_user(user), "last_login": datetime.now(UTC)}
-    return {**_tokens(state, user), "user": public}
+    tokens = _tokens(state, user)
+    response.set_cookie(
+        SESSION_COOKIE,
+        tokens["access_token"],
+        max_age=tokens["expires_in"],
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=conn.url.scheme == "https"
+        or conn.headers.get("x-forwarded-proto", "").lower() == "https",
+    )
+    return {**tokens, "user": public}
+
+
+@auth_router.post("/logout")
+@public
+def logout(response: Response) -> dict[str, Any]:
+    """Forget the session cookie (bearer sessions simply expire)."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return {"success": True, "message": "Logged out", "data": None}
 
 
 @auth_router.post("/refresh", response_model=Token)
