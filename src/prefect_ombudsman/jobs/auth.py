@@ -308,7 +308,10 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _tokens(state: AuthState, user: dict[str, Any]) -> dict[str, Any]:
-    secret = state.data()["secret_key"]
+    secret = state.data().get("secret_key")
+    if not secret:
+        logger.error("auth file has no secret_key: run any `ombudsman api token|user` command")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Sessions cannot be signed now")
     claims = {"sub": user["user_id"], "username": user["username"], "role": user["role"]}
     ttl = state.settings.session_ttl_seconds
     return {
