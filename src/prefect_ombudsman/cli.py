@@ -1072,6 +1072,8 @@ def api_command(
             f"[yellow]No credential in {settings.auth_file}: every route but /health answers "
             "401. Create one with `ombudsman api token create --name NAME`.[/yellow]"
         )
+    if settings.auth_file.exists() and settings.auth_file.stat().st_mode & 0o077:
+        console.print(f"[yellow]{settings.auth_file} is readable by others: chmod 600 it.[/yellow]")
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
     from prefect_ombudsman.jobs.api import create_app

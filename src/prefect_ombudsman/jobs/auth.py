@@ -113,6 +113,8 @@ class AuthState:
         self._file = credentials.AuthFileCache(settings.auth_file)
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
+        # scrypt takes 16 MiB per check: a flood of logins queues here instead of eating memory
+        self.hashing = threading.BoundedSemaphore(4)
 
     def data(self) -> dict[str, Any]:
         try:
@@ -338,7 +340,8 @@ def login(body: LoginRequest, conn: HTTPConnection, response: Response) -> dict[
             status.HTTP_403_FORBIDDEN, "Account locked due to too many failed login attempts"
         )
     try:
-        user = credentials.check_login(state.data(), body.username, body.password)
+        with state.hashing:
+            user = credentials.check_login(state.data(), body.username, body.password)
     except InvalidCredential as exc:
         state.failed(name)
         raise unauthorized(str(exc)) from None
