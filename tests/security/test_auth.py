@@ -370,3 +370,22 @@ def test_login_cookie_signs_in_same_origin_calls_and_refuses_cross_origin_writes
     assert token_cookie.get("/batch/jobs").status_code == 401  # tokens never as cookies
     assert browser.post("/auth/logout").json()["success"] is True
     assert browser.get("/batch/jobs").status_code == 401
+
+
+def test_an_endpoint_marked_for_readers_takes_their_writes(
+    api_app: FastAPI, readonly_client: TestClient
+):
+    from prefect_ombudsman.jobs.auth import readers_may_call
+
+    @api_app.put("/probe/active")
+    @readers_may_call
+    def set_active() -> dict[str, str]:
+        return {"who": "reader"}
+
+    @api_app.put("/probe/shared")
+    def set_shared() -> dict[str, str]:
+        return {"who": "writer"}
+
+    assert readonly_client.put("/probe/active").json() == {"who": "reader"}
+    assert readonly_client.put("/probe/shared").status_code == 403
+    assert TestClient(api_app).put("/probe/active").status_code == 401

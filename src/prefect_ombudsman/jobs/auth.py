@@ -151,6 +151,16 @@ def public(endpoint: Any) -> Any:
     return endpoint
 
 
+_READERS = "__ombudsman_readers_may_write__"
+
+
+def readers_may_call(endpoint: Any) -> Any:
+    """Mark a POST/PUT/DELETE endpoint that changes only the caller's own view (e.g. the active
+    project, alerts seen), so read-only tokens and viewers may call it."""
+    setattr(endpoint, _READERS, True)
+    return endpoint
+
+
 @dataclass(frozen=True)
 class RouteInfo:
     path: str
@@ -237,7 +247,7 @@ def authorize_websocket(websocket: HTTPConnection) -> bool:
 def authenticate(conn: HTTPConnection) -> Principal | None:
     """App-level dependency: who is calling, refused with 401 (who?) or 403 (not allowed)."""
     if getattr(getattr(conn.scope.get("route"), "endpoint", None), _PUBLIC, False):
-        return None
+        return None  # /health and the login routes
     state = _state(conn)
     if conn.scope["type"] == "websocket":
         if not authorize_websocket(conn):
@@ -261,7 +271,9 @@ def authenticate(conn: HTTPConnection) -> Principal | None:
                 status.HTTP_403_FORBIDDEN,
                 "A session cookie works for same-origin writes only; send Authorization: Bearer",
             )
-    if conn.scope.get("method") not in SAFE_METHODS and not principal.can_write:
+    endpoint = getattr(conn.scope.get("route"), "endpoint", None)
+    writes = conn.scope.get("method") not in SAFE_METHODS and not getattr(endpoint, _READERS, False)
+    if writes and not principal.can_write:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"{principal.kind} {principal.name!r} is read-only: "
