@@ -146,3 +146,20 @@ def test_every_answer_carries_a_request_id(client: TestClient, anon_client: Test
         client.get("/batch/jobs/not-a-job").headers["x-request-id"],
     }
     assert len(ids) == 3
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/batch/jobs/%ED%A0%80",
+        "/batch/jobs/%ED%A0%80/progress",
+        "/batch/jobs?project_id=%ED%A0%80",
+        "/batch/jobs?project_id=%FF%FE",
+        "/batch/jobs?status=%00",
+        "/batch/jobs/%00/report",
+    ],
+)
+def test_undecodable_paths_and_queries_never_give_a_500(client: TestClient, url: str):
+    answer = client.get(url)  # invalid UTF-8 is read with replacement characters
+    assert answer.status_code in (200, 404, 422), (url, answer.status_code, answer.text)
+    assert answer.json() is not None
