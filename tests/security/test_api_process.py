@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,14 +26,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def served(tmp_path: Path, tmp_projects: Path) -> Iterator[tuple[str, str, Path, Path]]:
-    """(base url, full token, output log, auth file) of an `ombudsman api` process."""
+@contextmanager
+def _serving(auth: Path, log: Path, *options: str) -> Iterator[str]:
+    """The base url of an `ombudsman api` process on 127.0.0.1, stopped at exit."""
     import prefect.settings as ps
 
-    auth = tmp_path / "auth.json"
-    token = credentials.create_token(auth, "process")
-    port, log = _free_port(), tmp_path / "api.log"
+    port = _free_port()
     env = {
         **os.environ,
         "PREFECT_API_URL": str(ps.PREFECT_API_URL.value()),
@@ -41,16 +40,23 @@ def served(tmp_path: Path, tmp_projects: Path) -> Iterator[tuple[str, str, Path,
     }
     command = [sys.executable, "-m", "prefect_ombudsman.cli", "api", "--port", str(port)]
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--projects-dir", str(tmp_projects)], env=env, stdout=sink, stderr=sink
-        )
+        process = subprocess.Popen([*command, *options], env=env, stdout=sink, stderr=sink)
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: _answers(base), timeout=120, interval=0.2), log.read_text()
-        yield base, token, log, auth
+        yield base
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def served(tmp_path: Path, tmp_projects: Path) -> Iterator[tuple[str, str, Path, Path]]:
+    """(base url, full token, output log, auth file) of an `ombudsman api` process."""
+    auth, log = tmp_path / "auth.json", tmp_path / "api.log"
+    token = credentials.create_token(auth, "process")
+    with _serving(auth, log, "--projects-dir", str(tmp_projects)) as base:
+        yield base, token, log, auth
 
 
 def _answers(base: str) -> bool:
@@ -94,3 +100,17 @@ def test_served_api_needs_a_token_and_keeps_its_logs_after_a_job(
     assert broken.status_code == 503 and broken.headers["x-request-id"]
     assert broken.json()["request_id"] == broken.headers["x-request-id"]
     assert wait_until(lambda: broken.json()["request_id"] in log.read_text(), timeout=30)
+
+
+def test_loopback_without_credentials_answers_401_and_says_how_to_make_one(
+    tmp_path: Path, tmp_projects: Path
+):
+    log = tmp_path / "api.log"
+    with _serving(tmp_path / "none.json", log, "--projects-dir", str(tmp_projects)) as base:
+        assert httpx.get(f"{base}/batch/jobs", timeout=30).status_code == 401
+    assert "ombudsman api token create --name NAME" in log.read_text()
+    assert not (tmp_path / "none.json").exists()
+    log = tmp_path / "open.log"
+    with _serving(tmp_path / "none.json", log, "--insecure-no-auth") as base:
+        assert httpx.get(f"{base}/batch/jobs", timeout=30).status_code == 200
+    assert "WARNING: --insecure-no-auth" in log.read_text()
