@@ -135,7 +135,9 @@ class AuthState:
         with self._lock:
             if len(self._failures) > 10_000:
                 self._failures.clear()
-            self._failures.setdefault(username, []).append(time.time())
+            now = time.time()
+            recent = [t for t in self._failures.get(username, []) if t > now - LOCK_SECONDS]
+            self._failures[username] = [*recent[-MAX_FAILED_LOGINS:], now]
 
     def succeeded(self, username: str) -> None:
         with self._lock:
