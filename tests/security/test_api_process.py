@@ -114,3 +114,58 @@ def test_loopback_without_credentials_answers_401_and_says_how_to_make_one(
     with _serving(tmp_path / "none.json", log, "--insecure-no-auth") as base:
         assert httpx.get(f"{base}/batch/jobs", timeout=30).status_code == 200
     assert "WARNING: --insecure-no-auth" in log.read_text()
+
+
+@pytest.fixture
+def guarded_prefect(tmp_path: Path) -> Iterator[str]:
+    """A `prefect server start` with PREFECT_SERVER_API_AUTH_STRING=admin:s3cret (its API url)."""
+    port, log = _free_port(), tmp_path / "prefect.log"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_API_AUTH_STRING": "admin:s3cret",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=sink, stderr=sink
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        assert wait_until(lambda: _answers(url), timeout=180, interval=0.5), log.read_text()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_prefect_server_auth_string_as_docs_say(
+    guarded_prefect: str, tmp_projects: Path, tmp_path: Path
+):
+    import prefect.settings as ps
+    from prefect.settings import temporary_settings
+
+    from api_clients import bearer_client
+    from prefect_ombudsman.jobs.api import create_app
+    from prefect_ombudsman.jobs.auth import AuthSettings
+
+    settings = AuthSettings(auth_file=tmp_path / "auth.json")
+    client = bearer_client(
+        create_app(str(tmp_projects), auth=settings),
+        credentials.create_token(settings.auth_file, "t"),
+    )
+    unauthenticated = httpx.post(f"{guarded_prefect}/flow_runs/filter", json={}, timeout=30)
+    assert unauthenticated.status_code == 401
+    with temporary_settings(
+        updates={ps.PREFECT_API_URL: guarded_prefect, ps.PREFECT_API_AUTH_STRING: "admin:s3cret"}
+    ):
+        assert client.get("/batch/jobs").status_code == 200
+    with temporary_settings(
+        updates={ps.PREFECT_API_URL: guarded_prefect}, restore_defaults={ps.PREFECT_API_AUTH_STRING}
+    ):
+        refused = client.get("/batch/jobs")
+    assert refused.status_code == 503 and "PREFECT_API_AUTH_STRING" in refused.json()["detail"]
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]

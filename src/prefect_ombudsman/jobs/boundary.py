@@ -24,6 +24,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prefect.exceptions import PrefectHTTPStatusError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -268,6 +269,16 @@ def install_boundary(app: FastAPI, max_body_bytes: int | None = None) -> None:
         return JSONResponse(
             status_code=422, content={"detail": _printable(jsonable_encoder(exc.errors()))}
         )
+
+    @app.exception_handler(PrefectHTTPStatusError)
+    async def prefect_refused(request: Request, exc: PrefectHTTPStatusError) -> Any:
+        if exc.response.status_code not in (401, 403):
+            raise exc  # the middleware answers 500 with the request id and logs it
+        detail = (
+            "The Prefect API refused this service's credentials: set PREFECT_API_AUTH_STRING "
+            "(or PREFECT_API_KEY) to what the Prefect server expects"
+        )
+        return await http_error(request, StarletteHTTPException(503, detail))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
