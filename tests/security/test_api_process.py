@@ -39,15 +39,22 @@ def _serving(auth: Path, log: Path, *options: str) -> Iterator[str]:
         "OMBUDSMAN_EXECUTION": "local",
     }
     command = [sys.executable, "-m", "prefect_ombudsman.cli", "api", "--port", str(port)]
-    with log.open("wb") as sink:
-        process = subprocess.Popen([*command, *options], env=env, stdout=sink, stderr=sink)
     base = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until(lambda: _answers(base), timeout=120, interval=0.2), log.read_text()
+    with _running([*command, *options], env, log, base):
         yield base
+
+
+@contextmanager
+def _running(command: list[str], env: dict[str, str], log: Path, url: str) -> Iterator[None]:
+    """A process writing to `log`, once `url`/health answers; terminated at exit."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+    try:
+        assert wait_until(lambda: _answers(url), timeout=180, interval=0.3), log.read_text()
+        yield
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
 
 @pytest.fixture
@@ -129,17 +136,9 @@ def guarded_prefect(tmp_path: Path) -> Iterator[str]:
     }
     env.pop("PREFECT_API_URL", None)
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=sink, stderr=sink
-        )
     url = f"http://127.0.0.1:{port}/api"
-    try:
-        assert wait_until(lambda: _answers(url), timeout=180, interval=0.5), log.read_text()
+    with _running([*command, "--port", str(port)], env, log, url):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
 
 
 def test_prefect_server_auth_string_as_docs_say(
