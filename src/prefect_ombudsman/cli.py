@@ -1093,7 +1093,8 @@ def api_command(
     if insecure_no_auth:
         console.print(
             "[bold red]WARNING: --insecure-no-auth: anyone who can reach "
-            f"{host}:{port} may start, cancel and delete jobs.[/bold red]"
+            f"{host}:{port} may start, cancel and delete jobs.[/bold red]",
+            soft_wrap=True,
         )
     elif not configured and not is_loopback(host):
         refuse(
@@ -1103,15 +1104,20 @@ def api_command(
     elif not configured:
         console.print(
             f"[yellow]No credential in {settings.auth_file}: every route but /health answers "
-            "401. Create one with `ombudsman api token create --name NAME`.[/yellow]"
+            "401. Create one with `ombudsman api token create --name NAME`.[/yellow]",
+            soft_wrap=True,
+        )
+    if settings.auth_file.exists() and settings.auth_file.stat().st_mode & 0o077:
+        console.print(
+            f"[yellow]{settings.auth_file} is readable by others: chmod 600 it.[/yellow]",
+            soft_wrap=True,
         )
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
-    import uvicorn
-
     from prefect_ombudsman.jobs.api import create_app
+    from prefect_ombudsman.jobs.boundary import serve
 
-    uvicorn.run(
+    serve(
         create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
         host=host,
         port=port,
