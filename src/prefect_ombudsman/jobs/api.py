@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from prefect_ombudsman.confinement import confine_path
-from prefect_ombudsman.credentials import mask_all
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
@@ -330,12 +327,5 @@ def create_app(
     @app.exception_handler(service.OmbudsmanError)
     def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": scrub(str(exc))})
-
-    @app.exception_handler(RequestValidationError)
-    def request_refused(_: Request, exc: RequestValidationError) -> JSONResponse:
-        """FastAPI's 422, with any credential inside the echoed `input` masked."""
-        return JSONResponse(
-            status_code=422, content={"detail": jsonable_encoder(mask_all(list(exc.errors())))}
-        )
 
     return app
