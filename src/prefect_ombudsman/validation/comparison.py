@@ -426,11 +426,11 @@ BucketBy = Literal["key", "key hash", "canonical key hash", "row hash"]
 
 
 def key_bucket(values: Iterable[Any], buckets: int) -> int:
-    """The bucket of an integer key (Python reference of `key_bucket_sql`); NULL counts as p
-    (outside 0..p-1), which only keyless tables use (a NULL key is refused)."""
+    """The bucket of an integer key (Python reference of `key_bucket_sql`); NULL counts as 0
+    (only keyless tables bucket by nullable columns: a NULL key is refused)."""
     acc: int | None = None
     for value in values:
-        m = KEY_PRIME if value is None else int(value) % KEY_PRIME  # Python's % is non-negative
+        m = 0 if value is None else int(value) % KEY_PRIME  # Python's % is non-negative
         acc = m if acc is None else (acc * KEY_MULTIPLIER + m) % KEY_PRIME
     assert acc is not None
     return acc * KEY_MULTIPLIER % KEY_PRIME % buckets
@@ -438,14 +438,14 @@ def key_bucket(values: Iterable[Any], buckets: int) -> int:
 
 def key_bucket_sql(keys: list[Any], buckets: int, *, nulls: bool = False) -> Any:
     """`key_bucket` in SQL: `%` truncates toward zero on every engine, hence `(k % p + p) % p`;
-    with `nulls`, a NULL column counts as p (keyless tables bucketed by nullable columns)."""
+    with `nulls`, a NULL column counts as 0 (keyless tables bucketed by nullable columns)."""
     prime: Any = literal_column(str(KEY_PRIME))
     multiplier: Any = literal_column(str(KEY_MULTIPLIER))
     acc: Any = None
     for key in keys:
         m = (cast(key % prime, types.BigInteger()) + prime) % prime
         if nulls:
-            m = func.coalesce(m, prime)
+            m = func.coalesce(m, literal_column("0"))
         acc = m if acc is None else (acc * multiplier + m) % prime
     return (acc * multiplier) % prime % literal_column(str(buckets))
 
@@ -748,7 +748,7 @@ def _bucket_by(plan: Plan, mode: str) -> tuple[BucketBy, list[str]]:
         if all(integer_key(fields) for fields in keyed):
             return "key", names
         return ("key hash" if mode == "native" else "canonical key hash"), names
-    # no key: the integer columns by arithmetic (NULL as its own value), else the canonical hash
+    # no key: the integer columns by arithmetic (NULL as 0), else the canonical hash
     # of the other cheap, exactly comparable columns (floats are rounded: left out)
     integers = [s.name.lower() for s, t in pairs if integer_key([s]) and integer_key([t])]
     if integers:
