@@ -169,16 +169,6 @@ def assert_exact(outcome: Any, planted: dict[str, Any], layout: str) -> None:
     assert got_extra == Counter([mark(r[pick]) for r in planted["extra"]] + changed_marks)
 
 
-@pytest.fixture(scope="module")
-def pg(postgres_url: str):
-    return get_engine(spec_from_url(postgres_url))
-
-
-@pytest.fixture(scope="module")
-def snow(fakesnow_server):
-    return fakesnow_engine(fakesnow_server, "XENG")
-
-
 PAIRS = ["sqlite-duckdb", "postgresql-duckdb", "duckdb-postgresql", "postgresql-snowflake"]
 
 
@@ -190,9 +180,9 @@ def _engines(pair: str, tmp_path: Path, request: pytest.FixtureRequest) -> list[
         elif kind == "duckdb":
             out.append(duckdb_engine(tmp_path / f"{i}.duckdb"))
         elif kind == "postgresql":
-            out.append(request.getfixturevalue("pg"))
+            out.append(get_engine(spec_from_url(request.getfixturevalue("postgres_url"))))
         else:
-            out.append(request.getfixturevalue("snow"))
+            out.append(fakesnow_engine(request.getfixturevalue("fakesnow_server"), "XENG"))
     return out
 
 
