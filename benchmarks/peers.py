@@ -8,6 +8,8 @@ Peers live in virtual environments this script creates under `--bench-dir`
 (`$OMBUDSMAN_BENCH_DIR`, default /tmp/ombudsman-peers/venvs/<peer>), never in ours:
 reladiff (`reladiff[duckdb,postgresql]`), Soda (`soda-core-postgres` + `soda-core-duckdb`), DVT
 (`google-pso-data-validator`). A peer that cannot install is reported as such and skipped.
+Soda's venv gets our DuckDB version on top (soda-core-duckdb pins duckdb<1.1, which cannot read
+files written by DuckDB 2), and runs with its anonymous usage statistics off (no route here).
 
 Tasks (data from benchmarks/validation.py and benchmarks/comparison.py, built once and kept):
   columns   column checks on fact_sales (count, nulls, min/max/sum of the NUMERIC columns,
@@ -72,10 +74,14 @@ def ensure_peer(bench_dir: Path, name: str) -> tuple[Path | None, str]:
         return venv / "bin", marker.read_text().strip()
     venv.parent.mkdir(parents=True, exist_ok=True)
     print(f"# installing {name} into {venv} ...", flush=True)
+    import duckdb
+
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
         [str(venv / "bin" / "pip"), "install", "-q", *PEERS[name]],
     ]
+    if name == "soda":  # soda-core-duckdb pins duckdb<1.1, which cannot open our DuckDB files
+        steps.append([str(venv / "bin" / "pip"), "install", "-q", f"duckdb=={duckdb.__version__}"])
     for step in steps:
         proc = subprocess.run(step, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -147,6 +153,7 @@ class Case:
     parse: Any  # (stdout, stderr, returncode) -> found
     env: dict[str, str] | None = None
     peer: bool = True
+    max_runs: int | None = None  # fewer runs than the others (ours as installed, --installed-runs)
     runs: list[tuple[float, float, str]] = field(default_factory=list)  # wall, MiB, found
 
 
@@ -191,6 +198,15 @@ def dvt_found(out: str, err: str, code: int) -> str:
         return "error: " + ((err or out).strip().splitlines() or ["?"])[-1][:120]
     fails = sum(1 for line in out.splitlines() if '"fail"' in line or ",fail," in line)
     return f"{fails} failing"
+
+
+def soda_env(bench_dir: Path) -> dict[str, str]:
+    """Soda with its anonymous usage statistics off (~/.soda/config.yml of a scratch HOME): this
+    machine has no route to its collector, whose retries would be timed otherwise."""
+    home = bench_dir / "soda-home"
+    (home / ".soda").mkdir(parents=True, exist_ok=True)
+    (home / ".soda" / "config.yml").write_text("send_anonymous_usage_stats: false\n")
+    return {**os.environ, "HOME": str(home)}
 
 
 def soda_files(bench_dir: Path, pair: str, urls: tuple[str, str]) -> tuple[Path, Path]:
@@ -265,8 +281,9 @@ def make_cases(
                             "--table", f"t={target_table}", "--key", "id", "--hash-mode", args.hash_mode,
                             "--json"]  # fmt: skip
                 for mode, env in ours_env.items():
+                    runs = args.installed_runs if mode == "installed" else None
                     cases.append(
-                        Case(task, pair, f"ours ({mode})", argv, ours_found, env, peer=False)
+                        Case(task, pair, f"ours ({mode})", argv, ours_found, env, False, runs)
                     )
             rel = peers.get("reladiff")
             if rel and task != "columns" and "reladiff" in args.tools:
@@ -281,7 +298,9 @@ def make_cases(
                 config, checks = soda_files(args.bench_dir, pair, urls)
                 scan = f"{soda / 'soda'} scan -c {config} {checks}"
                 argv = ["sh", "-c", f"{scan} -d src; {scan} -d tgt"]
-                cases.append(Case(task, pair, "soda (2 scans)", argv, soda_found))
+                cases.append(
+                    Case(task, pair, "soda (2 scans)", argv, soda_found, soda_env(args.bench_dir))
+                )
             dvt = peers.get("dvt")
             if dvt and pair == "postgresql-postgresql" and "dvt" in args.tools:
                 env = dvt_setup(dvt, args.bench_dir, urls)
@@ -427,6 +446,12 @@ def main() -> None:
         type=Path,
         default=Path(os.environ.get("OMBUDSMAN_BENCH_DIR", "/tmp/ombudsman-peers")),
     )
+    parser.add_argument(
+        "--installed-runs",
+        type=int,
+        default=None,
+        help="runs of ours as installed (default --runs)",
+    )
     parser.add_argument("--pg-url", default=None, help="reuse a PostgreSQL (else a throwaway one)")
     args = parser.parse_args()
     args.bench_dir.mkdir(parents=True, exist_ok=True)
@@ -463,12 +488,19 @@ def main() -> None:
         cases = make_cases(args, data, peers, ours_env)
         work = args.bench_dir / "work"
         work.mkdir(exist_ok=True)
+        logs = args.bench_dir / "logs"
+        logs.mkdir(exist_ok=True)
         loads = []
         for run in range(args.runs):
             for case in cases:
+                if case.max_runs is not None and run >= case.max_runs:
+                    continue
                 wall, rss, out, err = cmp_bench.measure(case.argv, env=case.env, cwd=work)
                 code = 0  # measure() does not return it; the parsers read the output
                 found = case.parse(out, err, code)
+                slug = f"{case.task}_{case.pair}_{case.tool}_{run + 1}".replace(" ", "_")
+                for suffix, text in (("out", out), ("err", err)):  # kept for a look afterwards
+                    (logs / f"{slug.replace('/', '_')}.{suffix}").write_text(text)
                 case.runs.append((wall, rss, found))
                 loads.append(os.getloadavg()[0])
                 print(f"run {run + 1} {case.task:8} {case.pair:22} {case.tool:24} {wall:7.2f} s "
