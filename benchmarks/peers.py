@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -316,7 +317,8 @@ def make_cases(
                             "-tbls", f"public.t=public.{target_table}", "--primary-keys", "id",
                             "--hash", "*", "--filter-status", "fail", "--format", "csv"]  # fmt: skip
                     tool = "dvt --hash"
-                cases.append(Case(task, pair, tool, argv, dvt_found, env))
+                runs = args.dvt_row_runs if task != "columns" else None
+                cases.append(Case(task, pair, tool, argv, dvt_found, env, True, runs))
     return cases
 
 
@@ -452,8 +454,13 @@ def main() -> None:
         default=None,
         help="runs of ours as installed (default --runs)",
     )
+    parser.add_argument(
+        "--dvt-row-runs", type=int, default=None, help="runs of DVT's row hash (default --runs)"
+    )
     parser.add_argument("--pg-url", default=None, help="reuse a PostgreSQL (else a throwaway one)")
     args = parser.parse_args()
+    # a terminated benchmark still stops its PostgreSQL and Prefect server (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.bench_dir.mkdir(parents=True, exist_ok=True)
     print(f"# load average at start {os.getloadavg()[0]:.1f}", flush=True)
 
