@@ -497,22 +497,25 @@ def main() -> None:
         work.mkdir(exist_ok=True)
         logs = args.bench_dir / "logs"
         logs.mkdir(exist_ok=True)
-        loads = []
-        for run in range(args.runs):
-            for case in cases:
-                if case.max_runs is not None and run >= case.max_runs:
-                    continue
-                wall, rss, out, err = cmp_bench.measure(case.argv, env=case.env, cwd=work)
-                code = 0  # measure() does not return it; the parsers read the output
-                found = case.parse(out, err, code)
-                slug = f"{case.task}_{case.pair}_{case.tool}_{run + 1}".replace(" ", "_")
-                for suffix, text in (("out", out), ("err", err)):  # kept for a look afterwards
-                    (logs / f"{slug.replace('/', '_')}.{suffix}").write_text(text)
-                case.runs.append((wall, rss, found))
-                loads.append(os.getloadavg()[0])
-                print(f"run {run + 1} {case.task:8} {case.pair:22} {case.tool:24} {wall:7.2f} s "
-                      f"{rss:6.0f} MiB  {found}  load {loads[-1]:.1f}", flush=True)  # fmt: skip
-        report(cases, args, loads)
+        loads: list[float] = []
+        try:
+            for run in range(args.runs):
+                for case in cases:
+                    if case.max_runs is not None and run >= case.max_runs:
+                        continue
+                    wall, rss, out, err = cmp_bench.measure(case.argv, env=case.env, cwd=work)
+                    code = 0  # measure() does not return it; the parsers read the output
+                    found = case.parse(out, err, code)
+                    slug = f"{case.task}_{case.pair}_{case.tool}_{run + 1}".replace(" ", "_")
+                    for suffix, text in (("out", out), ("err", err)):  # kept for a look afterwards
+                        (logs / f"{slug.replace('/', '_')}.{suffix}").write_text(text)
+                    case.runs.append((wall, rss, found))
+                    loads.append(os.getloadavg()[0])
+                    print(f"run {run + 1} {case.task:8} {case.pair:22} {case.tool:24} {wall:7.2f} s "
+                          f"{rss:6.0f} MiB  {found}  load {loads[-1]:.1f}", flush=True)  # fmt: skip
+        finally:  # also after SIGTERM / Ctrl-C: the table of the runs done so far
+            if loads:
+                report(cases, args, loads)
     finally:
         if warm:
             warm.__exit__(None, None, None)
