@@ -20,6 +20,7 @@ from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
+from prefect_ombudsman.jobs.boundary import install_boundary
 from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchCustomRequest,
@@ -65,7 +66,7 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    except ConfigurationError as exc:  # e.g. a file outside the projects root: nothing started
+    except (service.RequestTooLarge, ConfigurationError) as exc:  # nothing started
         raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     count = _items(request)
@@ -285,11 +286,17 @@ def job_report(job_id: str, http: Request) -> dict[str, Any]:
     }
 
 
-def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = None) -> FastAPI:
+def create_app(
+    projects_dir: str | None = None,
+    *,
+    auth: AuthSettings | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
     """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
 
     `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
-    may call; every route any router adds needs a credential except `/health` and the login."""
+    may call; every route any router adds needs a credential except `/health` and the login.
+    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
@@ -297,7 +304,8 @@ def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = N
         dependencies=[Depends(authenticate)],
     )
     app.state.projects_dir = projects_dir
-    install_auth(app, auth or AuthSettings.from_env())
+    install_boundary(app, max_body_bytes)
+    install_auth(app, auth or AuthSettings.from_env())  # after: CORS wraps every answer
     app.include_router(router)
 
     @app.get("/health", tags=["health"])
