@@ -81,7 +81,7 @@ PLAN_ARTIFACT = "ombudsman-plan"
 CANCEL_ARTIFACT = "ombudsman-cancel"
 RETRY_ARTIFACT = "ombudsman-retry"
 _RETRY_STATE_NAMES = ("AwaitingRetry", "Retrying")
-_ACTIVE_STATE_TYPES = (
+ACTIVE_STATE_TYPES = (
     StateType.SCHEDULED,
     StateType.PENDING,
     StateType.RUNNING,
@@ -202,7 +202,7 @@ def read_run_artifacts(
     if not run_ids:
         return found
     seen: set[tuple[UUID, str]] = set()
-    for artifact in _read_all(
+    for artifact in read_all(
         client.read_artifacts,
         artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=list(run_ids)),
@@ -230,7 +230,7 @@ def read_run_artifacts(
     return found
 
 
-def _read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
+def read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
     """Every object a Prefect client `read_*` call matches, 200 per request."""
     found: list[Any] = []
     while True:
@@ -256,7 +256,7 @@ def read_task_runs(client: SyncPrefectClient, run_ids: list[UUID]) -> dict[UUID,
     by_run: dict[UUID, list[Any]] = {rid: [] for rid in run_ids}
     if not run_ids:
         return by_run
-    for tr in _read_all(
+    for tr in read_all(
         client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids))
     ):
         by_run.setdefault(tr.flow_run_id, []).append(tr)

@@ -345,7 +345,7 @@ def build_studio_report(
 
 
 def public_paths(value: Any, root: Path) -> Any:
-    """`value` with every absolute path under `root` made relative to it and any other absolute
+    """`value` with every path under `root` made relative to it (also inside URLs) and any other absolute
     path under a `*path` / `*_dir` / `*_file` key cut to its file name (no server layout leaks)."""
     prefix = str(root).rstrip("/") + "/"
 
@@ -354,9 +354,9 @@ def public_paths(value: Any, root: Path) -> Any:
             return {k: walk(v, str(k)) for k, v in item.items()}
         if isinstance(item, list):
             return [walk(v, key) for v in item]
+        if isinstance(item, str) and prefix in item:
+            return item.replace(prefix, "")  # also inside URLs and messages
         if isinstance(item, str) and item.startswith("/"):
-            if item.startswith(prefix):
-                return item[len(prefix) :]
             if key.endswith(("path", "_dir", "_file", "reports")) or key in (
                 "csv",
                 "junit",

@@ -149,21 +149,21 @@ class JobUpdateHub:
         flows = service.run_filters()["flow_filter"]
         runs = {
             r.id: r
-            for r in client.read_flow_runs(
+            for r in service.read_all(
+                client.read_flow_runs,
                 flow_filter=flows,
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=list(service._ACTIVE_STATE_TYPES))
+                        type=FlowRunFilterStateType(any_=list(service.ACTIVE_STATE_TYPES))
                     )
                 ),
-                limit=500,
             )
         }
         unfinished = set(runs)
-        for r in client.read_flow_runs(
+        for r in service.read_all(
+            client.read_flow_runs,
             flow_filter=flows,
             flow_run_filter=FlowRunFilter(end_time=FlowRunFilterEndTime(after_=since)),
-            limit=500,
         ):
             runs[r.id] = r
         vanished = [rid for rid in self._unfinished if rid not in runs]
