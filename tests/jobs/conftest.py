@@ -1,15 +1,11 @@
-"""Fixtures of the jobs API tests."""
+"""The REST API's client fixtures (defined in tests/api_clients.py, shared with tests/security)."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-from fastapi.testclient import TestClient
-
-from prefect_ombudsman.jobs.api import create_app
-
-
-@pytest.fixture
-def client(tmp_projects: Path) -> TestClient:
-    return TestClient(create_app(str(tmp_projects)))
+from api_clients import (  # noqa: F401
+    anon_client,
+    api_app,
+    auth_settings,
+    client,
+    full_token,
+    readonly_client,
+    readonly_token,
+)

@@ -315,7 +315,7 @@ def test_projects_pipelines_connections_and_alerts(client: TestClient, tmp_proje
     client.get("/projects/retail")
     assert client.get("/projects/active").json()["active_project"]["project_id"] == "retail"
     saved = json.loads((tmp_projects / ".ombudsman" / "studio_users.json").read_text())
-    assert saved["users"]["anonymous"]["active_project"] == "retail"
+    assert saved["users"]["tests-full"]["active_project"] == "retail"  # per user: the token's name
 
     pipelines = client.get("/workload/pipelines/list", params={"active_only": True}).json()
     by_file = {p["filename"]: p for p in pipelines["pipelines"]}

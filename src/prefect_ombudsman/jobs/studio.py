@@ -27,6 +27,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import OmbudsmanError
 from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs.auth import authenticate
+from prefect_ombudsman.jobs.credentials import Principal
 from prefect_ombudsman.jobs.models import BatchJobStatus
 from prefect_ombudsman.projects import (
     Project,
@@ -42,9 +44,9 @@ _STATE_LOCK = threading.Lock()
 _ALERT_LIMIT = 200
 
 
-def current_user() -> str:
-    """The caller's user name. STUB until the `auth` branch lands: the lead wires the real user."""
-    return "anonymous"
+def current_user(principal: Principal | None = Depends(authenticate)) -> str:
+    """The caller's name (API token or signed-in user); "anonymous" when auth is off."""
+    return principal.name if principal is not None else "anonymous"
 
 
 def _root(http: Request) -> Path:

@@ -36,10 +36,11 @@ _SEND_TIMEOUT = 5.0
 
 
 def _authorize(websocket: WebSocket) -> bool:
-    """STUB until the `auth` branch lands: the lead wires
-    `prefect_ombudsman.jobs.auth.authorize_websocket(websocket)` (Origin allow-list or `?token=`)
-    here. Until then every handshake is accepted."""
-    return True
+    """The handshake's Origin is allowed or it carries a valid `?token=` (the app-level auth
+    dependency checks the same before the endpoint runs)."""
+    from prefect_ombudsman.jobs.auth import authorize_websocket
+
+    return authorize_websocket(websocket)
 
 
 def job_update(job: Any, now: datetime | None = None) -> dict[str, Any]:
