@@ -52,7 +52,7 @@ async def make_finished_jobs(n: int, root: Path) -> None:
 
     folder = root / ".ombudsman" / "jobs"
     folder.mkdir(parents=True, exist_ok=True)
-    gate = asyncio.Semaphore(16)
+    gate = asyncio.Semaphore(4)
     stub = _flow_stub()
     async with get_client() as client:
 
@@ -163,13 +163,13 @@ def timed(client: Any, url: str, n: int) -> list[float]:
     return samples
 
 
-async def websocket_latency(base: str, subscribers: int, changes: int) -> list[float]:
+async def websocket_latency(base: str, token: str, subscribers: int, changes: int) -> list[float]:
     """Seconds from a job's state change to its `job_update` at each subscriber."""
     import websockets
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Running
 
-    ws_url = base.replace("http://", "ws://") + "/batch/ws/wsbench"
+    ws_url = base.replace("http://", "ws://") + f"/batch/ws/wsbench?token={token}"
     changed_at: dict[tuple[str, str], float] = {}
     latencies: list[float] = []
     sockets = [await websockets.connect(ws_url) for _ in range(subscribers)]
@@ -225,6 +225,7 @@ def main() -> None:
         PREFECT_HOME=str(home),
         OMBUDSMAN_PROJECTS_DIR=str(projects),
         PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_API_REQUEST_TIMEOUT="300",
     )
     server = None
     try:
@@ -255,8 +256,13 @@ def main() -> None:
                 raise SystemExit("the 1,000-operation job did not finish within 600 s")
         print(f"{args.operations}-operation job ran in {time.perf_counter() - t:.1f} s", flush=True)
 
-        server, base = serve_api(projects)
-        with httpx.Client(base_url=base, timeout=60) as http:
+        from prefect_ombudsman.jobs.credentials import create_token
+
+        auth_file = workdir / "auth.json"
+        token = create_token(auth_file, "bench", read_only=True)
+        server, base = serve_api(projects, auth_file)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
             for path in ("/batch/jobs?limit=100", f"/batch/jobs/{big.job_id}", "/batch/statistics"):
                 http.get(path).raise_for_status()  # warm-up
             listing = http.get("/batch/jobs?limit=100").json()
@@ -275,7 +281,7 @@ def main() -> None:
                 ),
                 "GET /batch/statistics": (timed(http, "/batch/statistics", 30), 500),
             }
-        latencies = asyncio.run(websocket_latency(base, args.subscribers, args.changes))
+        latencies = asyncio.run(websocket_latency(base, token, args.subscribers, args.changes))
         expected = args.subscribers * args.changes * 2
         print()
         print(
