@@ -340,6 +340,7 @@ def test_projects_pipelines_connections_and_alerts(client: TestClient, tmp_proje
     assert good["connections"]["sqlserver"]["status"] == "success"
     assert good["connections"]["snowflake"]["status"] == "success"
     assert good["connections"]["snowflake"]["kind"] == "duckdb"
+    assert str(tmp_projects) not in json.dumps(good)  # URLs relative to the projects root
     bad = client.get("/connections/status", params={"project_id": "broken"})
     target = bad.json()["connections"]["snowflake"]
     assert target["status"] == "error" and target["message"] and "s3cret-pass" not in bad.text

@@ -30,6 +30,7 @@ from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.auth import authenticate
 from prefect_ombudsman.jobs.credentials import Principal
 from prefect_ombudsman.jobs.models import BatchJobStatus
+from prefect_ombudsman.jobs.studio_report import public_paths
 from prefect_ombudsman.projects import (
     Project,
     default_project_id,
@@ -194,12 +195,15 @@ def get_project(
         described = _describe(project, side)
         if described:
             config[side] = described
-    return {
-        "status": "success",
-        "message": f"Project loaded: {project.config.name}",
-        "metadata": project_metadata(project),
-        "config": config,
-    }
+    return public_paths(
+        {
+            "status": "success",
+            "message": f"Project loaded: {project.config.name}",
+            "metadata": project_metadata(project),
+            "config": config,
+        },
+        root,
+    )
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -342,10 +346,13 @@ def connection_status(
         }
     with cf.ThreadPoolExecutor(max_workers=2) as pool:
         source, target = pool.map(lambda side: _check(project, side), ("source", "target"))
-    return {
-        "project_id": project.project_id,
-        "connections": {"sqlserver": source, "snowflake": target},
-    }
+    return public_paths(
+        {
+            "project_id": project.project_id,
+            "connections": {"sqlserver": source, "snowflake": target},
+        },
+        root,
+    )
 
 
 # ----------------------------------------------------------------------------- alerts
