@@ -148,7 +148,15 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     table = []
     for route in app.routes:
         contexts = getattr(route, "effective_route_contexts", None)
-        pairs = [(c.path, c.original_route) for c in contexts()] if contexts else []
+        # a WebSocket route's context has an empty path: its original route holds the full one
+        pairs = (
+            [
+                (c.path or getattr(c.original_route, "path", ""), c.original_route)
+                for c in contexts()
+            ]
+            if contexts
+            else []
+        )
         pairs = pairs or [(getattr(route, "path", ""), route)]
         for path, original in pairs:
             if isinstance(original, APIRoute | APIWebSocketRoute):
