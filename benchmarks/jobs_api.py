@@ -149,15 +149,15 @@ def _flow_stub() -> Any:
     return custom_batch
 
 
-def serve_api(projects: Path) -> tuple[Any, str]:
+def serve_api(projects: Path, auth_file: Path) -> tuple[Any, str]:
     import uvicorn
 
     from prefect_ombudsman.jobs.api import create_app
+    from prefect_ombudsman.jobs.auth import AuthSettings
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(str(projects)), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(str(projects), auth=AuthSettings(auth_file=auth_file))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
