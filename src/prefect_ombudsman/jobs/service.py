@@ -466,7 +466,28 @@ def build_job(
 def get_job(job_id: str, *, with_operations: bool = True) -> BatchJob:
     with _client() as client:
         run, job_type = _read_run(client, job_id)
-        return build_job(client, run, job_type, with_operations=with_operations)
+        arts = run_artifacts(client, [run])
+        return build_job(
+            client, run, job_type, with_operations=with_operations, artifacts=arts[run.id]
+        )
+
+
+def run_artifacts(client: SyncPrefectClient, runs: list[FlowRun]) -> dict[UUID, RunArtifacts]:
+    """Artifacts of many runs in one request, plus their plans (a second request) only for runs
+    whose final report is not there yet: a finished job never reads its plan."""
+    arts = read_run_artifacts(
+        client, [r.id for r in runs], types=(PROGRESS_ARTIFACT, CANCEL_ARTIFACT, RETRY_ARTIFACT)
+    )
+    unfinished = [r.id for r in runs if _unfinished(r, arts[r.id])]
+    read_run_artifacts(client, unfinished, types=(PLAN_ARTIFACT,), into=arts)
+    return arts
+
+
+def _unfinished(run: FlowRun, arts: RunArtifacts) -> bool:
+    """No final report describes the job yet (its operations come from the plan and task runs)."""
+    return job_status(run) not in TERMINAL_JOB_STATUSES or not (arts.progress or {}).get(
+        "report_path"
+    )
 
 
 def run_filters(
@@ -494,17 +515,8 @@ def build_jobs(
     names = flow_names_by_id(client, {r.flow_id for r in runs})
     typed = [(r, FLOW_NAMES.get(names.get(r.flow_id, ""))) for r in runs]
     typed = [(r, jt) for r, jt in typed if jt is not None]
-    ids = [r.id for r, _ in typed]
-    arts = read_run_artifacts(
-        client, ids, types=(PROGRESS_ARTIFACT, CANCEL_ARTIFACT, RETRY_ARTIFACT)
-    )
-    unfinished = [
-        r.id
-        for r, _ in typed
-        if job_status(r) not in TERMINAL_JOB_STATUSES
-        or not (arts[r.id].progress or {}).get("report_path")
-    ]
-    read_run_artifacts(client, unfinished, types=(PLAN_ARTIFACT,), into=arts)
+    arts = run_artifacts(client, [r for r, _ in typed])
+    unfinished = [r.id for r, _ in typed if _unfinished(r, arts[r.id])]
     task_runs = read_task_runs(client, unfinished) if with_operations else {}
     return [
         build_job(
