@@ -16,8 +16,11 @@ from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Req
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from prefect_ombudsman.confinement import confine_path
+from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service, studio, websocket
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
+from prefect_ombudsman.jobs.boundary import install_boundary
 from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchCustomRequest,
@@ -75,6 +78,8 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except ConfigurationError as exc:  # e.g. a file outside the projects root: nothing started
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     # the planned operations (a batch file counts each pipeline it lists)
     count = job.progress.total_operations if job.progress else _items(request)
@@ -274,11 +279,23 @@ async def statistics() -> dict[str, Any]:
     }
 
 
-def _read_json(path: Any) -> dict[str, Any] | None:
-    if not path:
+def _report_file(path: Any, root: Path, field: str) -> Path | None:
+    """A report file the job names, only inside the projects root (reports are never read elsewhere)."""
+    if not isinstance(path, str) or not path:
         return None
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        confined = confine_path(path, root=root, field=field)
+    except ConfigurationError:
+        return None
+    return confined if confined.is_file() else None
+
+
+def _read_json(path: Any, root: Path, field: str) -> dict[str, Any] | None:
+    confined = _report_file(path, root, field)
+    if confined is None:
+        return None
+    try:
+        data = json.loads(confined.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
@@ -288,10 +305,11 @@ def _read_json(path: Any) -> dict[str, Any] | None:
 def job_report(job_id: str, http: Request) -> dict[str, Any]:
     """The consolidated report in the Studio's keys; 400 when no pipeline run completed or failed."""
     job = _job_or_404(job_id, with_operations=False)
-    summary = _read_json((job.result_summary or {}).get("report_path"))
+    root = projects_root(http.app.state.projects_dir)
+    summary = _read_json((job.result_summary or {}).get("report_path"), root, "report_path")
     if summary is None or not pipeline_results(summary):
         raise HTTPException(status_code=400, detail=NO_RUNS)
-    validation = _read_json(summary.get("validation_report_path"))
+    validation = _read_json(summary.get("validation_report_path"), root, "validation_report_path")
     report = build_studio_report(summary, validation)
     report["job_name"] = job.name
     report["job_status"] = job.status.value
@@ -305,11 +323,17 @@ def job_report(job_id: str, http: Request) -> dict[str, Any]:
     }
 
 
-def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = None) -> FastAPI:
+def create_app(
+    projects_dir: str | None = None,
+    *,
+    auth: AuthSettings | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
     """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
 
     `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
-    may call; every route any router adds needs a credential except `/health` and the login."""
+    may call; every route any router adds needs a credential except `/health` and the login.
+    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
@@ -317,7 +341,8 @@ def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = N
         dependencies=[Depends(authenticate)],
     )
     app.state.projects_dir = projects_dir
-    install_auth(app, auth or AuthSettings.from_env())
+    install_boundary(app, max_body_bytes)
+    install_auth(app, auth or AuthSettings.from_env())  # after: CORS wraps every answer
     app.include_router(router)
     app.include_router(websocket.router)
     app.include_router(studio.router)

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -40,7 +39,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelled, Cancelling
 from pydantic import BaseModel
 
-from prefect_ombudsman.errors import OmbudsmanError
+from prefect_ombudsman.admission import check_request
+from prefect_ombudsman.confinement import confine_path
+from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
     TERMINAL_JOB_STATUSES,
     BatchJob,
@@ -51,6 +52,7 @@ from prefect_ombudsman.jobs.models import (
     BatchProgress,
 )
 from prefect_ombudsman.jobs.progress import compute_progress
+from prefect_ombudsman.projects import projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
 
 log = logging.getLogger("prefect_ombudsman.jobs")
@@ -314,12 +316,14 @@ def _op_index(operation_id: str) -> tuple[int, str]:
     )
 
 
-def _read_report(path: str | None) -> dict[str, Any] | None:
+def _read_report(path: str | None, projects_dir: str | None = None) -> dict[str, Any] | None:
+    """The job's JSON report, only from inside the projects root (None: missing or unreadable)."""
     if not path:
         return None
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        confined = confine_path(path, root=projects_root(projects_dir), field="report_path")
+        data = json.loads(confined.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ConfigurationError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -372,7 +376,11 @@ def build_job(
     if arts is None:
         arts = read_run_artifacts(client, [run.id])[run.id]
     progress_data = arts.progress
-    report = _read_report(progress_data.get("report_path")) if progress_data else None
+    report = (
+        _read_report(progress_data.get("report_path"), params.get("projects_dir"))
+        if progress_data
+        else None
+    )
     if report is not None and (
         report.get("job_id") != str(run.id) or status not in TERMINAL_JOB_STATUSES
     ):
@@ -775,6 +783,7 @@ def submit_job(
 
     from prefect_ombudsman import flows as flow_module
 
+    check_request(request, root=projects_root(projects_dir))  # files confined, before any work
     flow = flow_module.flow_for(job_type)
     accepted = set(inspect.signature(flow.fn).parameters)
     parameters = {k: v for k, v in request.model_dump(mode="json").items() if k in accepted}
