@@ -62,6 +62,7 @@ MaxRetriesOpt = Annotated[
     int, typer.Option("--max-retries", help="Retries of transient errors per operation.")
 ]
 JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
+MAX_REPEAT = 1000  # `run custom --repeat`: more is a load test, not a batch
 
 
 def refuse(message: str) -> None:
@@ -102,7 +103,17 @@ def run_job(
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
+    from prefect_ombudsman import credentials
     from prefect_ombudsman.flows import runner
+    from prefect_ombudsman.jobs.service import RequestTooLarge, check_parameter_size
+
+    # Inline credentials stay in this process: the flow run's parameters keep references only.
+    parameters, sealed = credentials.seal(parameters, credentials.memory_store)
+    try:
+        check_parameter_size(parameters)
+    except RequestTooLarge as exc:
+        credentials.forget(sealed)
+        refuse(str(exc))
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -134,6 +145,7 @@ def run_job(
             state = flow(**parameters, return_state=True)
     finally:
         runner.LISTENERS.remove(listener)
+        credentials.forget(sealed)
         if detach is not None:
             detach()
     summary = state.result(raise_on_failure=False)
@@ -235,7 +247,7 @@ def run_custom(
         str | None, typer.Option("--args", help="JSON object of arguments for every item.")
     ] = None,
     repeat: Annotated[
-        int, typer.Option("--repeat", help="Run each operation this many times.")
+        int, typer.Option("--repeat", help=f"Run each operation this many times (1-{MAX_REPEAT}).")
     ] = 1,
     items_file: Annotated[
         Path | None,
@@ -251,14 +263,18 @@ def run_custom(
     as_json: JsonFlag = False,
 ) -> None:
     """Run registered custom operations (see `ombudsman operations`)."""
+    from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.jobs.models import BatchCustomRequest
+    from prefect_ombudsman.yamlfiles import read_text_file
 
     items: list[dict[str, Any]] = []
     if items_file is not None:
         try:
-            loaded = json.loads(items_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            refuse(f"--items {items_file}: {exc}")
+            loaded = json.loads(read_text_file(items_file, "--items"))
+        except ConfigurationError as exc:
+            refuse(str(exc))
+        except json.JSONDecodeError as exc:
+            refuse(f"--items {items_file}: not valid JSON ({exc})")
         if not isinstance(loaded, list):
             refuse(f"--items {items_file}: expected a JSON list of items")
         items.extend(loaded)
@@ -268,8 +284,8 @@ def run_custom(
         refuse(f"--args: not valid JSON ({exc})")
     if not isinstance(arguments, dict):
         refuse("--args: expected a JSON object")
-    if repeat < 1:
-        refuse("--repeat: must be at least 1")
+    if not 1 <= repeat <= MAX_REPEAT:
+        refuse(f"--repeat: {repeat} is outside 1-{MAX_REPEAT} (the limit on repeats per operation)")
     for op_name in operation or []:
         items.extend({"operation": op_name, "arguments": arguments} for _ in range(repeat))
     request = build_request(
@@ -559,7 +575,8 @@ def demo_command(
 @app.command("serve")
 def serve_command(
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Concurrent runs per deployment.")
+        int | None,
+        typer.Option("--limit", min=1, max=1000, help="Concurrent runs per deployment (1-1000)."),
     ] = None,
 ) -> None:
     """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""
@@ -841,12 +858,12 @@ def run_generate(
         sizes[key.strip()] = int(value)
     raw_drift: Any = None
     if drift is not None:
-        import yaml
+        from prefect_ombudsman.yamlfiles import load_yaml_file
 
         try:
-            raw_drift = yaml.safe_load(drift.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            refuse(f"--drift {drift}: {exc}")
+            raw_drift = load_yaml_file(drift, "--drift")
+        except ConfigurationError as exc:
+            refuse(str(exc))
     items = []
     for schema_type in schema:
         item: dict[str, Any] = {

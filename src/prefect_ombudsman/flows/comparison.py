@@ -59,7 +59,7 @@ def items_from_mapping(project_id: str | None, projects_dir: str | None) -> list
         )
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise ConfigurationError(f"{path}: not readable JSON ({exc})") from None
     items = []
     for entry in mapping.get("tables") or []:

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.credentials import unseal
 from prefect_ombudsman.dialects.base import driver_cause, is_transient
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.jobs.models import (
@@ -252,7 +253,7 @@ def run_attempts(
             record.attempts = ctx.attempt = attempt
             try:
                 ctx.check_cancelled()
-                result = scrub_data(function(ctx, arguments))
+                result = scrub_data(function(ctx, unseal(arguments)))
             except OperationCancelled as exc:
                 record.cancelled = True
                 return Cancelled(message=str(exc))

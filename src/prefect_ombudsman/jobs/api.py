@@ -78,7 +78,7 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
-    except ConfigurationError as exc:  # e.g. a file outside the projects root: nothing started
+    except (service.RequestTooLarge, ConfigurationError) as exc:  # nothing started
         raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     # the planned operations (a batch file counts each pipeline it lists)

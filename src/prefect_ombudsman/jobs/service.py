@@ -75,6 +75,61 @@ class JobStateError(OmbudsmanError):
     """The job is in a state that does not allow the request."""
 
 
+class RequestTooLarge(OmbudsmanError):
+    """The request's parameters exceed what Prefect stores on a flow run (422 / exit 2)."""
+
+
+def parameter_limit() -> int:
+    """Prefect's limit on a flow run's JSON-serialized parameters (`PREFECT_SERVER_API_MAX_PARAMETER_SIZE`)."""
+    from prefect.settings import get_current_settings
+
+    return int(get_current_settings().server.api.max_parameter_size)
+
+
+def check_parameter_size(parameters: dict[str, Any]) -> None:
+    """Refuse, before any flow run exists, parameters Prefect would refuse (default 512 KiB)."""
+    limit = parameter_limit()
+    if limit <= 0:
+        return
+    size = len(json.dumps(parameters, separators=(",", ":"), default=str).encode())
+    if size <= limit:
+        return
+    sizes = {
+        k: len(json.dumps(v, separators=(",", ":"), default=str).encode())
+        for k, v in parameters.items()
+    }
+    field = max(sizes, key=lambda k: sizes[k])
+    count = f" ({len(parameters[field]):,} entries)" if isinstance(parameters[field], list) else ""
+    raise RequestTooLarge(
+        f"{field}: the request is {size:,} bytes as flow-run parameters, over Prefect's limit of "
+        f"{limit:,} bytes ({limit // 1024} KiB, PREFECT_SERVER_API_MAX_PARAMETER_SIZE); "
+        f"{field!r} takes {sizes[field]:,} bytes{count}: split it into several jobs"
+    )
+
+
+def seal_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Move inline credentials into Prefect Secret blocks (see credentials.py); (sealed, block names)."""
+    from prefect_ombudsman import credentials
+
+    if not credentials.has_secret(parameters):
+        return parameters, []
+    from prefect_ombudsman.blocks.credentials import delete_credentials, save_credential
+
+    saved: list[str] = []
+
+    def store(value: str) -> str:
+        name = save_credential(value)
+        saved.append(name)
+        return name
+
+    try:
+        sealed, names = credentials.seal(parameters, store)
+    except BaseException:
+        delete_credentials(saved)
+        raise
+    return sealed, names
+
+
 # Artifacts the jobs service writes beside the runner's progress artifact (all keyed by flow run):
 # the planned operations (written at submit, so a job is born with all its operations pending),
 # the cancel reason, and the operations a retry re-runs.
@@ -732,6 +787,12 @@ def flow_module_name(job_type: BatchJobType) -> str:
     return FLOW_LOCATIONS[job_type.value][0]
 
 
+def _sealed_request(request: BaseModel, parameters: dict[str, Any]) -> BaseModel:
+    """The request as the flow will see it (inline credentials replaced by their references)."""
+    fields = type(request).model_fields
+    return type(request).model_validate({k: v for k, v in parameters.items() if k in fields})
+
+
 def _record_plan(
     client: SyncPrefectClient,
     run: FlowRun,
@@ -779,8 +840,6 @@ def submit_job(
 
     `execution` ("deployment" | "local", default `$OMBUDSMAN_EXECUTION` else automatic) forces one.
     """
-    from prefect.flow_engine import run_flow
-
     from prefect_ombudsman import flows as flow_module
 
     check_request(request, root=projects_root(projects_dir))  # files confined, before any work
@@ -789,6 +848,7 @@ def submit_job(
     parameters = {k: v for k, v in request.model_dump(mode="json").items() if k in accepted}
     if "projects_dir" in accepted and projects_dir:
         parameters["projects_dir"] = projects_dir
+    check_parameter_size(parameters)
     project_id = getattr(request, "project_id", None)
     tags = [
         "ombudsman",
@@ -803,32 +863,73 @@ def submit_job(
             raise JobStateError(
                 f"no deployment of flow {flow.name!r} exists (prefect deploy, or ombudsman serve)"
             )
-        if deployment is not None:
-            run = client.create_flow_run_from_deployment(
-                deployment.id, parameters=parameters, tags=tags
+        parameters, sealed = seal_parameters(parameters)
+        try:
+            check_parameter_size(parameters)  # references are a little longer than URLs
+            run = _create_run(
+                client,
+                flow,
+                deployment,
+                parameters,
+                tags,
+                # planned from the sealed parameters: no inline credential reaches the artifact
+                on_created=lambda run: _record_plan(
+                    client, run, job_type, _sealed_request(request, parameters), projects_dir
+                ),
             )
-            _record_plan(client, run, job_type, request, projects_dir)
-        else:
-            run = client.create_flow_run(flow, name=None, parameters=parameters, tags=tags)
-            _record_plan(client, run, job_type, request, projects_dir)
-            thread = threading.Thread(
-                target=run_flow,
-                kwargs={
-                    "flow": flow,
-                    "flow_run": run,
-                    "parameters": parameters,
-                    "return_type": "state",
-                },
-                name=f"ombudsman-job-{run.id}",
-                daemon=True,
-            )
-            thread.start()
+        except BaseException:
+            from prefect_ombudsman.blocks.credentials import delete_credentials
+
+            delete_credentials(sealed)
+            raise
         return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
 
 
+def _create_run(
+    client: SyncPrefectClient,
+    flow: Any,
+    deployment: Any,
+    parameters: dict[str, Any],
+    tags: list[str],
+    on_created: Callable[[FlowRun], Any] | None = None,
+) -> FlowRun:
+    """The flow run: scheduled for the deployment's worker, else started on a thread here
+    (`on_created` runs between the run's creation and its start)."""
+    from prefect.flow_engine import run_flow
+
+    if deployment is not None:
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters=parameters, tags=tags
+        )
+        if on_created is not None:
+            on_created(run)
+    else:
+        run = client.create_flow_run(flow, name=None, parameters=parameters, tags=tags)
+        if on_created is not None:
+            on_created(run)
+        thread = threading.Thread(
+            target=run_flow,
+            kwargs={
+                "flow": flow,
+                "flow_run": run,
+                "parameters": parameters,
+                "return_type": "state",
+            },
+            name=f"ombudsman-job-{run.id}",
+            daemon=True,
+        )
+        thread.start()
+    return run
+
+
 def delete_job(job_id: str) -> None:
+    """Delete a finished job's flow run and the Secret blocks holding its inline credentials."""
+    from prefect_ombudsman.blocks.credentials import delete_credentials
+    from prefect_ombudsman.credentials import references
+
     with _client() as client:
         run, _ = _read_run(client, job_id)
         if job_status(run) == BatchJobStatus.running:
             raise JobStateError(f"job {job_id} is running. Cancel it first.")
         client.delete_flow_run(run.id)
+    delete_credentials(references(run.parameters or {}))
