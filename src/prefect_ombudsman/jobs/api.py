@@ -14,7 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError
@@ -328,12 +333,14 @@ def create_app(
     *,
     auth: AuthSettings | None = None,
     max_body_bytes: int | None = None,
+    studio_dir: str | None = None,
 ) -> FastAPI:
     """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
 
     `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
     may call; every route any router adds needs a credential except `/health` and the login.
-    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413."""
+    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413.
+    `studio_dir` serves the Studio's built frontend on this origin (see `StudioSite`)."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
@@ -367,4 +374,25 @@ def create_app(
     def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": scrub(str(exc))})
 
+    if studio_dir:  # last: only paths no route matched reach it
+        app.mount("/", StudioSite(directory=studio_dir, html=True), name="studio")
     return app
+
+
+class StudioSite(StaticFiles):
+    """The Studio's built frontend on the API's own origin, public like any static asset.
+
+    Its pages call the API with plain `fetch` (no Authorization header): on the same origin the
+    browser sends the HttpOnly, SameSite=Strict session cookie `/auth/login` set, so they are
+    authenticated without changing the Studio. A browser navigating to one of its client-side
+    routes (`/batch`, `/batch-report/<id>`) gets index.html; other clients get a plain 404.
+    """
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except StarletteHTTPException as exc:
+            accepts = Headers(scope=scope).get("accept", "")
+            if exc.status_code != 404 or "text/html" not in accepts:
+                raise
+            return await super().get_response("index.html", scope)
