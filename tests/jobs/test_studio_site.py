@@ -61,3 +61,14 @@ def test_the_api_behind_it_stays_closed_until_login_sets_the_cookie(site: TestCl
         headers={"origin": "http://evil.example"},
     )
     assert forged.status_code == 403
+
+
+def test_an_unset_bearer_from_the_page_falls_back_to_the_cookie(site: TestClient):
+    """The Studio's alerts drawer sends `Authorization: Bearer null` (its token key is unset)."""
+    assert site.get("/alerts/count", headers={"authorization": "Bearer null"}).status_code == 401
+    site.post("/auth/login", json={"username": "ada", "password": "correct horse battery"})
+    for unset in ("null", "undefined"):
+        answer = site.get("/alerts/count", headers={"authorization": f"Bearer {unset}"})
+        assert answer.status_code == 200, answer.text
+    wrong = site.get("/alerts/count", headers={"authorization": "Bearer not-a-token"})
+    assert wrong.status_code == 401

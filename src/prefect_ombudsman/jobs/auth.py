@@ -200,9 +200,18 @@ def _state(conn: HTTPConnection) -> AuthState:
     return conn.app.state.auth
 
 
+# What a browser app sends when its token key is unset (the Studio's alerts drawer reads
+# `localStorage.token` while its login stores `auth_token`): no credential, not a wrong one,
+# so the same-origin session cookie still signs the call in.
+_UNSET_BEARERS = frozenset({"null", "undefined"})
+
+
 def _bearer(conn: HTTPConnection) -> str | None:
     scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+    value = value.strip()
+    if scheme.lower() != "bearer" or value.lower() in _UNSET_BEARERS:
+        return None
+    return value or None
 
 
 def _session_cookie(conn: HTTPConnection) -> str | None:
