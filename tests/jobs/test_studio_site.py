@@ -40,9 +40,7 @@ def test_the_frontend_is_public_and_client_routes_get_index_html(site: TestClien
 def test_the_api_behind_it_stays_closed_until_login_sets_the_cookie(site: TestClient):
     assert site.get("/batch/jobs").status_code == 401
     assert site.get("/projects/list").status_code == 401
-    login = site.post(
-        "/auth/login", json={"username": "ada", "password": "correct horse battery"}
-    )
+    login = site.post("/auth/login", json={"username": "ada", "password": "correct horse battery"})
     assert login.status_code == 200, login.text
     assert "ombudsman_session" in site.cookies
     # the Studio's page: plain fetch, no Authorization header, same origin -> the cookie
