@@ -7,6 +7,7 @@ module subclasses `Dialect` and overrides only what differs (sqlglot-style).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from sqlalchemy.engine import Dialect as SADialect
@@ -24,6 +25,17 @@ class Dialect:
 
     def __init__(self, sa_dialect: SADialect | None = None) -> None:
         self.sa_dialect = sa_dialect
+
+    # --- connections: how processes share the database
+    def exclusive_use(self, url: str) -> AbstractContextManager[None]:
+        """Held by each connection from before it opens until after it closes. A database only
+        one process may open at a time (an embedded file) waits here for other processes."""
+        return nullcontext()
+
+    def idle_release_seconds(self, url: str) -> float | None:
+        """Seconds an unused pooled connection stays open (None: until the engine is disposed).
+        An embedded file closes soon after its last use, so other processes get their turn."""
+        return None
 
     def quote(self, identifier: str) -> str:
         """Quote one identifier the way this database wants it."""

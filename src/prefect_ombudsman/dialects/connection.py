@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from prefect_ombudsman.dialects.base import Dialect, dialect_for
 from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.redaction import register_secret
 
@@ -432,6 +434,79 @@ def dispose_engines() -> None:
 
 
 def _create_engine(spec: ConnectionSpec) -> Engine:
+    engine = _build_engine(spec)
+    _hold_while_open(engine, dialect_for(spec.kind), spec.url)
+    return engine
+
+
+def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
+    """Each DBAPI connection holds `dialect.exclusive_use(url)` from before it opens until
+    after it closes; idle pooled connections close after `dialect.idle_release_seconds(url)`.
+    Both are no-ops except for databases one process may open at a time (DuckDB files)."""
+    held: dict[int, AbstractContextManager[None]] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def _open(sa_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        use = dialect.exclusive_use(url)
+        use.__enter__()
+        try:
+            connection = sa_dialect.connect(*cargs, **cparams)
+        except BaseException:
+            use.__exit__(None, None, None)
+            raise
+        held[id(connection)] = use
+        return connection
+
+    def _close(dbapi_connection: Any, *_record: Any) -> None:
+        use = held.pop(id(dbapi_connection), None)
+        if use is None:
+            return
+        try:  # the pool closes it right after this event; the database must be free first
+            dbapi_connection.close()
+        finally:
+            use.__exit__(None, None, None)
+
+    event.listen(engine, "close", _close)
+    event.listen(engine, "close_detached", _close)
+    seconds = dialect.idle_release_seconds(url)
+    if seconds is not None:
+        _IdleRelease(engine, seconds)
+
+
+class _IdleRelease:
+    """Closes an engine's pooled connections once none has been in use for `seconds`."""
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self.engine = engine
+        self.seconds = seconds
+        self.in_use = 0
+        self.generation = 0
+        self.lock = threading.Lock()
+        event.listen(engine, "checkout", self.checkout)
+        event.listen(engine, "checkin", self.checkin)
+
+    def checkout(self, *_args: Any) -> None:
+        with self.lock:
+            self.in_use += 1
+            self.generation += 1
+
+    def checkin(self, *_args: Any) -> None:
+        with self.lock:
+            self.in_use -= 1
+            if self.in_use:
+                return
+            self.generation += 1
+            timer = threading.Timer(self.seconds, self.release, args=(self.generation,))
+        timer.daemon = True
+        timer.start()
+
+    def release(self, generation: int) -> None:
+        with self.lock:
+            if self.in_use == 0 and generation == self.generation:
+                self.engine.pool.dispose()  # closes the idle connections; the pool stays usable
+
+
+def _build_engine(spec: ConnectionSpec) -> Engine:
     kind = spec.kind
     args = spec.connect_args
     if kind == "sqlserver":
