@@ -385,8 +385,12 @@ def _commands_attached(home: Path) -> bool:
 
 def _watch_idle(home: Path, activity: _Activity, server: Any, minutes: float) -> None:
     limit = minutes * 60
+    pause = min(30.0, max(limit / 4, 0.5))
+    while not server.started and not server.should_exit:  # migrations can take a while
+        time.sleep(0.5)
+    activity.last = max(activity.last, time.monotonic())
     while not server.should_exit:
-        time.sleep(min(30.0, max(limit / 4, 0.5)))
+        time.sleep(pause)
         if time.monotonic() - activity.last >= limit and not _commands_attached(home):
             print(
                 f"{_now()} idle for {minutes:g} min with no command attached: stopping", flush=True
@@ -426,6 +430,8 @@ def serve() -> None:  # pragma: no cover - runs in the server process (tests dri
     print(
         f"{_now()} Prefect server for ombudsman on {record.url} (PREFECT_HOME={home})", flush=True
     )
+    # uvicorn re-raises the SIGTERM it caught after shutting down: exit normally, so the record goes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run(sockets=[sock])
     finally:

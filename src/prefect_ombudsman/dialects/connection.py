@@ -7,10 +7,12 @@ a fixed name, so two projects with different databases never share an engine.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -481,9 +483,11 @@ class _IdleRelease:
         self.seconds = seconds
         self.in_use = 0
         self.generation = 0
+        self.timer: threading.Timer | None = None
         self.lock = threading.Lock()
         event.listen(engine, "checkout", self.checkout)
         event.listen(engine, "checkin", self.checkin)
+        _IDLE_RELEASES.add(self)
 
     def checkout(self, *_args: Any) -> None:
         with self.lock:
@@ -496,14 +500,30 @@ class _IdleRelease:
             if self.in_use:
                 return
             self.generation += 1
-            timer = threading.Timer(self.seconds, self.release, args=(self.generation,))
-        timer.daemon = True
-        timer.start()
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = threading.Timer(self.seconds, self.release, args=(self.generation,))
+            self.timer.daemon = True
+            self.timer.start()
 
-    def release(self, generation: int) -> None:
+    def release(self, generation: int | None = None) -> None:
+        """Close the idle connections (now, when `generation` is None). The pool stays usable."""
         with self.lock:
-            if self.in_use == 0 and generation == self.generation:
-                self.engine.pool.dispose()  # closes the idle connections; the pool stays usable
+            if self.in_use == 0 and generation in (None, self.generation):
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.engine.pool.dispose()
+
+
+_IDLE_RELEASES: weakref.WeakSet[_IdleRelease] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    # In the main thread, before the interpreter stops: a daemon timer closing a DuckDB
+    # connection during shutdown would abort the process.
+    for idle in list(_IDLE_RELEASES):
+        idle.release()
 
 
 def _build_engine(spec: ConnectionSpec) -> Engine:
