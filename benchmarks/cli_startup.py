@@ -49,11 +49,11 @@ def main() -> None:
     env.update(PREFECT_HOME=str(root / "home"), OMBUDSMAN_PROJECTS_DIR=str(root / "projects"))
     temporary = env | {"OMBUDSMAN_NO_DAEMON": "1"}
     noop = ("run", "custom", "noop", "--json")
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[float | None]] = {}
 
-    def add(label: str, seconds: float) -> None:
+    def add(label: str, seconds: float | None) -> None:
         results.setdefault(label, []).append(seconds)
-        print(f"{label}: {seconds:.2f} s", file=sys.stderr)
+        print(f"{label}: {seconds if seconds is None else round(seconds, 2)} s", file=sys.stderr)
 
     try:
         add("--help", timed(env, "--help"))
