@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support import free_port
+from support import PostgresServer, free_port
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="ombudsman-tests-"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_TMP / "prefect-home"))
@@ -24,6 +23,8 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["OMBUDSMAN_RETRY_BASE_SECONDS"] = "0.05"
 os.environ["OMBUDSMAN_PROGRESS_INTERVAL_SECONDS"] = "0.2"
 os.environ["OMBUDSMAN_PROJECTS_DIR"] = str(_SESSION_TMP / "projects")
+# never the real ~/.ombudsman/auth.json (tests that serve the API bring their own auth file)
+os.environ["OMBUDSMAN_AUTH_FILE"] = str(_SESSION_TMP / "auth.json")
 os.environ.pop("PREFECT_API_URL", None)
 
 
@@ -39,68 +40,18 @@ def prefect_api() -> Iterator[None]:
             yield
 
 
-def _pg_bin() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
-    return candidates[-1] if candidates else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL server of our own: initdb in a temp dir, free port, stopped at the end."""
-    pg_bin = _pg_bin()
-    if pg_bin is None:
-        pytest.fail("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
-    root = Path(tempfile.mkdtemp(prefix="ombudsman-pg-"))
-    data = root / "data"
-    port = free_port()
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres", "postgres")
-    subprocess.run(
-        [
-            *prefix,
-            str(pg_bin / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-locale",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    subprocess.run(
-        [
-            *prefix,
-            str(pg_bin / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """A PostgreSQL server of our own (tests/support.py), stopped at the end."""
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        server = PostgresServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    server.start()
+    try:
+        yield server.url
     finally:
-        subprocess.run(
-            [*prefix, str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
 
 
 @pytest.fixture(scope="session")

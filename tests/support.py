@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -22,3 +27,60 @@ def wait_until(
             return True
         time.sleep(interval)
     return predicate()
+
+
+def pg_bin() -> Path | None:
+    """The newest installed PostgreSQL's bin folder (Debian layout)."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    return candidates[-1] if candidates else None
+
+
+class PostgresServer:
+    """A PostgreSQL server of our own: initdb in a temp dir, a free port, 127.0.0.1 only.
+
+    `start()` / `stop(mode)` can be called again (a test that restarts the server); `remove()`
+    stops it and deletes its folder."""
+
+    def __init__(self, prefix: str = "ombudsman-pg-") -> None:
+        found = pg_bin()
+        if found is None:
+            raise RuntimeError(
+                "PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it"
+            )
+        self.bin = found
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.prefix:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--no-locale",
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            [*self.prefix, str(self.bin / program), *args], check=check, capture_output=True
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
+            "-o", options, "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)

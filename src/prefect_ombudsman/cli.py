@@ -1034,21 +1034,205 @@ def run_projects(
     )
 
 
-@app.command("api")
+api_app = typer.Typer(
+    help="Serve the Studio's /batch REST API (no subcommand), or manage who may call it."
+)
+app.add_typer(api_app, name="api")
+token_app = typer.Typer(help="API tokens (bearer credentials for scripts and CI).")
+user_app = typer.Typer(help="Users who sign in through POST /auth/login (the Studio's login).")
+api_app.add_typer(token_app, name="token")
+api_app.add_typer(user_app, name="user")
+AuthFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--auth-file", help="Auth file (default $OMBUDSMAN_AUTH_FILE or ~/.ombudsman/auth.json)."
+    ),
+]
+
+
+def _auth_file(path: Path | None) -> Path:
+    from prefect_ombudsman.jobs.credentials import default_auth_file
+
+    return path.expanduser() if path else default_auth_file()
+
+
+@api_app.callback(invoke_without_command=True)
 def api_command(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     projects_dir: ProjectsDir = None,
+    auth_file: AuthFileOpt = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="Origin allowed to call from a browser (repeatable; also $OMBUDSMAN_CORS_ORIGINS).",
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth", help="Serve with NO authentication (anyone may run jobs)."
+        ),
+    ] = False,
 ) -> None:
-    """Serve the Studio's /batch REST API (OpenAPI at /docs); jobs run as Prefect flow runs."""
+    """Serve the Studio's /batch REST API (OpenAPI at /docs); jobs run as Prefect flow runs.
+
+    Every route but /health needs a credential: `ombudsman api token create --name NAME`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.jobs.auth import AuthSettings, is_loopback
+    from prefect_ombudsman.jobs.credentials import has_credentials, read_auth
+
+    try:
+        settings = AuthSettings.from_env(
+            auth_file=_auth_file(auth_file),
+            cors_origins=cors_origin or [],
+            insecure_no_auth=insecure_no_auth,
+        )
+        configured = has_credentials(read_auth(settings.auth_file))
+    except ConfigurationError as exc:
+        refuse(str(exc))
+    if insecure_no_auth:
+        console.print(
+            "[bold red]WARNING: --insecure-no-auth: anyone who can reach "
+            f"{host}:{port} may start, cancel and delete jobs.[/bold red]"
+        )
+    elif not configured and not is_loopback(host):
+        refuse(
+            f"no credential in {settings.auth_file}: refusing to listen on {host}. Create one with "
+            "`ombudsman api token create --name NAME` (or pass --insecure-no-auth)"
+        )
+    elif not configured:
+        console.print(
+            f"[yellow]No credential in {settings.auth_file}: every route but /health answers "
+            "401. Create one with `ombudsman api token create --name NAME`.[/yellow]"
+        )
+    if settings.cors_origins:
+        console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
     use_prefect()
     import uvicorn
 
     from prefect_ombudsman.jobs.api import create_app
 
     uvicorn.run(
-        create_app(str(projects_dir.resolve()) if projects_dir else None), host=host, port=port
+        create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
+        host=host,
+        port=port,
     )
+
+
+def _auth_call(action: Any, *args: Any, **kwargs: Any) -> Any:
+    from prefect_ombudsman.errors import ConfigurationError
+
+    try:
+        return action(*args, **kwargs)
+    except ConfigurationError as exc:
+        refuse(str(exc))
+
+
+def _print_listing(
+    records: list[dict[str, Any]], columns: list[str], rows: list[list[str]], as_json: bool
+) -> None:
+    if as_json:
+        out.print_json(data=records)
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", help="Name to list and revoke it by.")],
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="May list and read jobs, not change them.")
+    ] = False,
+    auth_file: AuthFileOpt = None,
+) -> None:
+    """Create an API token and print it once (only its hash is kept)."""
+    from prefect_ombudsman.jobs.credentials import create_token
+
+    path = _auth_file(auth_file)
+    token = _auth_call(create_token, path, name, read_only=read_only)
+    console.print(
+        f"Token {name!r} ({'read-only' if read_only else 'full'}) saved in {path}; "
+        "it is shown once:"
+    )
+    out.print(token, soft_wrap=True, highlight=False)
+
+
+@token_app.command("list")
+def token_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None:
+    """List the API tokens (names, not the tokens)."""
+    from prefect_ombudsman.jobs.credentials import list_tokens
+
+    tokens = _auth_call(list_tokens, _auth_file(auth_file))
+    rows = [[t["name"], "read-only" if t["read_only"] else "full", t["created_at"]] for t in tokens]
+    _print_listing(tokens, ["name", "access", "created"], rows, as_json)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str, auth_file: AuthFileOpt = None) -> None:
+    """Revoke an API token; a running API refuses it from its next request."""
+    from prefect_ombudsman.jobs.credentials import revoke_token
+
+    _auth_call(revoke_token, _auth_file(auth_file), name)
+    console.print(f"Token {name!r} revoked.")
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    role: Annotated[
+        str, typer.Option("--role", help="admin (read and write) or viewer.")
+    ] = "viewer",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+    email: Annotated[str | None, typer.Option("--email")] = None,
+    full_name: Annotated[str | None, typer.Option("--full-name")] = None,
+    auth_file: AuthFileOpt = None,
+) -> None:
+    """Add a user who signs in with POST /auth/login (password prompted, or --password-stdin)."""
+    from prefect_ombudsman.jobs.credentials import add_user
+
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _auth_call(
+        add_user,
+        _auth_file(auth_file),
+        username,
+        password,
+        role=role,
+        email=email,
+        full_name=full_name,
+    )
+    console.print(f"User {user['username']!r} ({user['role']}) added.")
+
+
+@user_app.command("list")
+def user_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None:
+    """List the users (no password hashes)."""
+    from prefect_ombudsman.jobs.credentials import list_users
+
+    users = _auth_call(list_users, _auth_file(auth_file))
+    rows = [[u["username"], u["role"], u.get("email") or "", u["created_at"]] for u in users]
+    _print_listing(users, ["username", "role", "email", "created"], rows, as_json)
+
+
+@user_app.command("remove")
+def user_remove(username: str, auth_file: AuthFileOpt = None) -> None:
+    """Remove a user; their sessions stop working at their next request."""
+    from prefect_ombudsman.jobs.credentials import remove_user
+
+    _auth_call(remove_user, _auth_file(auth_file), username)
+    console.print(f"User {username!r} removed.")
 
 
 @app.command("operations")

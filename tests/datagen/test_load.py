@@ -254,13 +254,41 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, monkeypatch
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     assert table_fingerprint(engine, "Retail", "fact_sales") == before
-    if batched:  # the committed staging table outlives the process; the next load sweeps it
+    if batched:  # the committed staging table outlives the process; the next load sweeps it,
+        # even one small enough for a single transaction (no committed staging of its own)
         assert len(staging_tables(engine)) == 1
         generate_warehouse(
-            build_plan("Retail", 1500, 3, table_name="fact_sales"), [Target("t", engine)]
+            build_plan("Retail", 800, 3, table_name="fact_sales"), [Target("t", engine)]
         )
-        assert table_fingerprint(engine, "Retail", "fact_sales")["rows"] == 1500
+        assert table_fingerprint(engine, "Retail", "fact_sales")["rows"] == 800
     assert staging_tables(engine) == []
+
+
+@pytest.mark.parametrize("engine_fixture", ["sqlite_engine", "duckdb_engine", "pg_engine"])
+def test_the_next_load_drops_staging_tables_a_killed_load_left(
+    engine_fixture, request, staging_tables
+):
+    engine = request.getfixturevalue(engine_fixture)
+    dialect = dialect_for(engine)
+    plan = build_plan("Retail", 1000, 1, table_name="fact_sales")
+    generate_warehouse(plan, [Target("t", engine)])
+    expected = table_fingerprint(engine, "Retail", "fact_sales")
+    schema = dialect.datagen_schema(get_schema("Retail").table("fact_sales").schema)
+    leftover = "fact_sales__stg_0badc0de"
+    kept = ["fact_sales__stg_backup", "fact_inventory__stg_12345678"]  # not this table's staging
+    with engine.begin() as connection:  # what a killed committed-staging load leaves
+        for name in [leftover, *kept]:
+            connection.exec_driver_sql(
+                f"CREATE TABLE {dialect.qualified(schema, name)} AS SELECT * FROM "
+                f"{dialect.qualified(schema, 'fact_sales')}"
+            )
+    assert set(staging_tables(engine)) == {leftover, *kept}
+    generate_warehouse(plan, [Target("t", engine)])  # one transaction: no staging of its own
+    assert set(staging_tables(engine)) == set(kept)
+    assert table_fingerprint(engine, "Retail", "fact_sales") == expected
+    with engine.begin() as connection:
+        for name in kept:
+            connection.exec_driver_sql(f"DROP TABLE {dialect.qualified(schema, name)}")
 
 
 def test_unreachable_target_and_missing_permission_are_clear_errors(pg_url, pg_engine):

@@ -8,11 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +20,8 @@ from support import free_port, wait_until
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 
-pytestmark = pytest.mark.slow
+# a Prefect server, `prefect deploy` and a worker start once per module (minutes on a busy machine)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _stop(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
@@ -156,7 +156,7 @@ def _wait_terminal(deployed: dict[str, object], run_id: str, timeout: float = 12
 
 def _summary(deployed: dict[str, object], run_id: str) -> dict[str, object]:
     path = Path(deployed["root"]) / "projects" / ".ombudsman" / "jobs" / f"batch_{run_id}.json"
-    assert wait_until(path.exists, timeout=10)
+    assert wait_until(path.exists, timeout=60)
     return json.loads(path.read_text())
 
 
@@ -187,42 +187,52 @@ def test_deployment_run_completes_under_the_worker(deployed):
     }
 
 
+def _task_runs(deployed: dict[str, object], run_id: str) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with _client(deployed) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+
+
 def test_cancel_with_prefect_cli_stops_a_worker_run(deployed):
+    # operations that only a cancel ends: none finishes and makes room for another, so any
+    # operation started after the cancel request is the runner's fault, however busy the machine
     run_id = _run_deployment(
         deployed,
         {
-            "items": [{"operation": "sleep", "arguments": {"seconds": 1.5}}] * 20,
+            "items": [{"operation": "sleep", "arguments": {"seconds": 3600}}] * 20,
             "parallel_execution": True,
             "max_parallel": 2,
         },
     )
-    assert wait_until(lambda: _state(deployed, run_id).is_running(), timeout=90, interval=0.2)
-    time.sleep(2.0)
-    before_request = time.time()
+    assert wait_until(
+        lambda: (
+            sum(bool(tr.state and tr.state.is_running()) for tr in _task_runs(deployed, run_id))
+            >= 2
+        ),
+        timeout=180,
+        interval=0.5,
+    ), (Path(deployed["logs"]) / "worker.log").read_text()[-3000:]
     _cli(deployed, "flow-run", "cancel", run_id)
-    requested = time.monotonic()
-    state = _wait_terminal(deployed, run_id, timeout=30)
-    elapsed = time.monotonic() - requested
+    state = _wait_terminal(deployed, run_id, timeout=300)  # else the sleeps last an hour
     assert state.is_cancelled(), state
-    log = (Path(deployed["logs"]) / "worker.log").read_text()
-    assert elapsed < 2.5, (
-        f"cancel took {elapsed:.1f}s after the request; worker log:\n{log[-3000:]}"
-    )
+    with _client(deployed) as client:
+        states = client.read_flow_run_states(run_id)
+    cancel_requested = min(st.timestamp for st in states if st.is_cancelling() or st.is_cancelled())
+    started = [tr.start_time for tr in _task_runs(deployed, run_id) if tr.start_time]
+    assert len(started) == 2 and all(t < cancel_requested for t in started), (started, states)
     summary = _summary(deployed, run_id)
     assert summary["status"] == "cancelled"
-    assert summary["completed"] + summary["skipped"] == 20
+    assert summary["completed"] == 0 and summary["skipped"] == 20
     not_started = [
         op
         for op in summary["operations"]
         if (op["error"] or "").startswith("not started: job cancelled")
     ]
-    assert len(not_started) >= 5
-    started = [
-        datetime.fromisoformat(op["started_at"]).timestamp()
-        for op in summary["operations"]
-        if op["started_at"]
-    ]
-    assert all(t < before_request + 3.0 for t in started)  # the CLI call itself takes ~2 s
+    assert len(not_started) == 18
+    assert sum(bool(op["started_at"]) for op in summary["operations"]) == 2
 
 
 def test_prefect_flow_run_retry_reexecutes_only_failed_operations(deployed):
@@ -263,7 +273,7 @@ def test_jobs_submitted_through_the_service_go_to_the_worker(deployed):
         state = _wait_terminal(deployed, job.job_id)
         assert state.is_completed(), state
         assert wait_until(
-            lambda: service.get_job(job.job_id).status.value == "completed", timeout=10
+            lambda: service.get_job(job.job_id).status.value == "completed", timeout=60
         )
         done = service.get_job(job.job_id)
     assert done.name == "via deployment" and "e2e" in done.tags and len(done.operations) == 3

@@ -15,7 +15,8 @@ from sqlalchemy.dialects import mssql
 from prefect_ombudsman.blocks import DatabaseConnection, SnowflakeConnection, SqlServerConnection
 from prefect_ombudsman.connections import get_engine, resolve_connection
 from prefect_ombudsman.dialects import connection as dc
-from prefect_ombudsman.errors import ConnectionReferenceError, is_transient
+from prefect_ombudsman.dialects.base import is_transient
+from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.projects import load_project
 from support import free_port
 

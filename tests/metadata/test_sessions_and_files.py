@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from prefect_ombudsman.metadata.catalog import Catalog, CatalogColumn, CatalogTa
 from prefect_ombudsman.metadata.mapping import map_catalogs
 from prefect_ombudsman.metadata.sessions import ServerSlots, server_identity, sessions_per_server
 from prefect_ombudsman.metadata.store import connection_label, save_catalog
+from support import wait_until
 
 
 def test_server_identity_ignores_database_user_and_secret(tmp_path: Path):
@@ -64,7 +64,8 @@ def test_slots_bound_each_server_separately():
             with lock:
                 current[server] += 1
                 peak[server] = max(peak[server], current[server])
-            time.sleep(0.02)
+            # hold the slot until this server is full and a caller queues (no timing luck)
+            wait_until(lambda: peak[server] == 2 and slots.stats(server)["waits"] > 0, timeout=30)
             with lock:
                 current[server] -= 1
 
@@ -84,13 +85,24 @@ def test_slots_bound_each_server_separately():
 def test_waiting_for_a_slot_stops_on_cancel():
     slots = ServerSlots()
     stop = threading.Event()
-    with slots.slot("s", 1):
-        threading.Timer(0.1, stop.set).start()
-        started = time.monotonic()
-        with pytest.raises(OperationCancelled):
+    outcome: list[BaseException] = []
+
+    def wait_for_slot() -> None:
+        try:
             with slots.slot("s", 1, should_stop=stop.is_set, poll_seconds=0.02):
                 pass
-        assert time.monotonic() - started < 1
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    with slots.slot("s", 1):  # held until the end: only the cancel can end the wait
+        waiter = threading.Thread(target=wait_for_slot, daemon=True)
+        waiter.start()
+        assert wait_until(lambda: slots.stats("s")["waits"] == 1, timeout=30)
+        assert waiter.is_alive()  # waiting, as long as nobody stops it
+        stop.set()
+        waiter.join(timeout=60)
+        assert not waiter.is_alive() and isinstance(outcome[0], OperationCancelled)
+        assert slots.stats("s")["in_use"] == 1
 
 
 def test_connection_labels_are_safe_and_never_hold_secrets():

@@ -16,7 +16,6 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -127,8 +126,9 @@ class TableLoad:
                 raise ConfigurationError(
                     f"table {self.where} already exists in target {self.target.label!r} (if_exists=fail)"
                 )
-            if not self.single_transaction:
-                self._sweep_stale_staging(inspector)
+            # whatever mode this load runs in, a staging table of this table that a killed
+            # load committed earlier (DuckDB above max_rows_per_transaction, Snowflake) goes
+            self._sweep_stale_staging()
             self.connection.commit()
             self.transaction = self.connection.begin()
             self.dialect.begin_load(self.connection)
@@ -209,10 +209,14 @@ class TableLoad:
             self._locked = False
             self._lock.release()
 
-    def _sweep_stale_staging(self, inspector: Any) -> None:
-        """Drop staging tables of this table left by a killed load (committed-staging mode only)."""
-        prefix = (self.spec.name + STAGING_MARK).lower()
-        for name in inspector.get_table_names(schema=self.final.schema):
-            if name.lower().startswith(prefix):
-                stale = sa.Table(name, sa.MetaData(), schema=self.final.schema)
-                self.dialect.drop_table(self.connection, stale)
+    def _sweep_stale_staging(self) -> None:
+        """Drop staging tables of this table left by a killed load (`<table>__stg_<8 hex>`).
+
+        Another load of the same table in this process waits on `_lock`; an uncommitted staging
+        table of a running load elsewhere is invisible here (transactional DDL)."""
+        assert self.connection is not None
+        for name in self.dialect.leftover_staging_tables(
+            self.connection, self.final.schema, self.spec.name, STAGING_MARK
+        ):
+            stale = sa.Table(name, sa.MetaData(), schema=self.final.schema)
+            self.dialect.drop_table(self.connection, stale)

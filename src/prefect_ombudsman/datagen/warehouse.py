@@ -16,6 +16,7 @@ from typing import Any
 from prefect_ombudsman.datagen.drift import DriftPlan, DriftSpec, write_manifest
 from prefect_ombudsman.datagen.generator import ContentDigest, GenerationPlan, iter_chunks, rebatch
 from prefect_ombudsman.datagen.load import TableLoad, Target, prepare_target
+from prefect_ombudsman.dialects.base import driver_cause
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError, OperationCancelled
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -44,7 +45,9 @@ def _wrap(target: Target, table: str, exc: Exception) -> Exception:
     """Name the target and table in the error; keep the classes callers act on."""
     if isinstance(exc, (ConfigurationError, OperationCancelled)):
         return exc
-    return OmbudsmanError(f"target {target.label!r}, table {table}: {type(exc).__name__}: {exc}")
+    # the driver's own error (not SQLAlchemy's wrapper with the SQL); the cause stays attached,
+    # so a transient one (lost connection, DuckDB file lock) is retried by the runner
+    return OmbudsmanError(f"target {target.label!r}, table {table}: {driver_cause(exc)}")
 
 
 def generate_warehouse(

@@ -7,11 +7,23 @@ module subclasses `Dialect` and overrides only what differs (sqlglot-style).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect
 from sqlalchemy.engine import Dialect as SADialect
 from sqlalchemy.engine import Engine
+
+from prefect_ombudsman.errors import (
+    ConfigurationError,
+    OperationCancelled,
+    OperationFailed,
+    TransientError,
+)
+from prefect_ombudsman.redaction import scrub
 
 
 class Dialect:
@@ -110,6 +122,14 @@ class Dialect:
     def drop_table(self, connection: Any, table: Any) -> None:
         connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_ref(table)}")
 
+    def leftover_staging_tables(
+        self, connection: Any, schema: str | None, table: str, mark: str
+    ) -> list[str]:
+        """Staging tables of `table` in `schema` that loads left behind: `<table><mark><8 hex>`."""
+        pattern = re.compile(re.escape(table + mark) + r"[0-9a-f]{8}", re.IGNORECASE)
+        names = inspect(connection).get_table_names(schema=schema)
+        return [name for name in names if pattern.fullmatch(name)]
+
     # --- comparison: canonical row hash (ANSI defaults; engines override where they differ)
 
     def text_length(self, expr: Any) -> Any:
@@ -126,6 +146,34 @@ class Dialect:
         for part in parts[1:]:
             text = text + type_coerce(part, String)
         return text
+
+    # --- transient faults: errors a later retry may get past (connection loss, restart, locks)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """True when retrying after `exc` may succeed.
+
+        The rule every database shares: SQLAlchemy saw a disconnect (`connection_invalidated`),
+        the pool timed out, or the OS reported a network error or timeout; each dialect adds
+        its driver's codes in `transient_driver_error`. Errors of ours that are verdicts
+        (a failed outcome, bad configuration, a cancel) are never transient."""
+        for err in causes(exc):
+            if isinstance(err, TransientError):
+                return True
+            if isinstance(err, (OperationFailed, ConfigurationError, OperationCancelled)):
+                return False
+            if isinstance(err, sa_exc.DBAPIError) and err.connection_invalidated:
+                return True
+            if isinstance(err, sa_exc.PendingRollbackError) and "invalid transaction" in str(err):
+                return True  # the connection was invalidated (lost) inside a transaction
+            if isinstance(err, (sa_exc.TimeoutError, ConnectionError, TimeoutError)):
+                return True
+            if self.transient_driver_error(err):
+                return True
+        return False
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        """This database's driver error that means "try again later" (codes per dialect)."""
+        return False
 
     # --- sections added by the engines (datagen, metadata, validation, comparison) follow in subclasses
 
@@ -181,11 +229,10 @@ def python_columns(
     return columns
 
 
-def dialect_for(engine_or_kind: Engine | str) -> Dialect:
-    """The `Dialect` for an engine or a kind name (sqlite, duckdb, postgresql, snowflake, sqlserver)."""
+def _dialect_classes() -> dict[str, type[Dialect]]:
     from prefect_ombudsman.dialects import duckdb, postgresql, snowflake, sqlite, sqlserver
 
-    classes: dict[str, type[Dialect]] = {
+    return {
         "sqlite": sqlite.SQLiteDialect,
         "duckdb": duckdb.DuckDBDialect,
         "postgresql": postgresql.PostgreSQLDialect,
@@ -193,9 +240,46 @@ def dialect_for(engine_or_kind: Engine | str) -> Dialect:
         "sqlserver": sqlserver.SQLServerDialect,
         "mssql": sqlserver.SQLServerDialect,
     }
+
+
+def dialect_for(engine_or_kind: Engine | str) -> Dialect:
+    """The `Dialect` for an engine or a kind name (sqlite, duckdb, postgresql, snowflake, sqlserver)."""
+    classes = _dialect_classes()
     if isinstance(engine_or_kind, str):
         cls = classes.get(engine_or_kind, Dialect)
         return cls(None)
     name = engine_or_kind.dialect.name
     cls = classes.get(name, Dialect)
     return cls(engine_or_kind.dialect)
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, the driver error SQLAlchemy wraps (`.orig`), then its causes and contexts (no loops)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        yield err
+        for nxt in (getattr(err, "orig", None), err.__cause__, err.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether any database's rule calls `exc` transient (for code that does not know which
+    database raised it, like the batch runner; each dialect only claims its own driver's errors)."""
+    classes = {*_dialect_classes().values(), Dialect}
+    return any(cls(None).is_transient(exc) for cls in classes)
+
+
+def driver_cause(exc: BaseException) -> str:
+    """The real cause of a database error, one line: the driver's error, not SQLAlchemy's wrapper
+    (`AdminShutdown: terminating connection due to administrator command`)."""
+    chain = list(causes(exc))
+    drivers = [e for e in chain if not isinstance(e, (sa_exc.SQLAlchemyError, TransientError))]
+    err = drivers[0] if drivers else exc
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return scrub(f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": "))[:500]

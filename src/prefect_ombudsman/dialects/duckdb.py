@@ -302,6 +302,17 @@ class DuckDBDialect(Dialect):
 
         return func.regexp_full_match(cast(expr, String), literal(pattern))
 
+    # --- transient faults (duckdb): a file lock another process holds, a write-write conflict
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        if not type(err).__module__.startswith(("duckdb", "_duckdb")):
+            return False
+        text = str(err)
+        name = type(err).__name__
+        if name == "IOException":
+            return "Could not set lock" in text or "Conflicting lock" in text
+        return name == "TransactionException" and "onflict" in text
+
 
 class _UBigInt(UserDefinedType):  # type: ignore[type-arg]
     """DuckDB's unsigned 64-bit integer (MD5 halves do not fit BIGINT)."""

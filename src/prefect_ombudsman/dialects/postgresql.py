@@ -254,3 +254,34 @@ class PostgreSQLDialect(Dialect):
         from sqlalchemy import Text, cast, literal
 
         return cast(expr, Text).op("~")(literal(f"^(?:{pattern})$"))
+
+    # --- transient faults (psycopg 3 / psycopg2): SQLSTATE classes and connect-time failures
+
+    #: connection exception (08), serialization failure, deadlock, lock not available, admin /
+    #: crash shutdown, cannot connect now (starting up), too many connections
+    TRANSIENT_SQLSTATES: ClassVar[frozenset[str]] = frozenset(
+        {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+    )
+    #: a server-side refusal at connect time that passes (psycopg gives no SQLSTATE there)
+    TRANSIENT_FATAL: ClassVar[tuple[str, ...]] = (
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+        "sorry, too many clients already",
+        "terminating connection due to administrator command",
+    )
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        if not type(err).__module__.startswith(("psycopg", "psycopg2")):
+            return False
+        code = getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)
+        if code:
+            return str(code).startswith("08") or code in self.TRANSIENT_SQLSTATES
+        if type(err).__name__ != "OperationalError":
+            return False
+        # no SQLSTATE: a client-side connection failure (refused, timed out, closed) is
+        # transient; a FATAL the server sent while refusing (no such database, bad password) is
+        # not, unless it says the server is starting, stopping or full
+        text = str(err)
+        return "FATAL:" not in text or any(phrase in text for phrase in self.TRANSIENT_FATAL)

@@ -272,6 +272,38 @@ class SnowflakeDialect(Dialect):
 
         return func.regexp_like(cast(expr, String), literal(pattern))
 
+    # --- transient faults (snowflake-connector-python): errno codes and HTTP retryable errors
+
+    #: failed to connect, connection closed, request failed (network), failed to reach the
+    #: server, connection timeout, retryable request; 390114: authentication token expired
+    TRANSIENT_ERRNOS: ClassVar[frozenset[int]] = frozenset(
+        {250001, 250002, 250003, 250005, 251011, 251012, 390114}
+    )
+    #: the connector's HTTP errors that mean "the service is busy or restarting"
+    TRANSIENT_CLASSES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "ServiceUnavailableError",
+            "GatewayTimeoutError",
+            "BadGatewayError",
+            "RequestTimeoutError",
+            "OtherHTTPRetryableError",
+            "TooManyRequests",
+            "InternalServerError",
+            "TokenExpiredError",
+        }
+    )
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        if not type(err).__module__.startswith("snowflake.connector"):
+            return False
+        if type(err).__name__ in self.TRANSIENT_CLASSES:
+            return True
+        errno = getattr(err, "errno", None)
+        try:
+            return int(errno) in self.TRANSIENT_ERRNOS if errno is not None else False
+        except (TypeError, ValueError):
+            return False
+
 
 class SnowflakeNumber(sa_types.Numeric):  # type: ignore[type-arg]
     """NUMBER(p, s) in Snowflake DDL (snowflake-sqlalchemy renders DECIMAL / a bare NUMBER)."""

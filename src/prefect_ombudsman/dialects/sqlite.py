@@ -219,8 +219,20 @@ class SQLiteDialect(Dialect):
         year = cast(func.strftime(literal("%Y"), expr), Integer)
         return func.printf(literal("%04d-%02d-01"), year, ((month - 1) / 3) * 3 + 1)
 
+    # --- comparison: canonical row hash (the Python reference of the canonical form)
 
-# --- comparison: canonical row hash (the Python reference of the canonical form)
+    # --- transient faults (sqlite3): another connection holds the lock
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        if type(err).__module__ != "sqlite3":
+            return False
+        # SQLITE_BUSY (5) / SQLITE_LOCKED (6), and their extended codes (low byte)
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int) and (code & 0xFF) in (5, 6):
+            return True
+        text = str(err).lower()
+        return "database is locked" in text or "database table is locked" in text
+
 
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_DATE = date(1970, 1, 1)

@@ -296,3 +296,32 @@ class SQLServerDialect(Dialect):
         if version[0] < 17:
             return None
         return func.regexp_like(cast(expr, NVARCHAR(None)), literal(f"^(?:{pattern})$"))
+
+    # --- transient faults (pyodbc): ODBC SQLSTATEs and SQL Server / Azure SQL native codes
+
+    #: communication link failure, cannot connect, timeout expired, connection timeout,
+    #: serialization failure (deadlock victim)
+    TRANSIENT_SQLSTATES: ClassVar[frozenset[str]] = frozenset(
+        {"08S01", "08001", "08004", "HYT00", "HYT01", "40001"}
+    )
+    #: deadlock victim, lock request timeout, Azure SQL unavailable / reconfiguring / throttled
+    #: / resource limits, cannot open database (failover), transport-level errors
+    TRANSIENT_CODES: ClassVar[frozenset[int]] = frozenset(
+        {1205, 1222, 40613, 40197, 40501, 49918, 49919, 49920, 10928, 10929, 4060, 233,
+         64, 10053, 10054, 10060, 4221}
+    )  # fmt: skip
+
+    def transient_driver_error(self, err: BaseException) -> bool:
+        import re
+
+        if not type(err).__module__.startswith(("pyodbc", "pymssql", "_mssql")):
+            return False
+        args = [str(a) for a in getattr(err, "args", ())]
+        if args and args[0].upper() in self.TRANSIENT_SQLSTATES:
+            return True
+        text = " ".join(args)
+        # the native error number is in parentheses after the message: "... (1205) (SQLExecDirectW)"
+        codes = {int(n) for n in re.findall(r"\((\d{2,5})\)", text)}
+        if isinstance(getattr(err, "args", (None,))[0], int):
+            codes.add(err.args[0])  # pymssql: (number, message)
+        return bool(codes & self.TRANSIENT_CODES)

@@ -38,10 +38,12 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
-from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, is_transient
+from prefect_ombudsman.dialects.base import driver_cause, is_transient
+from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.jobs.models import (
     BatchJobStatus,
     BatchJobType,
@@ -256,7 +258,11 @@ def run_attempts(
                 return Cancelled(message=str(exc))
             except Exception as exc:
                 message = scrub(
-                    str(exc) if isinstance(exc, OmbudsmanError) else f"{type(exc).__name__}: {exc}"
+                    str(exc)
+                    if isinstance(exc, OmbudsmanError)
+                    else driver_cause(exc)  # the driver's error, not SQLAlchemy's wrapper text
+                    if isinstance(exc, SQLAlchemyError)
+                    else f"{type(exc).__name__}: {exc}"
                 )
                 if is_transient(exc) and attempt < max_attempts:
                     delay = _backoff(attempt)

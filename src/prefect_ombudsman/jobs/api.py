@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
 from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchCustomRequest,
@@ -268,17 +269,23 @@ def job_report(job_id: str) -> dict[str, Any]:
     }
 
 
-def create_app(projects_dir: str | None = None) -> FastAPI:
-    """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts."""
+def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = None) -> FastAPI:
+    """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
+
+    `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
+    may call; every route any router adds needs a credential except `/health` and the login."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
         version="0.1.0",
+        dependencies=[Depends(authenticate)],
     )
     app.state.projects_dir = projects_dir
+    install_auth(app, auth or AuthSettings.from_env())
     app.include_router(router)
 
     @app.get("/health", tags=["health"])
+    @public
     def health() -> dict[str, Any]:
         from prefect.client.orchestration import get_client
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from prefect_ombudsman.connections import resolve_connection
+from prefect_ombudsman.dialects.base import driver_cause
 from prefect_ombudsman.dialects.connection import get_engine
 from prefect_ombudsman.errors import (
     ConfigurationError,
     OmbudsmanError,
     OperationCancelled,
     TransientError,
-    is_transient,
 )
 from prefect_ombudsman.projects import Project, load_project, projects_root, studio_environment
 from prefect_ombudsman.redaction import scrub
@@ -77,14 +77,9 @@ def preflight(side: Side) -> None:
         with side.connect():
             pass
     except Exception as exc:
-        text = (
-            scrub(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0][:400]
-            if str(exc)
-            else type(exc).__name__
-        )
-        message = f"{side.label} database {side.name} unreachable: {text}"
-        if is_transient(exc):
-            raise TransientError(message) from None
+        message = f"{side.label} database {side.name} unreachable: {driver_cause(exc)}"
+        if isinstance(exc, TransientError):
+            raise TransientError(message) from exc
         raise OmbudsmanError(message) from None
 
 
@@ -192,8 +187,8 @@ def run_project(
                 ref=item,
                 on_cancel=on_cancel,
             )
-        except OperationCancelled:
-            raise
+        except (OperationCancelled, TransientError):
+            raise  # a lost database retries the whole project operation
         except OmbudsmanError as exc:
             entries.append(
                 {

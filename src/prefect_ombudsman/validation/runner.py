@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_ombudsman.atomic import write_json_atomic
-from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
+from prefect_ombudsman.dialects.base import driver_cause
+from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, TransientError
 from prefect_ombudsman.redaction import scrub, scrub_data
 from prefect_ombudsman.validation.compare import jsonable
 from prefect_ombudsman.validation.context import Outcome, RunContext, StepContext
@@ -288,11 +289,22 @@ def _run_step(item: _Prepared, check: Callable[[], None]) -> dict[str, Any]:
             raise OmbudsmanError(
                 f"validator {item.validator.name} returned {type(outcome).__name__}, not an Outcome"
             )
-    except OperationCancelled:
-        raise
+    except (OperationCancelled, TransientError):
+        raise  # a transient fault is no verdict on the data: the operation is retried
     except OmbudsmanError as exc:
         outcome = Outcome(Status.ERROR, {"error": str(exc)}, str(exc))
     except SQLAlchemyError as exc:
+        # a query on a side's engine outside `Side.connect` (the comparison's own connections)
+        lost = [s for s in (ctx.run.source, ctx.run.target) if s.dialect.is_transient(exc)]
+        if lost:
+            raise (
+                lost[0].transient_error(exc)
+                if len(lost) == 1
+                else TransientError(
+                    f"{lost[0].label} database {lost[0].name} or {lost[1].label} database "
+                    f"{lost[1].name}: {driver_cause(exc)}"
+                )
+            ) from exc
         text = scrub(str(getattr(exc, "orig", None) or exc)).strip().splitlines()[0][:500]
         outcome = Outcome(
             Status.ERROR,

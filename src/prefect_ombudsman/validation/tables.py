@@ -21,11 +21,12 @@ from typing import Any
 
 from sqlalchemy import column, event, select, table
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
-from prefect_ombudsman.dialects.base import dialect_for
-from prefect_ombudsman.errors import ConfigurationError, OperationCancelled
+from prefect_ombudsman.dialects.base import dialect_for, driver_cause
+from prefect_ombudsman.errors import ConfigurationError, OperationCancelled, TransientError
 from prefect_ombudsman.validation.sql import ColumnInfo, SqlPieces, TableFacts
 
 
@@ -107,20 +108,46 @@ class Side:
         """A pooled connection, registered so `interrupt()` can stop what it runs."""
         if self.cancelled:
             raise OperationCancelled(f"{self.label}: validation cancelled")
-        with self.engine.connect() as conn:
-            dbapi = conn.connection.dbapi_connection
-            conn.info[_CURSOR_KEY] = None
-            with self._lock:
-                self._active[id(conn)] = conn
-            try:
-                self.pieces.prepare_connection(conn)
-                yield conn
-            finally:
+        try:
+            with self.engine.connect() as conn:
+                dbapi = conn.connection.dbapi_connection
+                conn.info[_CURSOR_KEY] = None
                 with self._lock:
-                    self._active.pop(id(conn), None)
-                conn.info.pop(_CURSOR_KEY, None)
-                if self.cancelled and dbapi is not None:
-                    conn.invalidate()  # an interrupted connection is not handed to the next user
+                    self._active[id(conn)] = conn
+                try:
+                    self.pieces.prepare_connection(conn)
+                    yield conn
+                except Exception as exc:
+                    if not self.cancelled and self.dialect.is_transient(exc):
+                        self._discard(conn, exc)
+                    raise
+                finally:
+                    with self._lock:
+                        self._active.pop(id(conn), None)
+                    conn.info.pop(_CURSOR_KEY, None)
+                    if self.cancelled and dbapi is not None:
+                        conn.invalidate()  # an interrupted connection is not handed to the next user
+        except (TransientError, OperationCancelled):
+            raise
+        except Exception as exc:
+            if self.cancelled or not self.dialect.is_transient(exc):
+                raise
+            raise self.transient_error(exc) from exc
+
+    def _discard(self, conn: Connection, exc: BaseException) -> None:
+        """A transient failure: this connection is not reused; a lost server empties the pool."""
+        lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        try:
+            if not conn.invalidated:
+                conn.invalidate(exc)
+        except Exception:  # already gone with the server
+            pass
+        if lost:
+            self.engine.dispose()  # every pooled connection went with the server
+
+    def transient_error(self, exc: BaseException) -> TransientError:
+        """What the batch runner retries: the database (kind, host, database) and the driver's cause."""
+        return TransientError(f"{self.label} database {self.name}: {driver_cause(exc)}")
 
     def interrupt(self) -> None:
         """Stop every statement this side runs now and refuse new ones (a cancelled job; any thread)."""
@@ -164,7 +191,9 @@ class Side:
             if described is None:
                 try:
                     names = self.pieces.table_names(conn, schema)
-                except Exception:
+                except Exception as exc:
+                    if self.dialect.is_transient(exc):
+                        raise
                     names = []
         if described is None:
             close = difflib.get_close_matches(
@@ -332,7 +361,7 @@ class ResolvedTable:
                 try:
                     with self.side.connect() as conn:
                         self._facts = self.side.pieces.enforced_facts(conn, self.schema, self.name)
-                except OperationCancelled:
+                except (OperationCancelled, TransientError):
                     raise
                 except Exception:
                     self._facts = TableFacts()
