@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--demo", action="store_true", help="also time `ombudsman demo`")
     options = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="ombudsman-cli-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="localserver-cli-bench-"))
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL",)}
     env.update(PREFECT_HOME=str(root / "home"), OMBUDSMAN_PROJECTS_DIR=str(root / "projects"))
     temporary = env | {"OMBUDSMAN_NO_DAEMON": "1"}
