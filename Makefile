@@ -7,11 +7,23 @@ SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodb
 
 .PHONY: setup system-deps demo test test-fast lint format bench clean
 
-$(STAMP): pyproject.toml
+RUNTIME := $(VENV)/.installed-runtime
+TESTOPS := tests/plugins/ombudsman_testops
+
+# A production-like install: only the real operations (sql_query) are registered.
+$(RUNTIME): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e .
+	touch $(RUNTIME)
+
+# Development: the dev extras plus the test-only operations plugin (noop, sleep, fail, flaky).
+$(STAMP): pyproject.toml $(TESTOPS)/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/pip install -q -e $(TESTOPS)
+	touch $(STAMP) $(RUNTIME)
 
 setup: $(STAMP)
 
@@ -25,7 +37,7 @@ system-deps:
 	fi
 	@sed -i 's/^CommLog=1/CommLog=0/' /etc/odbcinst.ini 2>/dev/null || true
 
-demo: setup
+demo: $(RUNTIME)
 	$(BIN)/ombudsman demo
 
 test: setup system-deps
@@ -39,7 +51,8 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/prefect_ombudsman/dialects src/prefect_ombudsman/datagen src/prefect_ombudsman/metadata \
 	  src/prefect_ombudsman/validation src/prefect_ombudsman/operations src/prefect_ombudsman/projects.py \
-	  src/prefect_ombudsman/errors.py src/prefect_ombudsman/redaction.py
+	  src/prefect_ombudsman/errors.py src/prefect_ombudsman/redaction.py \
+	  src/prefect_ombudsman/confinement.py src/prefect_ombudsman/admission.py
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks
@@ -51,4 +64,4 @@ bench: setup system-deps
 	  if [ -f benchmarks/$$b.py ]; then $(BIN)/python benchmarks/$$b.py || exit 1; fi; done
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) build dist src/*.egg-info $(TESTOPS)/*.egg-info .pytest_cache .ruff_cache .mypy_cache

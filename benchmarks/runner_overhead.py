@@ -96,11 +96,11 @@ def main() -> None:
     )
     try:
         import prefect.settings as ps
+        from ombudsman_testops import noop  # the test-only plugin (make setup)
         from prefect.settings import temporary_settings
 
         from prefect_ombudsman.flows import custom_batch
         from prefect_ombudsman.jobs import service
-        from prefect_ombudsman.operations.builtin import noop
         from prefect_ombudsman.operations.context import OperationContext
 
         # baseline: the same calls in a plain thread pool

@@ -28,6 +28,27 @@ os.environ["OMBUDSMAN_AUTH_FILE"] = str(_SESSION_TMP / "auth.json")
 os.environ.pop("PREFECT_API_URL", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ombudsman_testops") is None:
+        raise pytest.UsageError(
+            "the test operations plugin is not installed: run `make setup` "
+            "(pip install -e tests/plugins/ombudsman_testops)"
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def allowed_test_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tests keep their databases in pytest's tmp_path folders, outside the projects root: the
+    operator's allow-list (OMBUDSMAN_ALLOWED_PATHS) admits pytest's base temp folder. The
+    adversarial suite (tests/security) removes it to prove the confinement."""
+    base = tmp_path_factory.getbasetemp().resolve()
+    os.environ["OMBUDSMAN_ALLOWED_PATHS"] = str(base)
+    yield base
+    os.environ.pop("OMBUDSMAN_ALLOWED_PATHS", None)
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
     """A real Prefect API for flows: the harness's temporary server, heartbeats off."""

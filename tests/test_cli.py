@@ -26,10 +26,12 @@ def test_bad_json_arguments_exit_2():
     assert result.exit_code == 2 and "--args" in result.output
 
 
-def test_operations_lists_builtins():
+def test_operations_lists_each_with_the_package_registering_it():
     result = runner.invoke(app, ["operations"])
     assert result.exit_code == 0
     assert {"noop", "sleep", "fail", "flaky", "sql_query"} <= set(result.output.split())
+    assert "sql_query  (prefect-ombudsman)" in result.output
+    assert "sleep  (ombudsman-testops)" in result.output  # the test-only plugin
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -207,6 +207,14 @@ def execute_request(
     extra_progress: Any = None,
 ) -> None:
     """Run a validated request's flow in process (the flow's parameters are the request's fields)."""
+    from prefect_ombudsman.admission import check_request
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.projects import projects_root
+
+    try:
+        check_request(request, root=projects_root(projects_dir))
+    except ConfigurationError as exc:
+        refuse(str(exc))
     params = request.model_dump(mode="json") | {
         "projects_dir": str(projects_dir) if projects_dir else None
     }
@@ -475,12 +483,21 @@ def jobs_stats() -> None:
 
 
 @jobs_app.command("report")
-def jobs_report(job_id: str) -> None:
-    """The job's report (JSON written by the flow at the end)."""
+def jobs_report(job_id: str, projects_dir: ProjectsDir = None) -> None:
+    """The job's report (JSON written by the flow at the end, read only inside the projects root)."""
+    from prefect_ombudsman.confinement import confine_path
+    from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.projects import projects_root
+
     service = jobs_service()
 
     job = _service_call(service.get_job, job_id, with_operations=False)
     path = (job.result_summary or {}).get("report_path")
+    if path:
+        try:
+            path = str(confine_path(path, root=projects_root(projects_dir), field="report_path"))
+        except ConfigurationError as exc:
+            refuse(str(exc))
     if not path or not Path(path).is_file():
         console.print(
             f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]"
@@ -1098,7 +1115,8 @@ def api_command(
     if insecure_no_auth:
         console.print(
             "[bold red]WARNING: --insecure-no-auth: anyone who can reach "
-            f"{host}:{port} may start, cancel and delete jobs.[/bold red]"
+            f"{host}:{port} may start, cancel and delete jobs.[/bold red]",
+            soft_wrap=True,
         )
     elif not configured and not is_loopback(host):
         refuse(
@@ -1108,16 +1126,21 @@ def api_command(
     elif not configured:
         console.print(
             f"[yellow]No credential in {settings.auth_file}: every route but /health answers "
-            "401. Create one with `ombudsman api token create --name NAME`.[/yellow]"
+            "401. Create one with `ombudsman api token create --name NAME`.[/yellow]",
+            soft_wrap=True,
+        )
+    if settings.auth_file.exists() and settings.auth_file.stat().st_mode & 0o077:
+        console.print(
+            f"[yellow]{settings.auth_file} is readable by others: chmod 600 it.[/yellow]",
+            soft_wrap=True,
         )
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
     use_prefect()
-    import uvicorn
-
     from prefect_ombudsman.jobs.api import create_app
+    from prefect_ombudsman.jobs.boundary import serve
 
-    uvicorn.run(
+    serve(
         create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
         host=host,
         port=port,
@@ -1237,11 +1260,11 @@ def user_remove(username: str, auth_file: AuthFileOpt = None) -> None:
 
 @app.command("operations")
 def list_operations() -> None:
-    """List the registered custom operations."""
-    from prefect_ombudsman.operations.registry import available_operations
+    """List the registered custom operations and the package registering each."""
+    from prefect_ombudsman.operations.registry import operation_sources
 
-    for name in available_operations():
-        out.print(name)
+    for name, source in operation_sources().items():
+        out.print(f"{name}  ({source})")
 
 
 # ----------------------------------------------------------------------------- server

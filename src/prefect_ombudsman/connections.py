@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from prefect_ombudsman.confinement import confine_url
 from prefect_ombudsman.dialects import connection as dc
 from prefect_ombudsman.errors import ConnectionReferenceError
-from prefect_ombudsman.projects import Project
+from prefect_ombudsman.projects import Project, projects_root
 
 BLOCK_SLUGS = ("sql-server-connection", "snowflake-connection", "database-connection")
 _LEGACY = {"sqlserver": "source", "snowflake": "target"}
@@ -27,18 +28,30 @@ def resolve_connection(
     project: Project | None = None,
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    root: Path | None = None,
+    field: str = "connection",
 ) -> dc.ConnectionSpec:
-    """Resolve `ref` to a connection; errors name the reference and what was tried."""
-    base = base_dir or (project.path if project else None)
+    """Resolve `ref` to a connection; errors name the reference and what was tried.
+
+    A URL or mapping naming an SQLite / DuckDB file must stay inside the projects `root`
+    (default: the project's root, else `projects_root()`) or the allow-list: see confinement.py.
+    Relative files resolve against `base_dir`, else the project folder, else the root.
+    """
+    root = root or (project.path.parent if project else projects_root())
+    base = base_dir or (project.path if project else root)
     if isinstance(ref, Mapping):
-        return spec_from_mapping(ref, name="inline", base_dir=base)
+        spec = spec_from_mapping(ref, name="inline", base_dir=base)
+        confine_url(spec.url, root=root, field=field, base=base)
+        return spec
     if not isinstance(ref, str) or not ref.strip():
         raise ConnectionReferenceError(
             f"connection reference must be a non-empty string or mapping, got {ref!r}"
         )
     ref = ref.strip()
     if "://" in ref:
-        return dc.spec_from_url(ref, base_dir=base)
+        spec = dc.spec_from_url(ref, base_dir=base)
+        confine_url(spec.url, root=root, field=field, base=base)
+        return spec
     if ref in ("source", "target"):
         if project is None:
             raise ConnectionReferenceError(
@@ -49,23 +62,28 @@ def resolve_connection(
             raise ConnectionReferenceError(
                 f"project {project.project_id!r} has no {ref!r} connection in project.yaml"
             )
-        return _resolve_project_value(value, ref, project)
+        return _resolve_project_value(value, ref, project, root)
     if ref in _LEGACY:
         alias = _LEGACY[ref]
         if project is not None and getattr(project.config, alias) is not None:
-            return _resolve_project_value(getattr(project.config, alias), alias, project)
+            return _resolve_project_value(getattr(project.config, alias), alias, project, root)
         return dc.spec_from_environment(ref, env)
     return spec_from_block(ref)
 
 
-def _resolve_project_value(value: Any, alias: str, project: Project) -> dc.ConnectionSpec:
+def _resolve_project_value(
+    value: Any, alias: str, project: Project, root: Path
+) -> dc.ConnectionSpec:
+    field = f"{project.path / 'project.yaml'}: {alias}"
     if isinstance(value, Mapping):
-        return spec_from_mapping(value, name=f"{project.project_id}:{alias}", base_dir=project.path)
+        spec = spec_from_mapping(value, name=f"{project.project_id}:{alias}", base_dir=project.path)
+        confine_url(spec.url, root=root, field=field, base=project.path)
+        return spec
     if isinstance(value, str) and value in ("source", "target", *_LEGACY):
         raise ConnectionReferenceError(
             f"project {project.project_id!r}: {alias} cannot refer to {value!r}"
         )
-    return resolve_connection(value, project=None, base_dir=project.path)
+    return resolve_connection(value, project=None, base_dir=project.path, root=root, field=field)
 
 
 def spec_from_mapping(
@@ -104,8 +122,15 @@ def spec_from_block(name: str) -> dc.ConnectionSpec:
 
 
 def get_engine(
-    ref: str | Mapping[str, Any] | dc.ConnectionSpec, *, project: Project | None = None
+    ref: str | Mapping[str, Any] | dc.ConnectionSpec,
+    *,
+    project: Project | None = None,
+    root: Path | None = None,
 ) -> Engine:
-    """The pooled SQLAlchemy engine for any connection reference."""
-    spec = ref if isinstance(ref, dc.ConnectionSpec) else resolve_connection(ref, project=project)
+    """The pooled SQLAlchemy engine for any connection reference (file databases confined to `root`)."""
+    spec = (
+        ref
+        if isinstance(ref, dc.ConnectionSpec)
+        else resolve_connection(ref, project=project, root=root)
+    )
     return dc.get_engine(spec)

@@ -287,3 +287,34 @@ def test_saved_block_resolves_by_name_and_api_masks_password(prefect_api, tmp_pa
     assert CANARY not in str(doc.data)
     with pytest.raises(ConnectionReferenceError, match="looked for blocks"):
         resolve_connection("no-such-block")
+
+
+def test_duckdb_connections_have_external_access_off_whatever_the_url_asks(tmp_path: Path):
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}?enable_external_access=true"
+    engine = dc.get_engine(dc.spec_from_url(url, connect_args={"preload_extensions": ["httpfs"]}))
+    assert _scalar(engine, "SELECT current_setting('enable_external_access')") is False
+    (tmp_path / "other.txt").write_text("another file")
+    with pytest.raises(Exception, match="disabled by config"):
+        _scalar(engine, f"SELECT content FROM read_text('{tmp_path}/other.txt')")
+
+
+def test_sqlite_connections_cannot_attach_other_files(tmp_path: Path):
+    engine = dc.get_engine(dc.spec_from_url(f"sqlite:///{tmp_path / 'a.db'}"))
+    with pytest.raises(Exception, match="not authorized"):
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"ATTACH '{tmp_path / 'b.db'}' AS b")
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_relative_file_urls_resolve_inside_the_root_and_outside_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from prefect_ombudsman.confinement import PathNotAllowed
+
+    monkeypatch.delenv("OMBUDSMAN_ALLOWED_PATHS", raising=False)  # the tests' allow-list
+    root = tmp_path / "root"
+    root.mkdir()
+    inside = resolve_connection("sqlite:///sub/x.db", root=root)
+    assert inside.url.endswith(str(root / "sub" / "x.db"))
+    with pytest.raises(PathNotAllowed, match=r"connection: path .* is outside the projects root"):
+        resolve_connection("sqlite:///../x.db", root=root)

@@ -111,8 +111,8 @@ def test_failed_operation_keeps_its_result_and_error(probe: Probe):
     assert state.is_failed() and state.name == "Failed" and summary["status"] == "failed"
 
 
-def test_transient_failure_is_retried_then_succeeds(tmp_path: Path):
-    marker = tmp_path / "flaky"
+def test_transient_failure_is_retried_then_succeeds(tmp_projects: Path):
+    marker = tmp_projects / "flaky"
     state, summary = _run(
         items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 2}}],
         max_retries=3,
@@ -123,8 +123,8 @@ def test_transient_failure_is_retried_then_succeeds(tmp_path: Path):
     assert marker.read_text() == "3"
 
 
-def test_transient_failure_gives_up_after_max_retries(tmp_path: Path):
-    marker = tmp_path / "flaky"
+def test_transient_failure_gives_up_after_max_retries(tmp_projects: Path):
+    marker = tmp_projects / "flaky"
     state, summary = _run(
         items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 5}}],
         max_retries=1,
@@ -150,8 +150,8 @@ def test_validation_style_failure_is_not_retried():
     assert summary["operations"][0]["status"] == "failed"
 
 
-def test_retry_disabled_when_retry_failed_is_false(tmp_path: Path):
-    marker = tmp_path / "flaky"
+def test_retry_disabled_when_retry_failed_is_false(tmp_projects: Path):
+    marker = tmp_projects / "flaky"
     state, summary = _run(
         items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}],
         retry_failed=False,

@@ -77,8 +77,8 @@ def test_custom_job_runs_and_reads_back_in_studio_shapes(client: TestClient):
     assert warning["status"] == "warning" and warning["current_status"] == "partial_success"
 
 
-def test_retry_reruns_only_failed_operations(client: TestClient, tmp_path: Path):
-    marker = tmp_path / "flaky"
+def test_retry_reruns_only_failed_operations(client: TestClient, tmp_projects: Path):
+    marker = tmp_projects / "flaky"  # inside the projects root: markers are confined
     items = [
         {"operation": "noop"},
         {"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}},

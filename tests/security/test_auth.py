@@ -271,6 +271,14 @@ def test_websockets_need_an_allowed_origin_or_a_token(
         assert ws.receive_json() == {"ok": True}
     with anon.websocket_connect(f"/probe/ws?token={full_token}") as ws:
         assert ws.receive_json() == {"ok": True}
+    credentials.add_user(auth_settings.auth_file, "wendy", "wendy-password")
+    browser = TestClient(app)
+    browser.post("/auth/login", json={"username": "wendy", "password": "wendy-password"})
+    with browser.websocket_connect("/probe/ws", headers={"Origin": "http://testserver"}) as ws:
+        assert ws.receive_json() == {"ok": True}  # same-origin page with the session cookie
+    with pytest.raises(WebSocketDisconnect):
+        with browser.websocket_connect("/probe/ws", headers={"Origin": "http://evil.example"}):
+            pass
 
 
 def test_loopback_rule():
@@ -334,3 +342,50 @@ def test_cli_refuses_a_public_address_without_a_credential(tmp_path: Path):
     assert "--insecure-no-auth" in answer.output
     bad_origin = CliRunner().invoke(app, ["api", "--cors-origin", "*"], env=env)
     assert bad_origin.exit_code == 2 and "CORS origin" in bad_origin.output
+
+
+def test_login_cookie_signs_in_same_origin_calls_and_refuses_cross_origin_writes(
+    api_app: FastAPI, auth_settings: AuthSettings
+):
+    credentials.add_user(auth_settings.auth_file, "gina", "gina-password", role="admin")
+    browser = TestClient(api_app)  # keeps cookies, sends no Authorization header
+    login = browser.post("/auth/login", json={"username": "gina", "password": "gina-password"})
+    cookie = login.headers["set-cookie"]
+    assert "ombudsman_session=" in cookie and "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "samesite=strict" in cookie.lower()
+    assert browser.get("/batch/jobs").status_code == 200
+    before = _flow_runs()
+    evil = browser.post(
+        "/batch/custom/execute",
+        json={"job_name": "csrf", "items": []},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert evil.status_code == 403 and "same-origin" in evil.json()["detail"]
+    assert _flow_runs() == before
+    own = browser.post(
+        "/batch/jobs/x/cancel", json={"reason": "r"}, headers={"Origin": "http://testserver"}
+    )
+    assert own.status_code == 404  # past authentication and the origin check
+    token_cookie = TestClient(api_app, cookies={"ombudsman_session": "omb_" + "A" * 43})
+    assert token_cookie.get("/batch/jobs").status_code == 401  # tokens never as cookies
+    assert browser.post("/auth/logout").json()["success"] is True
+    assert browser.get("/batch/jobs").status_code == 401
+
+
+def test_an_endpoint_marked_for_readers_takes_their_writes(
+    api_app: FastAPI, readonly_client: TestClient
+):
+    from prefect_ombudsman.jobs.auth import readers_may_call
+
+    @api_app.put("/probe/active")
+    @readers_may_call
+    def set_active() -> dict[str, str]:
+        return {"who": "reader"}
+
+    @api_app.put("/probe/shared")
+    def set_shared() -> dict[str, str]:
+        return {"who": "writer"}
+
+    assert readonly_client.put("/probe/active").json() == {"who": "reader"}
+    assert readonly_client.put("/probe/shared").status_code == 403
+    assert TestClient(api_app).put("/probe/active").status_code == 401

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ClassVar
 
 from sqlalchemy import exc as sa_exc
@@ -146,6 +146,31 @@ class Dialect:
         for part in parts[1:]:
             text = text + type_coerce(part, String)
         return text
+
+    # --- confinement (SPEC §11): what a connection may reach, and SQL that comes from outside
+    #: the sqlglot dialect that parses this database's SQL (None: sqlglot's generic dialect)
+    sqlglot_dialect: ClassVar[str | None] = None
+
+    def confine_connect(self, params: dict[str, Any]) -> None:
+        """Adjust the DBAPI `connect()` keyword arguments before every new connection so the
+        database cannot read or write files on its own (DuckDB: external access off). Default:
+        the database has no such door to close."""
+
+    def on_connect(self, dbapi_connection: Any) -> None:
+        """Session settings and guards of every new DBAPI connection (SQLite: no ATTACH)."""
+
+    @contextmanager
+    def read_only(self, dbapi_connection: Any) -> Iterator[None]:
+        """Run the block in a read-only transaction of `dbapi_connection`, rolled back at the end.
+
+        Default (SQL Server, Snowflake): these databases have no read-only transaction for a
+        session, so statement classification (`dialects.statements.check_read_query`) and a
+        login whose role can only read are the guards; the transaction is still rolled back.
+        """
+        try:
+            yield
+        finally:
+            dbapi_connection.rollback()
 
     # --- transient faults: errors a later retry may get past (connection loss, restart, locks)
 

@@ -550,20 +550,27 @@ def _build_engine(spec: ConnectionSpec) -> Engine:
     if kind == "sqlite":
         args.setdefault("check_same_thread", False)
         args.setdefault("timeout", 30)
-        engine = create_engine(url, connect_args=args)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=OFF")
-            cursor.close()
-
-        return engine
+        return _confined(create_engine(url, connect_args=args))
     if kind == "duckdb":
-        return create_engine(url, connect_args=args)
+        return _confined(create_engine(url, connect_args=args))
     if kind == "postgresql":
         args.setdefault("connect_timeout", spec.login_timeout)
         return create_engine(
             url, connect_args=args, pool_pre_ping=True, pool_size=5, max_overflow=10
         )
     return create_engine(url, connect_args=args)
+
+
+def _confined(engine: Engine) -> Engine:
+    """Every new connection of an embedded database gets its dialect's file guards (SPEC §11)."""
+    dialect = dialect_for(engine)
+
+    @event.listens_for(engine, "do_connect")
+    def _confine_params(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        dialect.confine_connect(cparams)
+
+    @event.listens_for(engine, "connect")
+    def _session_guards(dbapi_connection: Any, _record: Any) -> None:
+        dialect.on_connect(dbapi_connection)
+
+    return engine

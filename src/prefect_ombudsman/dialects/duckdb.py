@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +27,33 @@ class DuckDBDialect(Dialect):
     name = "duckdb"
     has_schemas = True
     default_schema = "main"
+    sqlglot_dialect = "duckdb"
+
+    # --- confinement: no file, extension or network access from SQL, on every connection
+    _LOCKED_CONFIG: ClassVar[dict[str, Any]] = {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+
+    def confine_connect(self, params: dict[str, Any]) -> None:
+        """External access off at connect time (it cannot be turned back on in the session);
+        URL query or connect_args cannot preload extensions, filesystems or re-enable it.
+        The data generator's bulk load reads registered Arrow tables, which needs no file access."""
+        params.pop("preload_extensions", None)
+        params.pop("register_filesystems", None)
+        for key in ("config", "url_config"):
+            params[key] = {**dict(params.get(key) or {}), **self._LOCKED_CONFIG}
+
+    @contextmanager
+    def read_only(self, dbapi_connection: Any) -> Iterator[None]:
+        """`BEGIN TRANSACTION READ ONLY`, rolled back at the end (external access is already off).
+        A connection fresh from the pool has no open transaction (else BEGIN fails: fail closed)."""
+        dbapi_connection.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            yield
+        finally:
+            dbapi_connection.execute("ROLLBACK")
 
     # --- connections
     # One process at a time may open a DuckDB file (DuckDB's own lock fails at once with

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from prefect_ombudsman.dialects.base import Dialect
@@ -9,6 +11,20 @@ from prefect_ombudsman.dialects.base import Dialect
 
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
+    sqlglot_dialect = "postgres"
+
+    @contextmanager
+    def read_only(self, dbapi_connection: Any) -> Iterator[None]:
+        """`SET TRANSACTION READ ONLY` first in a fresh transaction: any write fails (SQLSTATE 25006)."""
+        dbapi_connection.rollback()
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SET TRANSACTION READ ONLY")
+            yield
+        finally:
+            cursor.close()
+            dbapi_connection.rollback()
+
     has_schemas = True
     default_schema = "public"
 

@@ -12,6 +12,8 @@ from prefect_ombudsman.dialects.base import Dialect
 
 class SnowflakeDialect(Dialect):
     name = "snowflake"
+    # no read-only session: `sql_query` relies on statement classification and a read-only role
+    sqlglot_dialect = "snowflake"
     has_schemas = True
     default_schema = "PUBLIC"
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -16,6 +19,28 @@ class SQLiteDialect(Dialect):
     name = "sqlite"
     has_schemas = False
     default_schema = "main"
+    sqlglot_dialect = "sqlite"
+
+    # --- confinement: no ATTACH (a new file anywhere) on any connection; read-only for sql_query
+    def on_connect(self, dbapi_connection: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
+        dbapi_connection.set_authorizer(_no_attach)
+
+    @contextmanager
+    def read_only(self, dbapi_connection: Any) -> Iterator[None]:
+        """`PRAGMA query_only=ON` plus an authorizer that allows reading only (no PRAGMA, ATTACH,
+        transaction control or write), both undone before the connection goes back to the pool."""
+        dbapi_connection.rollback()
+        dbapi_connection.execute("PRAGMA query_only=ON")
+        dbapi_connection.set_authorizer(_read_only)
+        try:
+            yield
+        finally:
+            dbapi_connection.set_authorizer(_no_attach)
+            dbapi_connection.rollback()
+            dbapi_connection.execute("PRAGMA query_only=OFF")
 
     # --- datagen: bulk load and types
     def begin_load(self, connection: Any) -> None:
@@ -412,3 +437,18 @@ class _SqliteStddev:
         if self.n < 2:
             return None
         return (self.m2 / (self.n - 1)) ** 0.5
+
+
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+
+def _no_attach(action: int, *_: Any) -> int:
+    """SQLite authorizer of every connection: ATTACH (which creates files anywhere) is denied."""
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) else 0
+
+
+def _read_only(action: int, *_: Any) -> int:
+    """SQLite authorizer inside `read_only`: reading and functions only."""
+    return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY

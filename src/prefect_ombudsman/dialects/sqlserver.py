@@ -11,6 +11,8 @@ from prefect_ombudsman.dialects.base import Dialect
 
 class SQLServerDialect(Dialect):
     name = "sqlserver"
+    # no read-only session: `sql_query` relies on statement classification and a read-only role
+    sqlglot_dialect = "tsql"
     has_schemas = True
     default_schema = "dbo"
 

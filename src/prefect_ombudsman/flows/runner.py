@@ -233,7 +233,7 @@ def run_attempts(
     def resolve_engine(ref: Any) -> Any:
         if "project" not in project_cache:
             project_cache["project"] = find_project(project_id, projects_dir)
-        return get_engine(ref, project=project_cache["project"])
+        return get_engine(ref, project=project_cache["project"], root=projects_dir)
 
     ctx = OperationContext(
         job_id=job_id,

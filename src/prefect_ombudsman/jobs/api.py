@@ -16,8 +16,11 @@ from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Req
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from prefect_ombudsman.confinement import confine_path
+from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
+from prefect_ombudsman.jobs.boundary import install_boundary
 from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchCustomRequest,
@@ -34,7 +37,7 @@ from prefect_ombudsman.jobs.models import (
     BatchPipelineRequest,
     BatchProgress,
 )
-from prefect_ombudsman.projects import default_project_id
+from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
 
 router = APIRouter(prefix="/batch", tags=["batch"])
@@ -63,6 +66,8 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
         job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except ConfigurationError as exc:  # e.g. a file outside the projects root: nothing started
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
     count = _items(request)
     return BatchJobCreateResponse(
@@ -245,21 +250,33 @@ def statistics() -> dict[str, Any]:
     }
 
 
+def _report_file(path: Any, root: Path, field: str) -> Path | None:
+    """A report file the job names, only inside the projects root (reports are never read elsewhere)."""
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        confined = confine_path(path, root=root, field=field)
+    except ConfigurationError:
+        return None
+    return confined if confined.is_file() else None
+
+
 @router.get("/jobs/{job_id}/report")
-def job_report(job_id: str) -> dict[str, Any]:
+def job_report(job_id: str, http: Request) -> dict[str, Any]:
     job = _job_or_404(job_id, with_operations=False)
     summary = job.result_summary or {}
-    path = summary.get("report_path")
-    if not path or not Path(path).is_file():
+    root = projects_root(http.app.state.projects_dir)
+    path = _report_file(summary.get("report_path"), root, "report_path")
+    if path is None:
         raise HTTPException(
             status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})"
         )
-    report = json.loads(Path(path).read_text(encoding="utf-8"))
-    validation = report.get("validation_report_path")
-    if validation and Path(validation).is_file():
+    report = json.loads(path.read_text(encoding="utf-8"))
+    validation = _report_file(report.get("validation_report_path"), root, "validation_report_path")
+    if validation is not None:
         report = {
             **report,
-            "validation_report": json.loads(Path(validation).read_text(encoding="utf-8")),
+            "validation_report": json.loads(validation.read_text(encoding="utf-8")),
         }
     return {
         "status": "success",
@@ -269,11 +286,17 @@ def job_report(job_id: str) -> dict[str, Any]:
     }
 
 
-def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = None) -> FastAPI:
+def create_app(
+    projects_dir: str | None = None,
+    *,
+    auth: AuthSettings | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
     """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
 
     `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
-    may call; every route any router adds needs a credential except `/health` and the login."""
+    may call; every route any router adds needs a credential except `/health` and the login.
+    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
@@ -281,7 +304,8 @@ def create_app(projects_dir: str | None = None, *, auth: AuthSettings | None = N
         dependencies=[Depends(authenticate)],
     )
     app.state.projects_dir = projects_dir
-    install_auth(app, auth or AuthSettings.from_env())
+    install_boundary(app, max_body_bytes)
+    install_auth(app, auth or AuthSettings.from_env())  # after: CORS wraps every answer
     app.include_router(router)
 
     @app.get("/health", tags=["health"])

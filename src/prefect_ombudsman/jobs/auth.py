@@ -10,6 +10,7 @@ handshakes pass with an allowed Origin or a valid `?token=`.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import threading
@@ -18,8 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, WebSocketException, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Response,
+    WebSocketException,
+    status,
+)
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
@@ -30,11 +40,13 @@ from prefect_ombudsman.jobs.credentials import InvalidCredential, Principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_TTL_SECONDS = 8 * 3600
+SESSION_COOKIE = "ombudsman_session"
 REFRESH_TTL_SECONDS = 7 * 24 * 3600
 # Failed logins per username before it is locked for LOCK_SECONDS (in this process).
 MAX_FAILED_LOGINS = 5
 LOCK_SECONDS = 15 * 60
 _CHALLENGE = 'Bearer realm="ombudsman"'
+logger = logging.getLogger("prefect_ombudsman.api")
 _OPEN = Principal("insecure-no-auth", "anonymous", can_write=True)
 
 
@@ -101,12 +113,18 @@ class AuthState:
         self._file = credentials.AuthFileCache(settings.auth_file)
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
+        # scrypt takes 16 MiB per check: a flood of logins queues here instead of eating memory
+        self.hashing = threading.BoundedSemaphore(4)
 
     def data(self) -> dict[str, Any]:
         try:
             return self._file.current()
         except ConfigurationError as exc:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+            logger.error("credentials cannot be checked: %s", exc)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "Credentials cannot be checked: the server's auth file is unreadable (see its log)",
+            ) from None
 
     def locked(self, username: str) -> bool:
         with self._lock:
@@ -117,7 +135,9 @@ class AuthState:
         with self._lock:
             if len(self._failures) > 10_000:
                 self._failures.clear()
-            self._failures.setdefault(username, []).append(time.time())
+            now = time.time()
+            recent = [t for t in self._failures.get(username, []) if t > now - LOCK_SECONDS]
+            self._failures[username] = [*recent[-MAX_FAILED_LOGINS:], now]
 
     def succeeded(self, username: str) -> None:
         with self._lock:
@@ -133,12 +153,23 @@ def public(endpoint: Any) -> Any:
     return endpoint
 
 
+_READERS = "__ombudsman_readers_may_write__"
+
+
+def readers_may_call(endpoint: Any) -> Any:
+    """Mark a POST/PUT/DELETE endpoint that changes only the caller's own view (e.g. the active
+    project, alerts seen), so read-only tokens and viewers may call it."""
+    setattr(endpoint, _READERS, True)
+    return endpoint
+
+
 @dataclass(frozen=True)
 class RouteInfo:
     path: str
     methods: frozenset[str]  # empty for a WebSocket route
     websocket: bool
     public: bool
+    path_regex: Any = None
 
 
 def route_table(app: FastAPI) -> list[RouteInfo]:
@@ -148,16 +179,16 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
     table = []
     for route in app.routes:
         contexts = getattr(route, "effective_route_contexts", None)
-        pairs = [(c.path, c.original_route) for c in contexts()] if contexts else []
-        pairs = pairs or [(getattr(route, "path", ""), route)]
-        for path, original in pairs:
+        pairs = [(c, c.original_route) for c in contexts()] if contexts else []
+        for effective, original in pairs or [(route, route)]:
             if isinstance(original, APIRoute | APIWebSocketRoute):
                 table.append(
                     RouteInfo(
-                        path,
+                        effective.path,
                         frozenset(getattr(original, "methods", None) or ()),
                         isinstance(original, APIWebSocketRoute),
                         getattr(original.endpoint, _PUBLIC, False),
+                        effective.path_regex,
                     )
                 )
     return table
@@ -170,6 +201,18 @@ def _state(conn: HTTPConnection) -> AuthState:
 def _bearer(conn: HTTPConnection) -> str | None:
     scheme, _, value = conn.headers.get("authorization", "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _session_cookie(conn: HTTPConnection) -> str | None:
+    """The session from /auth/login's cookie (a JWT; API tokens never travel in cookies)."""
+    value = conn.cookies.get(SESSION_COOKIE, "")
+    return value if value.count(".") == 2 else None
+
+
+def _same_origin(conn: HTTPConnection) -> bool:
+    """No Origin (not a cross-origin browser request), or one naming this very host."""
+    origin = conn.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == conn.headers.get("host")
 
 
 def unauthorized(detail: str, *, error: str | None = None) -> HTTPException:
@@ -192,6 +235,8 @@ def authorize_websocket(websocket: HTTPConnection) -> bool:
     if origin and origin in state.settings.cors_origins:
         return True
     credential = websocket.query_params.get("token") or _bearer(websocket)
+    if not credential and _same_origin(websocket):
+        credential = _session_cookie(websocket)
     if not credential:
         return False
     try:
@@ -204,7 +249,7 @@ def authorize_websocket(websocket: HTTPConnection) -> bool:
 def authenticate(conn: HTTPConnection) -> Principal | None:
     """App-level dependency: who is calling, refused with 401 (who?) or 403 (not allowed)."""
     if getattr(getattr(conn.scope.get("route"), "endpoint", None), _PUBLIC, False):
-        return None
+        return None  # /health and the login routes
     state = _state(conn)
     if conn.scope["type"] == "websocket":
         if not authorize_websocket(conn):
@@ -216,13 +261,21 @@ def authenticate(conn: HTTPConnection) -> Principal | None:
         principal = _OPEN
     else:
         credential = _bearer(conn)
-        if credential is None:
+        cookie = _session_cookie(conn) if credential is None else None
+        if credential is None and cookie is None:
             raise unauthorized("Not authenticated: send Authorization: Bearer <token>")
         try:
-            principal = credentials.principal_for(state.data(), credential)
+            principal = credentials.principal_for(state.data(), credential or cookie or "")
         except InvalidCredential as exc:
             raise unauthorized(f"Invalid credential: {exc}", error="invalid_token") from None
-    if conn.scope.get("method") not in SAFE_METHODS and not principal.can_write:
+        if cookie and conn.scope.get("method") not in SAFE_METHODS and not _same_origin(conn):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "A session cookie works for same-origin writes only; send Authorization: Bearer",
+            )
+    endpoint = getattr(conn.scope.get("route"), "endpoint", None)
+    writes = conn.scope.get("method") not in SAFE_METHODS and not getattr(endpoint, _READERS, False)
+    if writes and not principal.can_write:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"{principal.kind} {principal.name!r} is read-only: "
@@ -271,7 +324,10 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def _tokens(state: AuthState, user: dict[str, Any]) -> dict[str, Any]:
-    secret = state.data()["secret_key"]
+    secret = state.data().get("secret_key")
+    if not secret:
+        logger.error("auth file has no secret_key: run any `ombudsman api token|user` command")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Sessions cannot be signed now")
     claims = {"sub": user["user_id"], "username": user["username"], "role": user["role"]}
     ttl = state.settings.session_ttl_seconds
     return {
@@ -286,8 +342,11 @@ def _tokens(state: AuthState, user: dict[str, Any]) -> dict[str, Any]:
 
 @auth_router.post("/login", response_model=LoginResponse)
 @public
-def login(body: LoginRequest, conn: HTTPConnection) -> dict[str, Any]:
-    """Sign in with a user's name (or email) and password: a session token (JWT) and the user."""
+def login(body: LoginRequest, conn: HTTPConnection, response: Response) -> dict[str, Any]:
+    """Sign in with a user's name (or email) and password: a session token (JWT) and the user.
+
+    The session is also set as an HttpOnly, SameSite=Strict cookie, so a Studio served from the
+    same origin (behind one reverse proxy) is signed in on calls that send no header."""
     state = _state(conn)
     name = body.username.strip().lower()
     if state.locked(name):
@@ -295,13 +354,33 @@ def login(body: LoginRequest, conn: HTTPConnection) -> dict[str, Any]:
             status.HTTP_403_FORBIDDEN, "Account locked due to too many failed login attempts"
         )
     try:
-        user = credentials.check_login(state.data(), body.username, body.password)
+        with state.hashing:
+            user = credentials.check_login(state.data(), body.username, body.password)
     except InvalidCredential as exc:
         state.failed(name)
         raise unauthorized(str(exc)) from None
     state.succeeded(name)
     public = {**credentials.public_user(user), "last_login": datetime.now(UTC)}
-    return {**_tokens(state, user), "user": public}
+    tokens = _tokens(state, user)
+    response.set_cookie(
+        SESSION_COOKIE,
+        tokens["access_token"],
+        max_age=tokens["expires_in"],
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=conn.url.scheme == "https"
+        or conn.headers.get("x-forwarded-proto", "").lower() == "https",
+    )
+    return {**tokens, "user": public}
+
+
+@auth_router.post("/logout")
+@public
+def logout(response: Response) -> dict[str, Any]:
+    """Forget the session cookie (bearer sessions simply expire)."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return {"success": True, "message": "Logged out", "data": None}
 
 
 @auth_router.post("/refresh", response_model=Token)

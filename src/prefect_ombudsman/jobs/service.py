@@ -13,7 +13,6 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -34,7 +33,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Scheduled
 from pydantic import BaseModel
 
-from prefect_ombudsman.errors import OmbudsmanError
+from prefect_ombudsman.admission import check_request
+from prefect_ombudsman.confinement import confine_path
+from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
     TERMINAL_JOB_STATUSES,
     BatchJob,
@@ -44,6 +45,7 @@ from prefect_ombudsman.jobs.models import (
     BatchOperationStatus,
     BatchProgress,
 )
+from prefect_ombudsman.projects import projects_root
 
 _PAGE = 200
 FLOW_NAMES = {
@@ -193,12 +195,14 @@ def _op_index(operation_id: str) -> tuple[int, str]:
     )
 
 
-def _read_report(path: str | None) -> dict[str, Any] | None:
+def _read_report(path: str | None, projects_dir: str | None = None) -> dict[str, Any] | None:
+    """The job's JSON report, only from inside the projects root (None: missing or unreadable)."""
     if not path:
         return None
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        confined = confine_path(path, root=projects_root(projects_dir), field="report_path")
+        data = json.loads(confined.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ConfigurationError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -210,7 +214,11 @@ def build_job(
     params = run.parameters or {}
     status = job_status(run)
     progress_data = _latest_progress(client, run.id)
-    report = _read_report(progress_data.get("report_path")) if progress_data else None
+    report = (
+        _read_report(progress_data.get("report_path"), params.get("projects_dir"))
+        if progress_data
+        else None
+    )
     if report is not None and report.get("job_id") != str(run.id):
         report = None
     operations: list[BatchOperation] = []
@@ -430,6 +438,7 @@ def submit_job(
 
     from prefect_ombudsman import flows as flow_module
 
+    check_request(request, root=projects_root(projects_dir))  # files confined, before any work
     flow = flow_module.flow_for(job_type)
     accepted = set(inspect.signature(flow.fn).parameters)
     parameters = {k: v for k, v in request.model_dump(mode="json").items() if k in accepted}

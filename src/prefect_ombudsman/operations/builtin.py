@@ -1,61 +1,49 @@
-"""Built-in operations for custom batches, tests and benchmarks.
+"""The operations a production install registers: `sql_query`.
 
-Each takes the `OperationContext` first and the item's arguments as keywords.
+Each takes the `OperationContext` first and the item's arguments as keywords. The test
+operations (`noop`, `sleep`, `fail`, `flaky`) live in the test-only plugin under
+tests/plugins/ombudsman_testops, which `make setup` installs for development.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from prefect_ombudsman.errors import ConfigurationError, OperationFailed, TransientError
+from prefect_ombudsman.dialects import dialect_for
+from prefect_ombudsman.dialects.statements import check_read_query
+from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.operations.context import OperationContext
 
-
-def noop(ctx: OperationContext) -> dict[str, Any]:
-    """Do nothing (orchestration-overhead benchmark)."""
-    return {"operation_id": ctx.operation_id}
+MAX_ROWS_LIMIT = 10_000
 
 
-def sleep(ctx: OperationContext, seconds: float = 1.0) -> dict[str, Any]:
-    """Wait `seconds`, stopping early on cancel; reports its own start and end."""
-    if not 0 <= float(seconds) <= 86_400:
-        raise ConfigurationError(f"sleep: 'seconds' must be between 0 and 86400, got {seconds!r}")
-    started = time.time()
-    deadline = time.monotonic() + float(seconds)
-    while (left := deadline - time.monotonic()) > 0:
-        ctx.wait(min(left, 0.05))
-    return {"started": started, "ended": time.time(), "seconds": float(seconds)}
+def check_sql_query(arguments: Mapping[str, Any], field: str) -> None:
+    """Request-time check of `sql_query` (before any work): `max_rows` bounded, and the query a
+    single read query when the connection's dialect shows in its URL (else checked at run time)."""
+    _check_max_rows(arguments.get("max_rows", 100), f"{field}.max_rows")
+    query = arguments.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigurationError(f"{field}.query: must be a non-empty SQL string")
+    connection = arguments.get("connection")
+    url = connection.get("url") if isinstance(connection, Mapping) else connection
+    if isinstance(url, str) and "://" in url:
+        try:
+            backend = make_url(url.strip()).get_backend_name()
+        except (ArgumentError, ValueError):
+            return  # the connection itself is refused when the operation resolves it
+        check_read_query(query, dialect_for(backend), field=f"{field}.query")
 
 
-def fail(
-    ctx: OperationContext, message: str = "failed on request", transient: bool = False
-) -> None:
-    """Fail with `message`; `transient=true` makes it a retryable error."""
-    if transient:
-        raise TransientError(message)
-    raise OperationFailed(message, result={"message": message})
-
-
-def flaky(
-    ctx: OperationContext, marker: str, failures: int = 1, seconds: float = 0.0
-) -> dict[str, Any]:
-    """Fail `failures` times (transiently) across attempts and runs, counted in file `marker`, then succeed."""
-    path = Path(marker)
-    if not path.is_absolute():
-        raise ConfigurationError("flaky: 'marker' must be an absolute path")
-    count = int(path.read_text() or 0) if path.exists() else 0
-    path.write_text(str(count + 1))
-    if count < int(failures):
-        raise TransientError(
-            f"flaky: planned transient failure {count + 1} of {failures} (connection refused)"
-        )
-    if seconds:
-        ctx.wait(float(seconds))
-    return {"calls": count + 1}
+def _check_max_rows(max_rows: Any, field: str) -> None:
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int):
+        raise ConfigurationError(f"{field}: must be an integer, got {max_rows!r}")
+    if not 1 <= max_rows <= MAX_ROWS_LIMIT:
+        raise ConfigurationError(f"{field}: must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}")
 
 
 def sql_query(
@@ -63,22 +51,28 @@ def sql_query(
 ) -> dict[str, Any]:
     """Run one read query on a connection; returns its columns and up to `max_rows` rows.
 
-    The query runs as given: it is the operator's own SQL against their own database.
+    SQL from a request is untrusted: only a single SELECT / WITH query passes (classified with
+    sqlglot in the connection's dialect), and it runs in the dialect's read-only transaction,
+    rolled back at the end.
     """
     if not isinstance(query, str) or not query.strip():
         raise ConfigurationError("sql_query: 'query' must be a non-empty SQL string")
+    _check_max_rows(max_rows, "sql_query: 'max_rows'")
     engine = ctx.engine(connection)
+    dialect = dialect_for(engine)
+    check_read_query(query, dialect, field="sql_query: 'query'")
     ctx.check_cancelled()
     started = time.perf_counter()
     with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
+        raw: Any = conn.connection.driver_connection
         interrupt = getattr(raw, "interrupt", None) or getattr(raw, "cancel", None)
         remove = ctx.on_cancel(interrupt) if callable(interrupt) else (lambda: None)
         try:
-            result = conn.execute(text(query))
-            columns = list(result.keys()) if result.returns_rows else []
-            rows = [list(r) for r in result.fetchmany(max_rows)] if result.returns_rows else []
-            conn.rollback()
+            with dialect.read_only(raw):
+                cursor = raw.cursor()
+                cursor.execute(query)
+                columns = [d[0] for d in cursor.description or []]
+                rows = [list(r) for r in cursor.fetchmany(max_rows)] if columns else []
         finally:
             remove()
     ctx.check_cancelled()
@@ -92,3 +86,6 @@ def sql_query(
         "row_count": len(rows),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
+
+
+sql_query.check_arguments = check_sql_query  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -41,6 +41,17 @@ def available_operations() -> list[str]:
     return sorted(names)
 
 
+def operation_sources() -> dict[str, str]:
+    """Each registered operation and the distribution that registers it (`python`: in-process)."""
+    sources = {
+        ep.name: (ep.dist.name if ep.dist is not None else "?")
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+    with _LOCK:
+        sources.update({name: "python" for name in _EXTRA})
+    return dict(sorted(sources.items()))
+
+
 def get_operation(name: str) -> Operation:
     """The operation registered as `name`; the error lists close matches."""
     with _LOCK:
@@ -60,3 +71,15 @@ def get_operation(name: str) -> Operation:
     with _LOCK:
         _LOADED[name] = function
     return function
+
+
+def check_arguments(name: str, arguments: Mapping[str, Any], field: str) -> None:
+    """Run the operation's own request-time check (its `check_arguments(arguments, field)`), if it
+    declares one. An unknown name passes here: it fails only its own operation at run time."""
+    try:
+        function = get_operation(name)
+    except UnknownOperationError:
+        return
+    check = getattr(function, "check_arguments", None)
+    if callable(check):
+        check(arguments, field)

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.datagen.drift import parse_drift
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import Target
@@ -60,8 +61,7 @@ def manifest_path(ctx: OperationContext, requested: str | None) -> Path:
     project = find_project(ctx.project_id, ctx.projects_dir)
     base = project.path if project else ctx.projects_dir
     if requested:
-        path = Path(requested).expanduser()
-        return path if path.is_absolute() else base / path
+        return confine_path(requested, root=ctx.projects_dir, field="drift.manifest", base=base)
     folder = (
         project.results_dir / "drift" if project else ctx.projects_dir / ".ombudsman" / "datagen"
     )

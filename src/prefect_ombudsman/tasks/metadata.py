@@ -120,7 +120,7 @@ def metadata_folder(project: Project | None, projects_dir: Path) -> Path:
 def run_metadata_extraction(ctx: OperationContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """Extract one source's catalog, write it to the project's `metadata/`, return it."""
     project = find_project(ctx.project_id, ctx.projects_dir)
-    spec = resolve_connection(arguments["connection"], project=project)
+    spec = resolve_connection(arguments["connection"], project=project, root=ctx.projects_dir)
     server = server_identity(spec)
     limit = sessions_per_server(arguments.get("sessions_per_server"))
     with (

@@ -63,7 +63,16 @@ _SQL_TEXT_KEYS = {
     "target_query",
     "query",
     "custom_queries",
+    "sql",
+    "snow",
 }
+# A request's variable may stand for a value or an identifier inside a pipeline's SQL (a name, a
+# dotted name, a number, an ISO date or timestamp), never for SQL text of its own.
+_SQL_SAFE_VALUE = re.compile(
+    r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,2}"
+    r"|-?\d{1,30}(?:\.\d{1,30})?"
+    r"|\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?)$"
+)
 
 
 class PipelineError(ConfigurationError):
@@ -421,6 +430,12 @@ def apply_override(body: dict[str, Any], override: Mapping[str, Any], where: str
     return body
 
 
+def check_override(override: Mapping[str, Any], field: str) -> None:
+    """Request-time check: a config_override carries no SQL text (custom SQL comes only from
+    project files); the error names the field, e.g. `pipelines[0].config_override.steps.q.config.sql`."""
+    _refuse_sql_text(dict(override), field, "request")
+
+
 def _refuse_sql_text(value: Any, path: str, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -444,13 +459,30 @@ def _deep_merge(base: Any, extra: Any) -> Any:
 
 
 def _substitute(
-    value: Any, variables: Mapping[str, str], env: Mapping[str, str], locate: _Locator, text: str
+    value: Any,
+    variables: Mapping[str, str],
+    env: Mapping[str, str],
+    locate: _Locator,
+    text: str,
+    path: tuple[Any, ...] = (),
 ) -> Any:
+    """`${VAR}` replaced: request variables first, then the environment, then the default.
+
+    Inside SQL text (custom_sql queries) a request variable must be a plain value or identifier
+    (`_SQL_SAFE_VALUE`): it can never add SQL. The environment and the file are the operator's."""
+    in_sql = any(str(part) in _SQL_TEXT_KEYS for part in path)
     if isinstance(value, str):
 
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in variables:
+                if in_sql and not _SQL_SAFE_VALUE.match(variables[name]):
+                    field = ".".join(str(p) for p in path)
+                    raise PipelineError(
+                        f"{locate.where}: config_override.variables.{name}: {variables[name][:80]!r} "
+                        f"would become SQL text in {field}; a variable used in SQL may only be an "
+                        "identifier, a number or a date"
+                    )
                 return variables[name]
             if name in env:
                 return env[name]
@@ -462,9 +494,13 @@ def _substitute(
 
         return _VAR.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, variables, env, locate, text) for k, v in value.items()}
+        return {
+            k: _substitute(v, variables, env, locate, text, (*path, k)) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, variables, env, locate, text) for v in value]
+        return [
+            _substitute(v, variables, env, locate, text, (*path, i)) for i, v in enumerate(value)
+        ]
     return value
 
 
