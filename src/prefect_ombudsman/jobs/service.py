@@ -33,7 +33,6 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Cancelling, Scheduled
 from pydantic import BaseModel
 
-from prefect_ombudsman.admission import check_request
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
@@ -437,6 +436,7 @@ def submit_job(
     from prefect.flow_engine import run_flow
 
     from prefect_ombudsman import flows as flow_module
+    from prefect_ombudsman.admission import check_request  # the engines: not for reading jobs
 
     check_request(request, root=projects_root(projects_dir))  # files confined, before any work
     flow = flow_module.flow_for(job_type)
