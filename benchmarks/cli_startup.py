@@ -1,8 +1,9 @@
 """What a user waits for: whole `ombudsman` commands, first run and warm (issue 14 items 1-2).
 
 In a fresh Prefect home and projects folder (no PREFECT_API_URL): `--help`, a trivial job
-(`run custom noop`) and `jobs list`, through the shared local server (the default) and through
-Prefect's temporary server per command (`--no-daemon`, the behaviour before the shared server);
+(`run custom noop`, one of the test operations `make setup` installs) and `jobs list`, through
+the shared local server (the default) and through Prefect's temporary server per command
+(`--no-daemon`, the behaviour before the shared server);
 with `--demo` also `ombudsman demo`. Commands of the two modes are interleaved, so machine load
 hits both alike. The local server is stopped at the end.
 
