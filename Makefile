@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodbc tdsodbc
+SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodbc tdsodbc chromium fonts-liberation
 
 .PHONY: setup system-deps demo test test-fast lint format bench clean
 
@@ -27,10 +27,11 @@ $(STAMP): pyproject.toml $(TESTOPS)/pyproject.toml
 
 setup: $(STAMP)
 
-# PostgreSQL and the ODBC drivers the tests use (installed only when missing; needs root).
+# PostgreSQL, the ODBC drivers and chromium (browser tests of the Prefect UI) the tests use (installed only when missing; needs root).
 system-deps:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! odbcinst -q -d 2>/dev/null | grep -q SQLite3 \
-	   || ! odbcinst -q -d 2>/dev/null | grep -q 'PostgreSQL Unicode' || ! odbcinst -q -d 2>/dev/null | grep -q FreeTDS; then \
+	   || ! odbcinst -q -d 2>/dev/null | grep -q 'PostgreSQL Unicode' || ! odbcinst -q -d 2>/dev/null | grep -q FreeTDS \
+	   || ! test -x /usr/bin/chromium; then \
 	  echo "installing $(SYSTEM_PACKAGES)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \

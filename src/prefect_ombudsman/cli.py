@@ -98,6 +98,7 @@ MaxRetriesOpt = Annotated[
     int, typer.Option("--max-retries", help="Retries of transient errors per operation.")
 ]
 JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
+MAX_REPEAT = 1000  # `run custom --repeat`: more is a load test, not a batch
 
 
 def refuse(message: str) -> None:
@@ -139,7 +140,17 @@ def run_job(
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
+    from prefect_ombudsman import credentials
     from prefect_ombudsman.flows import runner
+    from prefect_ombudsman.jobs.service import RequestTooLarge, check_parameter_size
+
+    # Inline credentials stay in this process: the flow run's parameters keep references only.
+    parameters, sealed = credentials.seal(parameters, credentials.memory_store)
+    try:
+        check_parameter_size(parameters)
+    except RequestTooLarge as exc:
+        credentials.forget(sealed)
+        refuse(str(exc))
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -171,6 +182,7 @@ def run_job(
             state = flow(**parameters, return_state=True)
     finally:
         runner.LISTENERS.remove(listener)
+        credentials.forget(sealed)
         if detach is not None:
             detach()
     summary = state.result(raise_on_failure=False)
@@ -272,7 +284,7 @@ def run_custom(
         str | None, typer.Option("--args", help="JSON object of arguments for every item.")
     ] = None,
     repeat: Annotated[
-        int, typer.Option("--repeat", help="Run each operation this many times.")
+        int, typer.Option("--repeat", help=f"Run each operation this many times (1-{MAX_REPEAT}).")
     ] = 1,
     items_file: Annotated[
         Path | None,
@@ -288,14 +300,18 @@ def run_custom(
     as_json: JsonFlag = False,
 ) -> None:
     """Run registered custom operations (see `ombudsman operations`)."""
+    from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.jobs.models import BatchCustomRequest
+    from prefect_ombudsman.yamlfiles import read_text_file
 
     items: list[dict[str, Any]] = []
     if items_file is not None:
         try:
-            loaded = json.loads(items_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            refuse(f"--items {items_file}: {exc}")
+            loaded = json.loads(read_text_file(items_file, "--items"))
+        except ConfigurationError as exc:
+            refuse(str(exc))
+        except json.JSONDecodeError as exc:
+            refuse(f"--items {items_file}: not valid JSON ({exc})")
         if not isinstance(loaded, list):
             refuse(f"--items {items_file}: expected a JSON list of items")
         items.extend(loaded)
@@ -305,8 +321,8 @@ def run_custom(
         refuse(f"--args: not valid JSON ({exc})")
     if not isinstance(arguments, dict):
         refuse("--args: expected a JSON object")
-    if repeat < 1:
-        refuse("--repeat: must be at least 1")
+    if not 1 <= repeat <= MAX_REPEAT:
+        refuse(f"--repeat: {repeat} is outside 1-{MAX_REPEAT} (the limit on repeats per operation)")
     for op_name in operation or []:
         items.extend({"operation": op_name, "arguments": arguments} for _ in range(repeat))
     request = build_request(
@@ -597,7 +613,8 @@ def demo_command(
 @app.command("serve")
 def serve_command(
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Concurrent runs per deployment.")
+        int | None,
+        typer.Option("--limit", min=1, max=1000, help="Concurrent runs per deployment (1-1000)."),
     ] = None,
 ) -> None:
     """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""
@@ -880,12 +897,12 @@ def run_generate(
         sizes[key.strip()] = int(value)
     raw_drift: Any = None
     if drift is not None:
-        import yaml
+        from prefect_ombudsman.yamlfiles import load_yaml_file
 
         try:
-            raw_drift = yaml.safe_load(drift.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            refuse(f"--drift {drift}: {exc}")
+            raw_drift = load_yaml_file(drift, "--drift")
+        except ConfigurationError as exc:
+            refuse(str(exc))
     items = []
     for schema_type in schema:
         item: dict[str, Any] = {
@@ -1093,6 +1110,14 @@ def api_command(
             "--insecure-no-auth", help="Serve with NO authentication (anyone may run jobs)."
         ),
     ] = False,
+    studio_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--studio-dir",
+            envvar="OMBUDSMAN_STUDIO_DIR",
+            help="The Studio's built frontend (its dist/ folder) to serve on this same origin.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Studio's /batch REST API (OpenAPI at /docs); jobs run as Prefect flow runs.
 
@@ -1136,12 +1161,18 @@ def api_command(
         )
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
+    if studio_dir is not None and not (studio_dir / "index.html").is_file():
+        refuse(f"--studio-dir: {studio_dir} has no index.html (give the frontend's built dist/)")
     use_prefect()
     from prefect_ombudsman.jobs.api import create_app
     from prefect_ombudsman.jobs.boundary import serve
 
     serve(
-        create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
+        create_app(
+            str(projects_dir.resolve()) if projects_dir else None,
+            auth=settings,
+            studio_dir=str(studio_dir.resolve()) if studio_dir else None,
+        ),
         host=host,
         port=port,
     )
@@ -1256,6 +1287,11 @@ def user_remove(username: str, auth_file: AuthFileOpt = None) -> None:
 
     _auth_call(remove_user, _auth_file(auth_file), username)
     console.print(f"User {username!r} removed.")
+
+
+from prefect_ombudsman.deployments.setup import setup_command  # noqa: E402
+
+app.command("setup")(setup_command)
 
 
 @app.command("operations")

@@ -1,8 +1,10 @@
 """Turns any connection reference of SPEC §2 into a `ConnectionSpec` and a pooled engine.
 
 A reference is a block name (`name` or `<block-type-slug>/<name>`), a SQLAlchemy URL, inside a
-project the alias `source` / `target`, a mapping of block fields, or the legacy words
-`sqlserver` / `snowflake` (the project's source / target, then the Studio's environment variables).
+project the alias `source` / `target`, a mapping of block fields, the legacy words
+`sqlserver` / `snowflake` (the project's source / target, then the Studio's environment variables),
+or a sealed credential `{"secret_ref": ..., ...}` (an inline credential kept out of Prefect's
+parameters, see credentials.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from prefect_ombudsman import credentials
 from prefect_ombudsman.confinement import confine_url
 from prefect_ombudsman.dialects import connection as dc
 from prefect_ombudsman.errors import ConnectionReferenceError
@@ -39,6 +42,8 @@ def resolve_connection(
     """
     root = root or (project.path.parent if project else projects_root())
     base = base_dir or (project.path if project else root)
+    if credentials.is_reference(ref):
+        ref = credentials.unseal(ref)  # an inline credential moved out of the flow run's parameters
     if isinstance(ref, Mapping):
         spec = spec_from_mapping(ref, name="inline", base_dir=base)
         confine_url(spec.url, root=root, field=field, base=base)

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.yamlfiles import load_yaml_file, read_text_file
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_PROJECT = "demo"
@@ -90,10 +90,7 @@ def load_project(project_id: str, root: Path | None = None) -> Project:
         raw: Any = {}
         config_file = studio_file
     else:
-        try:
-            raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigurationError(f"{config_file}: not valid YAML ({exc})") from None
+        raw = load_yaml_file(config_file) or {}
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{config_file}: expected a mapping at the top level")
     if studio is not None:
@@ -123,7 +120,7 @@ _STUDIO_FIELDS = (
 
 def _read_studio_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_file(path))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigurationError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):

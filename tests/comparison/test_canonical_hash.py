@@ -201,7 +201,7 @@ def _mssql_side() -> Side:
     )  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bucket_by", ["row hash", "key"])
+@pytest.mark.parametrize("bucket_by", ["row hash", "key", "canonical key hash"])
 def test_tsql_recipe_compiles_to_valid_tsql(bucket_by):
     side = _mssql_side()
     plan = plan_columns(side, side, ComparisonOptions())
@@ -220,6 +220,11 @@ def test_tsql_recipe_compiles_to_valid_tsql(bucket_by):
     assert "[fact_sales]" in level1 or "fact_sales" in level1
     if bucket_by == "row hash":
         assert "& 4095" in level1
+    elif bucket_by == "canonical key hash":  # MD5 of the key's text; level 2 filters on it first
+        assert level1.upper().count("HASHBYTES('MD5'") == 2 and "& 4095" in level1
+        inner = level2[level2.index("FROM (") :]
+        assert "WHERE" in inner and inner.index("WHERE") < inner.index(") AS _omb_rows")
+        assert "HASHBYTES" in inner[inner.index("WHERE") :].upper()
     else:  # key arithmetic in BIGINT; level 2 filters on the key before hashing
         assert "% 2147483647 AS BIGINT" in level1 and "% 4096" in level1
         inner = level2[level2.index("FROM (") :]

@@ -144,7 +144,12 @@ def _load_pair(src, tgt, name: str, layout: str, planted: dict[str, Any]) -> lis
 
 OPTIONS = ComparisonOptions(sample_size=50, buckets=64, max_rows_in_memory=40)
 #: how each layout is bucketed across engines (canonical hash): integer keys by key arithmetic
-CANONICAL_BUCKETS = {"int": "key", "int_pair": "key", "composite": "row hash", "string": "row hash"}
+CANONICAL_BUCKETS = {
+    "int": "key",
+    "int_pair": "key",
+    "composite": "canonical key hash",
+    "string": "canonical key hash",
+}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -84,6 +84,30 @@ def test_items_fail_alone_and_default_targets_are_the_projects(tmp_projects: Pat
     assert [t["table"] for t in healthcare["tables"]] == ["dim_patient"]
     assert "valid tables: dim_date, dim_patient" in ops["datagen_3_Healthcare"]["error"]
 
+    # the run page shows what was produced: rows per table and target, every table (never cut)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = {
+            a.key: a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[summary["job_id"]])
+                )
+            )
+        }
+    rows = json.loads(artifacts["ombudsman-batch-data-generation-tables"].data)
+    retail_rows = [r for r in rows if r["operation_id"] == "datagen_0_Retail"]
+    assert {r["target"] for r in retail_rows} == {"source", "target"}
+    assert len(retail_rows) == 2 * len(retail["tables"])
+    sales = [r for r in retail_rows if r["table"].endswith("fact_sales")]
+    assert {r["rows_generated"] for r in sales} == {2000}
+    assert [r["drift"] for r in sorted(sales, key=lambda r: r["target"])] == [False, True]
+    card = artifacts["ombudsman-batch-data-generation-generated"].data
+    assert "| table | generated | source (loaded) | target (loaded) |" in card
+    assert "| fact_sales | 2,000 |" in card and "`datagen_1_Finance`: failed" in card
+
 
 def _flat(text: str) -> str:
     return " ".join(text.split())  # rich wraps long lines

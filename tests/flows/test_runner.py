@@ -375,3 +375,106 @@ def test_canary_password_never_reaches_results_logs_or_artifacts(
     assert any("could not use" in t for t in texts)
     for text in texts:
         assert canary not in text
+
+
+def _artifacts(flow_run_id: Any) -> list[Any]:
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+def test_partial_run_ends_with_a_short_message_and_an_exception_free_of_the_summary(probe: Probe):
+    from prefect.states import get_state_exception
+
+    state, summary = _run(items=_items(3) + [{"operation": "fail"}], job_name="Four ops")
+    assert state.name == "PartialSuccess"
+    assert state.message == "3 of 4 operations completed, 1 failed"
+    assert summary["completed"] == 3 and isinstance(summary, dict)
+    # what the engine raises under a worker: short, and recognised by the log filter
+    with pytest.raises(TypeError) as info:
+        raise get_state_exception(state)
+    assert len(str(info.value)) < 300 and "JobSummary" in str(info.value)
+    import logging
+
+    from prefect_ombudsman.flows.runner import SuppressFailedRunTraceback
+
+    record = logging.LogRecord(
+        "prefect.flow_runs",
+        logging.ERROR,
+        __file__,
+        1,
+        "Engine execution exited with unexpected exception",
+        None,
+        (TypeError, info.value, None),
+    )
+    assert SuppressFailedRunTraceback().filter(record) is False
+    other = logging.LogRecord(
+        "prefect.flow_runs",
+        logging.ERROR,
+        __file__,
+        1,
+        "x",
+        None,
+        (TypeError, TypeError("y"), None),
+    )
+    assert SuppressFailedRunTraceback().filter(other) is True
+
+
+def test_progress_card_is_markdown_a_person_reads(probe: Probe):
+    state, summary = _run(items=_items(2) + [{"operation": "fail"}], job_name="Card job")
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    by_type = {}
+    for artifact in artifacts:
+        by_type.setdefault(artifact.type, []).append(artifact)
+    progress = by_type["progress"][0]
+    assert json.loads(progress.description)["failed_operations"] == 1  # the service reads this
+    card = next(a for a in by_type["markdown"] if a.key == "ombudsman-custom-progress")
+    assert card.description == "Progress of Card job"
+    assert "## Card job: partial success" in card.data
+    assert "**3 of 3** operations finished (100%)" in card.data
+    assert "| 2 | 1 | 0 | 0 |" in card.data
+
+
+def test_progress_card_while_running_names_the_operation_and_time_left():
+    from prefect_ombudsman.flows.runner import JobSettings, progress_markdown
+    from prefect_ombudsman.jobs.models import BatchJobType, BatchProgress
+
+    text = progress_markdown(
+        JobSettings(job_type=BatchJobType.custom, name="Nightly"),
+        BatchProgress(
+            total_operations=10,
+            completed_operations=3,
+            failed_operations=1,
+            skipped_operations=0,
+            current_operation="custom_4_probe",
+            percent_complete=40.0,
+            estimated_time_remaining_ms=125_000,
+        ),
+        BatchJobStatus.running,
+    )
+    assert "**4 of 10** operations finished (40%)" in text
+    assert "Running now: `custom_4_probe`" in text
+    assert "Estimated time left: 2 min 5 s" in text
+
+
+def test_transient_retry_warnings_reach_the_run_logs(tmp_path: Path):
+    marker = tmp_path / "flaky"
+    state, summary = _run(
+        items=[{"operation": "flaky", "arguments": {"marker": str(marker), "failures": 1}}],
+        max_retries=2,
+    )
+    assert state.is_completed()
+
+    def retry_logs() -> list[Any]:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(
+                    flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+        return [log for log in logs if "transient error on attempt 1" in log.message]
+
+    assert wait_until(lambda: retry_logs(), timeout=30)  # the API log handler sends in batches
+    retry = retry_logs()
+    assert retry[0].level == 30 and retry[0].task_run_id is not None

@@ -189,3 +189,78 @@ def test_eta_is_null_until_an_operation_finished():
     assert (
         compute_progress([_op(0, "running"), _op(1, "pending")]).estimated_time_remaining_ms is None
     )
+
+
+def test_json_booleans_are_not_counts_and_counts_not_booleans():
+    assert "max_parallel" in _error(BatchPipelineRequest, max_parallel=True)
+    assert "max_retries" in _error(BatchCustomRequest, max_retries=False)
+    assert "parallel_execution" in _error(BatchCustomRequest, parallel_execution=1)
+    assert "row_count" in _error(
+        BatchDataGenRequest, items=[{"schema_type": "Retail", "row_count": True}]
+    )
+
+
+def test_lists_are_bounded_and_the_message_names_the_field():
+    items = [{"operation": "noop"}] * 10_001
+    message = _error(BatchCustomRequest, items=items)
+    assert "items" in message and "10000" in message
+    assert len(BatchCustomRequest(items=items[:10_000]).items) == 10_000
+
+
+def test_non_finite_numbers_are_refused():
+    from pydantic import BaseModel, ConfigDict
+
+    for model in (BatchComparisonRequest, BatchDataGenRequest, BatchCustomRequest):
+        assert model.model_config.get("allow_inf_nan") is False
+
+    # an item's float-typed field would refuse NaN the same way
+    class Probe(BaseModel):
+        model_config = ConfigDict(allow_inf_nan=False)
+        x: float = 0.0
+
+    assert "x" in _error(Probe, x=float("nan"))
+
+
+def test_models_are_exported_from_the_jobs_package_without_fastapi():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from prefect_ombudsman.jobs import BatchJob, BatchCustomRequest, CustomItem;"
+        "print('fastapi' in sys.modules, 'prefect.server' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_flow_defaults_are_the_request_models_defaults():
+    import inspect
+
+    from prefect_ombudsman.flows import available_flows
+    from prefect_ombudsman.jobs.models import REQUEST_MODELS
+
+    flows = available_flows()
+    assert set(flows) == {t.value for t in REQUEST_MODELS}
+    for job_type, model in REQUEST_MODELS.items():
+        defaults = model()
+        params = inspect.signature(flows[job_type.value].fn).parameters
+        assert set(model.model_fields) <= set(params), job_type
+        for name in model.model_fields:
+            assert params[name].default == getattr(defaults, name), (job_type, name)
+
+
+def test_every_run_form_field_has_a_description_and_list_items_are_typed():
+    from prefect_ombudsman.flows import available_flows
+
+    for job_type, flow in available_flows().items():
+        schema = flow.parameters.model_dump()
+        assert flow.description and "Args:" not in flow.description
+        for name, prop in schema["properties"].items():
+            assert prop.get("description"), (job_type, name)
+            if prop.get("type") == "array" and name != "tags":
+                assert prop["default"] == [], (job_type, name)
+                ref = prop["items"]["$ref"].rsplit("/", 1)[-1]
+                item = schema["definitions"][ref]
+                assert item["title"] and item["description"]
+                for field, spec in item["properties"].items():
+                    assert spec.get("title") and spec.get("description"), (ref, field)

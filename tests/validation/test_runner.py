@@ -15,6 +15,7 @@ from prefect_ombudsman.errors import OperationCancelled
 from prefect_ombudsman.validation import Side, parse_pipeline, register_validator, run_pipeline
 from prefect_ombudsman.validation.configs import StepConfig
 from prefect_ombudsman.validation.context import passed
+from prefect_ombudsman.validation.loader import PipelineError
 from prefect_ombudsman.validation.runner import new_run_id
 from support import wait_until
 
@@ -60,12 +61,24 @@ steps:
     assert result["summary"] == {"total": 6, "passed": 2, "failed": 1, "errors": 0, "skipped": 3}
 
 
-def test_unknown_dependency_cycle_and_unknown_validator_are_error_steps(sides):
+def test_self_and_cyclic_dependencies_are_refused_when_the_pipeline_loads():
+    for body, named in (
+        ("  - {name: a, validator: record_counts, depends_on: a}\n", "step 'a'"),
+        (
+            "  - {name: a, validator: record_counts, depends_on: b}\n"
+            "  - {name: b, validator: record_counts, depends_on: a}\n",
+            "a -> b -> a",
+        ),
+    ):
+        with pytest.raises(PipelineError) as refused:
+            parse_pipeline("steps:\n" + body, pipeline_id="p", file="p.yaml")
+        assert "depends_on" in str(refused.value) and named in str(refused.value)
+
+
+def test_unknown_dependency_and_unknown_validator_are_error_steps(sides):
     result = run(
         """
 steps:
-  - {name: a, validator: record_counts, depends_on: b, config: {table: dim_customer}}
-  - {name: b, validator: record_counts, depends_on: a, config: {table: dim_customer}}
   - {name: c, validator: record_counts, depends_on: zzz, config: {table: dim_customer}}
   - {name: validate_record_countz}
   - {name: d, validator: nulls, config: {table: dim_customer, colums: [email]}}
@@ -73,10 +86,6 @@ steps:
         sides,
     )
     steps = by_name(result)
-    assert (
-        steps["a"]["status"] == steps["b"]["status"] == "ERROR"
-        and "circular" in steps["a"]["message"]
-    )
     assert "unknown step 'zzz'" in steps["c"]["message"]
     assert (
         steps["validate_record_countz"]["status"] == "ERROR"

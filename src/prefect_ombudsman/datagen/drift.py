@@ -140,15 +140,10 @@ def parse_drift(raw: Any, source: str = "drift") -> DriftSpec:
 
 def load_drift_file(path: str | Path) -> DriftSpec:
     """Read a drift spec from a YAML or JSON file."""
-    import yaml
+    from prefect_ombudsman.yamlfiles import load_yaml_file
 
     file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigurationError(f"drift file {file}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"drift file {file}: not valid YAML/JSON ({exc})") from None
+    raw = load_yaml_file(file, "drift file")
     return parse_drift(raw, f"drift file {file}")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefect_ombudsman.credentials import mask_text
 from prefect_ombudsman.datagen.drift import DriftPlan, DriftSpec, write_manifest
 from prefect_ombudsman.datagen.generator import ContentDigest, GenerationPlan, iter_chunks, rebatch
 from prefect_ombudsman.datagen.load import TableLoad, Target, prepare_target
@@ -35,8 +36,10 @@ def resolve_drift_target(spec: DriftSpec, labels: Sequence[str]) -> int:
             return spec.target
     elif spec.target in labels:
         return list(labels).index(spec.target)
+    elif mask_text(spec.target) in labels:  # a URL with a password: labels show it masked
+        return list(labels).index(mask_text(spec.target))
     raise ConfigurationError(
-        f"drift.target {spec.target!r} is not one of the targets: "
+        f"drift.target {mask_text(str(spec.target))!r} is not one of the targets: "
         + ", ".join(f"{i}: {label}" for i, label in enumerate(labels))
     )
 

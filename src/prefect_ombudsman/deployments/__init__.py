@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect_ombudsman.flows import available_flows
-
 DEPLOYMENT_NAME = "ombudsman"
 
 
@@ -15,6 +13,8 @@ def deployment_tags(job_type: str) -> list[str]:
 
 def build_deployments(limit: int | None = None) -> list[Any]:
     """One served deployment per installed batch flow, named `<flow-name>/ombudsman`."""
+    from prefect_ombudsman.flows import available_flows
+
     deployments = []
     for job_type, flow in available_flows().items():
         deployments.append(

@@ -11,14 +11,14 @@ import json
 import re
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
 import prefect_ombudsman.validation.row_checksum  # noqa: F401  (registers the row_checksum validator)
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -28,9 +28,19 @@ from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchJobType,
     ComparisonItem,
+    ComparisonItems,
+    CreatedBy,
+    FromMapping,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
+    ParallelExecution,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.tasks.comparison import compare_table_pair
@@ -59,7 +69,7 @@ def items_from_mapping(project_id: str | None, projects_dir: str | None) -> list
         )
     try:
         mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise ConfigurationError(f"{path}: not readable JSON ({exc})") from None
     items = []
     for entry in mapping.get("tables") or []:
@@ -131,28 +141,30 @@ def _publish_results(summary: Any) -> None:
         get_run_logger().warning("could not publish the comparison table: %s", exc)
 
 
-@flow(
-    name="batch-comparison",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Compare table pairs row by row: missing, extra and changed rows with sample keys.",
-    validate_parameters=True,
-)
+_D = BatchComparisonRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("batch-comparison")
 def batch_comparison(
-    job_name: JobName = "Batch comparison",
-    items: list[ComparisonItem] | None = None,
-    from_mapping: bool = False,
-    description: str | None = None,
-    parallel_execution: bool = False,
-    max_parallel: MaxParallel = 5,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    items: ComparisonItems = _D.items,
+    from_mapping: FromMapping = _D.from_mapping,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Compare each table pair; see SPEC §3 (job type `batch_comparison`) and §7.3."""
+    """Compare table pairs row by row: missing, extra and changed rows with sample keys.
+
+    One operation per table pair (plus every mapped table when asked); the results table
+    appears on the run's Artifacts tab.
+    """
     request = request_from(BatchComparisonRequest, locals())
     summary = run_batch(
         settings_from(request, BatchJobType.batch_comparison, projects_dir),

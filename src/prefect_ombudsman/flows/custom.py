@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
-
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -17,10 +15,18 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchCustomRequest,
     BatchJobType,
-    CustomItem,
+    CreatedBy,
+    CustomItems,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
+    ParallelExecution,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.tasks.custom import run_custom_operation
 
@@ -43,27 +49,30 @@ def plan_custom(request: BatchCustomRequest) -> list[OperationPlan]:
     return plans
 
 
-@flow(
-    name="custom-batch",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Run registered custom operations as one batch job.",
-    validate_parameters=True,
-)
+_D = BatchCustomRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("custom-batch")
 def custom_batch(
-    job_name: JobName = "Custom batch",
-    items: list[CustomItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = False,
-    max_parallel: MaxParallel = 5,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    items: CustomItems = _D.items,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Run each item's registered operation; see SPEC §3 (job type `custom`)."""
+    """Run registered custom operations as one batch job (job type `custom`).
+
+    Each item calls one registered operation (`ombudsman operations` lists them; plugins add
+    more through the entry-point group `prefect_ombudsman.operations`) with its arguments.
+    Progress, the operations table and a summary appear on the run's Artifacts tab.
+    """
     request = request_from(BatchCustomRequest, locals())
     return run_batch(
         settings_from(request, BatchJobType.custom, projects_dir), plan_custom(request)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from prefect import flow
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -19,10 +20,18 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchDataGenRequest,
     BatchJobType,
-    DataGenItem,
+    CreatedBy,
+    DataGenItems,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
+    ParallelExecution,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.tasks.datagen import DEFAULT_TARGETS, run_data_generation, target_label
 
@@ -67,31 +76,120 @@ def plan_datagen(request: BatchDataGenRequest, job_id: str) -> list[OperationPla
     return plans
 
 
-@flow(
-    name="batch-data-generation",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Generate seeded Retail / Finance / Healthcare warehouses and load them into every target.",
-    validate_parameters=True,
-)
+_D = BatchDataGenRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("batch-data-generation")
 def batch_data_generation(
-    job_name: JobName = "Batch data generation",
-    items: list[DataGenItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = True,
-    max_parallel: MaxParallel = 3,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    items: DataGenItems = _D.items,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Generate each item's schema with its seed and load it into its targets; see SPEC §3 and §8."""
+    """Generate seeded Retail / Finance / Healthcare warehouses and load them into every target.
+
+    One operation per item; the same seed gives the same data. The summary artifact lists the
+    rows loaded per table and target.
+    """
     request = request_from(BatchDataGenRequest, locals())
     flow_ctx = FlowRunContext.get()
     job_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
-    return run_batch(
+    state = run_batch(
         settings_from(request, BatchJobType.batch_data_generation, projects_dir),
         plan_datagen(request, job_id),
     )
+    publish_datagen(getattr(state, "data", state))
+    return state
+
+
+def datagen_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per generated table and target: what each target received (long, never cut)."""
+    rows = []
+    for op in summary.get("operations", []):
+        result = op.get("result") if isinstance(op.get("result"), dict) else None
+        if op.get("status") != "completed" or result is None:
+            continue
+        generated = {t["table"]: t for t in result.get("tables", [])}
+        for target in result.get("targets", []):
+            for where, load in target.get("tables", {}).items():
+                table = where.rsplit(".", 1)[-1]
+                rows.append(
+                    {
+                        "operation_id": op["operation_id"],
+                        "schema": result.get("schema_type") or result.get("schema"),
+                        "seed": result.get("seed"),
+                        "target": target.get("target"),
+                        "dialect": target.get("dialect"),
+                        "table": where,
+                        "rows_generated": generated.get(table, {}).get("rows"),
+                        "rows_loaded": load.get("rows"),
+                        "drift": target.get("drift"),
+                        "load_seconds": load.get("load_seconds"),
+                    }
+                )
+    return rows
+
+
+def datagen_markdown(summary: dict[str, Any]) -> str:
+    """Per item: its one-line summary, then rows per table and target."""
+    lines = [f"# {summary.get('name')}: what was generated", ""]
+    for op in summary.get("operations", []):
+        result = op.get("result") if isinstance(op.get("result"), dict) else None
+        if result is None:
+            lines += [f"## `{op['operation_id']}`: {op.get('status')}", ""]
+            if op.get("error"):
+                lines += [f"> {str(op['error']).splitlines()[0][:500]}", ""]
+            continue
+        targets = [t.get("target") for t in result.get("targets", [])]
+        lines += [f"## `{op['operation_id']}`", "", str(result.get("summary", "")), ""]
+        lines += [
+            "| table | generated | " + " | ".join(f"{t} (loaded)" for t in targets) + " |",
+            "|---|---:|" + "---:|" * len(targets),
+        ]
+        loaded = {t.get("target"): t.get("tables", {}) for t in result.get("targets", [])}
+        for table in result.get("tables", []):
+            cells = []
+            for target in targets:
+                match = next(
+                    (
+                        v
+                        for k, v in loaded[target].items()
+                        if k.rsplit(".", 1)[-1] == table["table"]
+                    ),
+                    {},
+                )
+                cells.append(f"{match.get('rows', '')!s}")
+            lines.append(f"| {table['table']} | {table['rows']:,} | " + " | ".join(cells) + " |")
+        if result.get("drift"):
+            lines += ["", f"Planted differences in `{result['drift'].get('target')}`."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def publish_datagen(summary: Any) -> None:
+    """The datagen artifacts: rows per table and target, as a table and as a markdown card."""
+    if not isinstance(summary, dict):
+        return
+    try:
+        rows = datagen_rows(summary)
+        if rows:
+            create_table_artifact(
+                key="ombudsman-batch-data-generation-tables",
+                table=rows,
+                description=f"Rows per table and target of {summary.get('name')}",
+            )
+        create_markdown_artifact(
+            key="ombudsman-batch-data-generation-generated",
+            markdown=datagen_markdown(summary),
+            description=f"What {summary.get('name')} generated",
+        )
+    except Exception as exc:  # artifacts are a view; the summary is the result
+        get_run_logger().warning("could not publish the data generation artifacts: %s", exc)

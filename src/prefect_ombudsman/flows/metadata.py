@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
 
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -26,10 +25,20 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchMetadataRequest,
+    CreatedBy,
+    ExactCounts,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
-    MetadataExtractionItem,
+    MetadataItems,
+    ParallelExecution,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    SessionsPerServer,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.mapping import map_catalogs
@@ -41,12 +50,6 @@ log = logging.getLogger("prefect_ombudsman.metadata")
 
 register_executor("metadata_extraction", run_metadata_extraction)
 
-SessionsPerServer = Annotated[
-    int | None,
-    Field(
-        ge=1, le=64, description="Sessions one server may hold at once in this process (default 4)."
-    ),
-]
 ARTIFACT_ROWS = 1000
 
 
@@ -164,29 +167,31 @@ def _union(catalogs: list[Catalog]) -> Catalog:
     return merged
 
 
-@flow(
-    name="bulk-metadata-extraction",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Extract the metadata catalog (tables, columns, keys, row counts) of many sources.",
-    validate_parameters=True,
-)
+_D = BatchMetadataRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("bulk-metadata-extraction")
 def bulk_metadata_extraction(
-    job_name: JobName = "Bulk metadata extraction",
-    items: list[MetadataExtractionItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = True,
-    max_parallel: MaxParallel = 2,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    exact_counts: bool = False,
-    sessions_per_server: SessionsPerServer = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    items: MetadataItems = _D.items,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    exact_counts: ExactCounts = _D.exact_counts,
+    sessions_per_server: SessionsPerServer = _D.sessions_per_server,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Extract each item's catalog into the project's `metadata/`; see SPEC §3 and §9."""
+    """Extract the metadata catalog (tables, columns, keys, row counts) of many sources.
+
+    Each catalog is written to the project's `metadata/` folder and shown as a table artifact;
+    when both the source and the target are extracted, their mapping is written too.
+    """
     request = request_from(BatchMetadataRequest, locals())
     state = run_batch(
         settings_from(request, BatchJobType.bulk_metadata_extraction, projects_dir),

@@ -14,14 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -30,10 +29,18 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchPipelineRequest,
+    CreatedBy,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
-    PipelineExecutionItem,
+    ParallelExecution,
+    PipelineItems,
+    ProjectId,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.tasks.validation import run_pipeline_operation
@@ -126,27 +133,30 @@ def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
     return state
 
 
-@flow(
-    name="bulk-pipeline-execution",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Run many validation pipelines of a project (source vs target) as one batch job.",
-    validate_parameters=True,
-)
+_D = BatchPipelineRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("bulk-pipeline-execution")
 def bulk_pipeline_execution(
-    job_name: JobName = "Bulk pipeline execution",
-    pipelines: list[PipelineExecutionItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = False,
-    max_parallel: MaxParallel = 5,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    pipelines: PipelineItems = _D.pipelines,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Run each pipeline and write its result; see SPEC §3 (job type `bulk_pipeline_execution`)."""
+    """Run many validation pipelines of a project (source vs target) as one batch job.
+
+    Each pipeline runs its steps against the project's connections and writes its result; a
+    pipeline fails when any step is FAIL or ERROR. The consolidated report (markdown and a
+    table per validated table) appears on the run's Artifacts tab.
+    """
     request = request_from(
         BatchPipelineRequest, locals(), project_id=project_id or default_project_id()
     )

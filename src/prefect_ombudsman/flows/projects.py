@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
-
 from prefect_ombudsman.flows.pipelines import finish_validation_job
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
+    batch_flow,
     register_executor,
     request_from,
     run_batch,
@@ -23,10 +21,18 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchMultiProjectRequest,
+    CreatedBy,
+    JobDescription,
     JobName,
     MaxParallel,
     MaxRetries,
-    MultiProjectValidationItem,
+    ParallelExecution,
+    ProjectId,
+    ProjectItems,
+    ProjectsDir,
+    RetryFailed,
+    StopOnError,
+    Tags,
 )
 from prefect_ombudsman.tasks.validation import run_project_operation
 
@@ -47,27 +53,29 @@ def plan_projects(request: BatchMultiProjectRequest) -> list[OperationPlan]:
     ]
 
 
-@flow(
-    name="multi-project-validation",
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
-    description="Validate several projects in one job, each against its own source and target.",
-    validate_parameters=True,
-)
+_D = BatchMultiProjectRequest()  # the request model is the one source of the defaults below
+
+
+@batch_flow("multi-project-validation")
 def multi_project_validation(
-    job_name: JobName = "Multi-project validation",
-    projects: list[MultiProjectValidationItem] | None = None,
-    description: str | None = None,
-    parallel_execution: bool = False,
-    max_parallel: MaxParallel = 3,
-    stop_on_error: bool = False,
-    retry_failed: bool = True,
-    max_retries: MaxRetries = 3,
-    project_id: str | None = None,
-    tags: list[str] | None = None,
-    created_by: str | None = None,
-    projects_dir: str | None = None,
+    job_name: JobName = _D.job_name,
+    projects: ProjectItems = _D.projects,
+    description: JobDescription = _D.description,
+    parallel_execution: ParallelExecution = _D.parallel_execution,
+    max_parallel: MaxParallel = _D.max_parallel,
+    stop_on_error: StopOnError = _D.stop_on_error,
+    retry_failed: RetryFailed = _D.retry_failed,
+    max_retries: MaxRetries = _D.max_retries,
+    project_id: ProjectId = _D.project_id,
+    tags: Tags = _D.tags,
+    created_by: CreatedBy = _D.created_by,
+    projects_dir: ProjectsDir = None,
 ) -> Any:
-    """Run each project's pipelines; see SPEC §3 (job type `multi_project_validation`)."""
+    """Validate several projects in one job, each against its own source and target.
+
+    One operation per project runs the listed pipelines (all of them when none are listed);
+    a cross-project report appears on the run's Artifacts tab.
+    """
     request = request_from(BatchMultiProjectRequest, locals())
     state = run_batch(
         settings_from(request, BatchJobType.multi_project_validation, projects_dir),

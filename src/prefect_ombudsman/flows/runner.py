@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import random
 import signal
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -37,11 +39,14 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import TerminationSignal
 from prefect.states import Cancelled, Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from sqlalchemy.exc import SQLAlchemyError
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.credentials import unseal
 from prefect_ombudsman.dialects.base import driver_cause, is_transient
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.jobs.models import (
@@ -143,6 +148,37 @@ def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None
         tags=tuple(request.tags),
         created_by=request.created_by,
     )
+
+
+def batch_flow(name: str) -> Callable[[Callable[..., Any]], Any]:
+    """`@flow` of a batch job: its docstring is the flow's description (the Prefect UI shows it)
+    and each parameter's description comes from its annotated type (the request models' fields),
+    written into the docstring's Args section, which is where Prefect reads parameter docs."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        description = inspect.getdoc(fn) or ""
+        hints = typing.get_type_hints(fn, include_extras=True)
+        lines = []
+        for param in inspect.signature(fn).parameters:
+            info = next(
+                (
+                    m
+                    for m in getattr(hints.get(param), "__metadata__", ())
+                    if isinstance(m, FieldInfo)
+                ),
+                None,
+            )
+            if info is not None and info.description:
+                lines.append(f"    {param}: {' '.join(info.description.split())}")
+        fn.__doc__ = description + ("\n\nArgs:\n" + "\n".join(lines) if lines else "")
+        return flow(
+            name=name,
+            description=description,
+            task_runner=ThreadPoolTaskRunner(max_workers=64),
+            validate_parameters=True,
+        )(fn)
+
+    return decorate
 
 
 Executor = Callable[[OperationContext, dict[str, Any]], Any]
@@ -252,7 +288,7 @@ def run_attempts(
             record.attempts = ctx.attempt = attempt
             try:
                 ctx.check_cancelled()
-                result = scrub_data(function(ctx, arguments))
+                result = scrub_data(function(ctx, unseal(arguments)))
             except OperationCancelled as exc:
                 record.cancelled = True
                 return Cancelled(message=str(exc))
@@ -266,7 +302,7 @@ def run_attempts(
                 )
                 if is_transient(exc) and attempt < max_attempts:
                     delay = _backoff(attempt)
-                    log.warning(
+                    _task_logger().warning(  # the run's logs, not only the worker's stdout
                         "%s: transient error on attempt %d, retrying in %.2fs: %s",
                         operation_id,
                         attempt,
@@ -420,14 +456,79 @@ class CancelWatcher:
             log.warning("cancel watcher stopped: %s", exc)
 
 
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "unknown until an operation finishes"
+    seconds = max(0, round(ms / 1000))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 90:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def progress_markdown(
+    settings: JobSettings,
+    progress: BatchProgress,
+    status: BatchJobStatus,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """The progress card a person reads on the run page: counts, what runs now, time left."""
+    finished = (
+        progress.completed_operations + progress.failed_operations + progress.skipped_operations
+    )
+    running = status == BatchJobStatus.running
+    lines = [
+        f"## {settings.name}: {status.value.replace('_', ' ')}",
+        "",
+        f"**{finished} of {progress.total_operations}** operations finished "
+        f"({progress.percent_complete:.0f}%)",
+        "",
+        "| completed | failed | skipped | left |",
+        "|---:|---:|---:|---:|",
+        f"| {progress.completed_operations} | {progress.failed_operations} | "
+        f"{progress.skipped_operations} | {max(progress.total_operations - finished, 0)} |",
+        "",
+    ]
+    if running:
+        current = progress.current_operation
+        lines.append(f"Running now: `{current}`" if current else "Running now: starting")
+        lines.append("")
+        lines.append(f"Estimated time left: {_duration(progress.estimated_time_remaining_ms)}")
+    elif extra and extra.get("report_path"):
+        lines.append(f"Report: `{extra['report_path']}`")
+    lines += ["", f"_{settings.job_type.value}, updated {utcnow():%Y-%m-%d %H:%M:%S} UTC_"]
+    return "\n".join(lines)
+
+
 class ProgressReporter:
-    """One progress artifact per job, written from the flow thread only, throttled."""
+    """One progress artifact (counters as JSON in its description, read by the jobs service) and
+    one markdown card a person reads, per job; written from the flow thread only, throttled."""
 
     def __init__(self, settings: JobSettings, interval: float) -> None:
         self.settings = settings
         self.interval = interval
         self.artifact_id: Any = None
+        self.card_id: Any = None
         self._last = 0.0
+
+    def _update_card(
+        self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None
+    ) -> None:
+        if self.card_id is None:
+            return
+        try:
+            from prefect.client.schemas.actions import ArtifactUpdate
+
+            with get_client(sync_client=True) as client:
+                client.update_artifact(
+                    self.card_id,
+                    ArtifactUpdate(data=progress_markdown(self.settings, progress, status, extra)),
+                )
+        except Exception as exc:
+            log.warning("could not update the progress card: %s", exc)
 
     def _description(
         self, progress: BatchProgress, status: BatchJobStatus, extra: dict[str, Any] | None = None
@@ -448,6 +549,15 @@ class ProgressReporter:
             )
         except Exception as exc:
             log.warning("could not create the progress artifact: %s", exc)
+        try:
+            slug = self.settings.job_type.value.replace("_", "-")
+            self.card_id = create_markdown_artifact(
+                key=f"ombudsman-{slug}-progress",
+                markdown=progress_markdown(self.settings, progress, BatchJobStatus.running),
+                description=f"Progress of {self.settings.name}",
+            )
+        except Exception as exc:
+            log.warning("could not create the progress card: %s", exc)
         self._last = time.monotonic()
 
     def due(self) -> bool:
@@ -472,6 +582,7 @@ class ProgressReporter:
             )
         except Exception as exc:
             log.warning("could not update the progress artifact: %s", exc)
+        self._update_card(progress, status, extra)
 
 
 @contextmanager
@@ -576,6 +687,41 @@ def _checkpoint_path(settings: JobSettings, job_id: str) -> Path:
     return projects_root(settings.projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.jsonl"
 
 
+def retry_selection_path(projects_dir: str | None, job_id: str) -> Path:
+    """Beside the checkpoint: the operations the next retry of the job runs (the others keep their outcome)."""
+    return projects_root(projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.retry.json"
+
+
+def write_retry_selection(projects_dir: str | None, job_id: str, operation_ids: list[str]) -> Path:
+    return write_json_atomic(
+        retry_selection_path(projects_dir, job_id), {"operation_ids": list(operation_ids)}
+    )
+
+
+def _take_retry_selection(settings: JobSettings, job_id: str) -> set[str] | None:
+    """The selection of this retry, consumed (a later retry without one runs every unfinished operation)."""
+    path = retry_selection_path(settings.projects_dir, job_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+    except (OSError, json.JSONDecodeError):
+        return None
+    ids = data.get("operation_ids") if isinstance(data, dict) else None
+    return set(ids) if isinstance(ids, list) else None
+
+
+def _previous_outcomes(settings: JobSettings, job_id: str) -> dict[str, dict[str, Any]]:
+    """Operations of the job's last report (what a partial retry keeps)."""
+    try:
+        data = json.loads(
+            (_report_dir(settings) / f"batch_{job_id}.json").read_text(encoding="utf-8")
+        )
+    except (OSError, json.JSONDecodeError):
+        return {}
+    ops = data.get("operations") if isinstance(data, dict) else None
+    return {op["operation_id"]: op for op in ops or [] if isinstance(op, dict)}
+
+
 def _report_dir(settings: JobSettings) -> Path:
     root = projects_root(settings.projects_dir)
     project = find_project(settings.project_id, root) if settings.project_id else None
@@ -642,6 +788,7 @@ def _publish(settings: JobSettings, ops: list[BatchOperation], summary: dict[str
 def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     """Run `plans` inside the current flow run and return the summary (or a terminal State)."""
     install_log_filter()
+    install_failed_run_filter()
     flow_ctx = FlowRunContext.get()
     if flow_ctx is None or flow_ctx.flow_run is None:
         raise RuntimeError("run_batch must be called inside a flow run")
@@ -666,10 +813,18 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     counter = ProgressCounter(len(ops), window)
     checkpoint = Checkpoint(_checkpoint_path(settings, job_id))
     restored = checkpoint.load()
+    selection = _take_retry_selection(settings, job_id)
+    previous = _previous_outcomes(settings, job_id) if selection is not None else {}
     pending: deque[OperationPlan] = deque()
     for plan in plans:
         entry = restored.get(plan.operation_id)
         if entry is None or entry.get("fingerprint") != Checkpoint.fingerprint(plan):
+            kept = previous.get(plan.operation_id)
+            if selection is not None and plan.operation_id not in selection and kept:
+                # a partial retry: this operation keeps its last outcome
+                op = ops[plan.operation_id] = BatchOperation.model_validate(kept)
+                counter.finished(op)
+                continue
             pending.append(plan)
             continue
         op = ops[plan.operation_id]
@@ -680,9 +835,9 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         op.duration_ms = entry.get("duration_ms")
         op.metadata = {**(op.metadata or {}), "attempts": entry.get("attempts"), "cached": True}
         counter.finished(op)
-    if restored:
+    if restored or selection is not None:
         logger.info(
-            "Retry of job %s: %d operations restored from the checkpoint, %d to run",
+            "Retry of job %s: %d operations restored or kept, %d to run",
             job_id,
             len(plans) - len(pending),
             len(pending),
@@ -834,10 +989,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
         _publish(settings, op_list, summary)
         _notify("end", None, progress)
-        message = (
-            f"{summary['completed']} completed, {summary['failed']} failed, {summary['skipped']} skipped "
-            f"of {summary['total_operations']}"
-        )
+        message = state_message(summary)
         logger.info("Job %s %s: %s", job_id, status.value, message)
         if status == BatchJobStatus.cancelled:
             # Read Cancelled at once: under a worker the runner would only mark it seconds later.
@@ -852,10 +1004,58 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                 logger.warning("could not mark the run cancelled: %s", exc)
         if terminated is not None:
             raise terminated
-        if status == BatchJobStatus.cancelled:
-            return Cancelled(message=f"cancelled on request: {message}", data=summary)
-        if status == BatchJobStatus.partial_success:
-            return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
-        if status == BatchJobStatus.failed:
-            return Failed(message=message, data=summary)
-        return Completed(message=message, data=summary)
+        return final_state(status, JobSummary(summary))
+
+
+class JobSummary(dict[str, Any]):
+    """A job's summary as a flow run's result: a dict with a short repr.
+
+    Prefect's engine, run under a worker, raises the state's result after a Failed state and
+    puts its repr in the message ("Unexpected result for failed state: ..."); this keeps that
+    short and lets `SuppressFailedRunTraceback` recognise our own deliberate failure."""
+
+    def __repr__(self) -> str:
+        return (
+            f"JobSummary({self.get('status')}: {self.get('completed')} of "
+            f"{self.get('total_operations')} completed)"
+        )
+
+
+def state_message(summary: Mapping[str, Any]) -> str:
+    """`3 of 4 operations completed, 1 failed` (and skipped, when any)."""
+    message = (
+        f"{summary['completed']} of {summary['total_operations']} operations completed, "
+        f"{summary['failed']} failed"
+    )
+    return message + (f", {summary['skipped']} skipped" if summary.get("skipped") else "")
+
+
+def final_state(status: BatchJobStatus, summary: JobSummary) -> State:
+    """The terminal state a batch flow returns: its name and a one-line message, the summary as data."""
+    message = state_message(summary)
+    if status == BatchJobStatus.cancelled:
+        return Cancelled(message=f"cancelled on request: {message}", data=summary)
+    if status == BatchJobStatus.partial_success:
+        return Failed(name=PARTIAL_SUCCESS, message=message, data=summary)
+    if status == BatchJobStatus.failed:
+        return Failed(message=message, data=summary)
+    return Completed(message=message, data=summary)
+
+
+class SuppressFailedRunTraceback(logging.Filter):
+    """Drop the engine's "Engine execution exited with unexpected exception" record when the
+    exception is only the engine failing to turn our JobSummary into an exception: the run ended
+    Failed/PartialSuccess on purpose and its state message says why (a real crash still logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, TypeError)
+            and "JobSummary cannot be resolved into an exception" in str(exc)
+        )
+
+
+def install_failed_run_filter() -> None:
+    target = logging.getLogger("prefect.flow_runs")
+    if not any(isinstance(f, SuppressFailedRunTraceback) for f in target.filters):
+        target.addFilter(SuppressFailedRunTraceback())

@@ -182,13 +182,15 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
         pairs = [(c, c.original_route) for c in contexts()] if contexts else []
         for effective, original in pairs or [(route, route)]:
             if isinstance(original, APIRoute | APIWebSocketRoute):
+                # a WebSocket route's context has an empty path: its original route holds it
+                holder = effective if effective.path else original
                 table.append(
                     RouteInfo(
-                        effective.path,
+                        holder.path,
                         frozenset(getattr(original, "methods", None) or ()),
                         isinstance(original, APIWebSocketRoute),
                         getattr(original.endpoint, _PUBLIC, False),
-                        effective.path_regex,
+                        holder.path_regex,
                     )
                 )
     return table

@@ -29,6 +29,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from prefect_ombudsman.credentials import mask_all
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs.auth import route_table
 
@@ -266,9 +267,9 @@ def install_boundary(app: FastAPI, max_body_bytes: int | None = None) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422, content={"detail": _printable(jsonable_encoder(exc.errors()))}
-        )
+        # the echoed `input` may be an item carrying a URL with a password: masked
+        detail = _printable(jsonable_encoder(mask_all(list(exc.errors()))))
+        return JSONResponse(status_code=422, content={"detail": detail})
 
     @app.exception_handler(PrefectHTTPStatusError)
     async def prefect_refused(request: Request, exc: PrefectHTTPStatusError) -> Any:

@@ -1,4 +1,10 @@
-"""The documented job model (SPEC §4) and the request models (SPEC §5), field names exact."""
+"""The documented job model (SPEC §4) and the request models (SPEC §5), field names exact.
+
+The request models are also the parameters of the six flows: their titles, descriptions and
+examples are what the Prefect UI's run forms show, and their defaults are the flows' defaults.
+Integers and booleans are strict (a JSON `true` is not a count), floats refuse NaN/Infinity,
+and every list is bounded.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,152 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 _SAFE_ID = re.compile(SAFE_ID_PATTERN)
+MAX_ITEMS = 10_000
+"""The most items, pipelines, projects, tags or names any one list of a request may hold."""
 
-MaxParallel = Annotated[int, Field(ge=1, le=64, description="Operations in flight at once (1-64).")]
+# ----------------------------------------------------------------- field types shared with the flows
+
+JobName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        title="Job name",
+        description="Shown in the jobs list, the run page and notifications.",
+        examples=["Nightly validation"],
+    ),
+]
+JobDescription = Annotated[
+    str | None,
+    Field(max_length=2000, title="Description", description="Free text kept with the job."),
+]
+ParallelExecution = Annotated[
+    bool,
+    Field(
+        strict=True,
+        title="Run operations in parallel",
+        description="On: up to 'Max parallel' operations at once. Off: one at a time, in order.",
+    ),
+]
+MaxParallel = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=64,
+        title="Max parallel",
+        description="Operations in flight at once when running in parallel (1-64).",
+    ),
+]
+StopOnError = Annotated[
+    bool,
+    Field(
+        strict=True,
+        title="Stop on error",
+        description="Start no new operation after the first failure (the rest are skipped).",
+    ),
+]
+RetryFailed = Annotated[
+    bool,
+    Field(
+        strict=True,
+        title="Retry transient errors",
+        description="Retry an operation that hits a transient error (lost connection, timeout).",
+    ),
+]
 MaxRetries = Annotated[
-    int, Field(ge=0, le=10, description="Retries per operation for transient errors (0-10).")
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=10,
+        title="Max retries",
+        description="Retries per operation for transient errors (0-10).",
+    ),
+]
+ProjectId = Annotated[
+    str | None,
+    Field(
+        title="Project",
+        description="Project folder under the projects root (its connections and pipelines); "
+        "empty: the default project.",
+        examples=["demo"],
+    ),
+]
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+Tags = Annotated[
+    list[Tag],
+    Field(
+        max_length=100,
+        title="Tags",
+        description="Extra tags on the flow run (at most 100).",
+        examples=[["nightly"]],
+    ),
+]
+CreatedBy = Annotated[
+    str | None,
+    Field(
+        max_length=200,
+        title="Owner",
+        description="Who the job belongs to: notifications about it name this owner.",
+        examples=["alice@example.com"],
+    ),
+]
+ProjectsDir = Annotated[
+    str | None,
+    Field(
+        title="Projects root",
+        description="Folder holding the projects; empty: $OMBUDSMAN_PROJECTS_DIR or ./projects. "
+        "Workers must see the same folder as whoever reads the results.",
+    ),
 ]
 RowCount = Annotated[
-    int, Field(ge=1, le=1_000_000_000, description="Rows per fact table (1-1,000,000,000).")
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=1_000_000_000,
+        title="Rows per fact table",
+        description="Rows per fact table (1-1,000,000,000).",
+    ),
 ]
-JobName = Annotated[str, Field(min_length=1, max_length=200)]
+SessionsPerServer = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=64,
+        title="Sessions per server",
+        description="Sessions one database server may hold at once in this process (default 4).",
+    ),
+]
+ConnectionRef = Annotated[
+    str | dict[str, Any],
+    Field(
+        title="Connection",
+        description="A connection name of the project (source, target, ...), a Prefect block "
+        "'block:<type>/<name>', or an inline connection object.",
+        examples=["source"],
+    ),
+]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+ExactCounts = Annotated[
+    bool,
+    Field(
+        strict=True,
+        title="Exact row counts",
+        description="COUNT(*) every table instead of the catalog's estimate (slower).",
+    ),
+]
+FromMapping = Annotated[
+    bool,
+    Field(
+        strict=True,
+        title="Every mapped table",
+        description="Also compare every table found in both sides of the project's "
+        "metadata/mapping.json (after the items).",
+    ),
+]
 
 
 def utcnow() -> datetime:
@@ -138,20 +281,18 @@ class BatchJob(BaseModel):
 class _Request(BaseModel):
     """Common fields of every batch request; unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     job_name: JobName = "Batch job"
-    description: str | None = Field(default=None, max_length=2000)
-    parallel_execution: bool = False
+    description: JobDescription = None
+    parallel_execution: ParallelExecution = False
     max_parallel: MaxParallel = 5
-    stop_on_error: bool = False
-    retry_failed: bool = Field(
-        default=True, description="Retry operations that hit transient errors."
-    )
+    stop_on_error: StopOnError = False
+    retry_failed: RetryFailed = True
     max_retries: MaxRetries = 3
-    project_id: str | None = None
-    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
-    created_by: str | None = Field(default=None, max_length=200)
+    project_id: ProjectId = None
+    tags: Tags = Field(default_factory=list)
+    created_by: CreatedBy = None
 
     @field_validator("project_id")
     @classmethod
@@ -160,11 +301,24 @@ class _Request(BaseModel):
 
 
 class PipelineExecutionItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One validation pipeline (a YAML file in the project's `pipelines/`) to run."""
 
-    pipeline_id: str
-    pipeline_name: str | None = None
-    config_override: dict[str, Any] | None = None
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Pipeline")
+
+    pipeline_id: str = Field(
+        title="Pipeline",
+        description="File name in the project's pipelines/ folder, without .yaml; a batch file "
+        "runs every pipeline it lists.",
+        examples=["dim_customer"],
+    )
+    pipeline_name: str | None = Field(
+        default=None, max_length=200, title="Display name", description="Label in the report."
+    )
+    config_override: dict[str, Any] | None = Field(
+        default=None,
+        title="Overrides",
+        description='Pipeline keys replaced for this run, e.g. {"variables": {"day": "2024-01-31"}}.',
+    )
 
     @field_validator("pipeline_id")
     @classmethod
@@ -172,32 +326,76 @@ class PipelineExecutionItem(BaseModel):
         return _safe_id(value, "pipeline_id")
 
 
+PipelineItems = Annotated[
+    list[PipelineExecutionItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Pipelines",
+        description="The pipelines to run, one operation each. At most 10,000 entries.",
+        examples=[[{"pipeline_id": "dim_customer"}]],
+    ),
+]
+
+
 class BatchPipelineRequest(_Request):
-    pipelines: list[PipelineExecutionItem] = Field(default_factory=list)
+    job_name: JobName = "Bulk pipeline execution"
+    pipelines: PipelineItems = []
 
 
 class DataGenItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One warehouse to generate and load."""
 
-    schema_type: SchemaType
-    table_name: str | None = None
-    row_count: RowCount = 1000
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    tables: dict[str, RowCount] | None = Field(
-        default=None, description="Row count per table name."
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Warehouse")
+
+    schema_type: SchemaType = Field(
+        title="Schema",
+        description="Star schema to generate: Retail, Finance or Healthcare.",
+        examples=["Retail"],
     )
-    targets: list[str | dict[str, Any]] | None = Field(
-        default=None, description="Connections to load; default: the project's source and target."
+    table_name: str | None = Field(
+        default=None,
+        max_length=200,
+        title="Only this table",
+        description="Generate one table (with the dimensions it needs) instead of the whole schema.",
+    )
+    row_count: RowCount = 1000
+    seed: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=2**63 - 1,
+        title="Seed",
+        description="Same seed, same data. Empty: a random seed, kept when the job is retried.",
+        examples=[42],
+    )
+    tables: dict[str, RowCount] | None = Field(
+        default=None,
+        title="Rows per table",
+        description="Row count per table name, overriding 'Rows per fact table'.",
+        examples=[{"fact_sales": 5000}],
+    )
+    targets: list[ConnectionRef] | None = Field(
+        default=None,
+        max_length=100,
+        title="Targets",
+        description="Connections to load; empty: the project's source and target.",
+        examples=[["source", "target"]],
     )
     drift: dict[str, Any] | None = Field(
-        default=None, description="Planted differences per target (SPEC §8)."
+        default=None,
+        title="Planted differences",
+        description="Planted differences per target (SPEC §8).",
     )
-    if_exists: str = Field(default="replace", pattern="^(replace|append|fail)$")
+    if_exists: Literal["replace", "append", "fail"] = Field(
+        default="replace",
+        title="If the tables exist",
+        description="replace: drop and load; append: add rows; fail: stop with an error.",
+    )
     start_date: date | None = Field(
-        default=None, description="First day of dim_date (default 2020-01-01)."
+        default=None, title="First day", description="First day of dim_date (default 2020-01-01)."
     )
     end_date: date | None = Field(
-        default=None, description="Last day of dim_date (default 2024-12-31)."
+        default=None, title="Last day", description="Last day of dim_date (default 2024-12-31)."
     )
 
     @model_validator(mode="after")
@@ -216,17 +414,41 @@ class DataGenItem(BaseModel):
         return value
 
 
+DataGenItems = Annotated[
+    list[DataGenItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Warehouses",
+        description="The warehouses to generate, one operation each. At most 10,000 entries.",
+        examples=[[{"schema_type": "Retail"}]],
+    ),
+]
+
+
 class BatchDataGenRequest(_Request):
-    items: list[DataGenItem] = Field(default_factory=list)
-    parallel_execution: bool = True
+    job_name: JobName = "Batch data generation"
+    items: DataGenItems = []
+    parallel_execution: ParallelExecution = True
     max_parallel: MaxParallel = 3
 
 
 class MultiProjectValidationItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One project whose pipelines run against its own source and target."""
 
-    project_id: str
-    pipeline_ids: list[str] = Field(default_factory=list)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Project")
+
+    project_id: str = Field(
+        title="Project",
+        description="Project folder under the projects root.",
+        examples=["demo"],
+    )
+    pipeline_ids: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        title="Pipelines",
+        description="Pipelines to run; empty: all of the project's pipelines.",
+        examples=[["dim_customer"]],
+    )
 
     @field_validator("project_id")
     @classmethod
@@ -239,22 +461,54 @@ class MultiProjectValidationItem(BaseModel):
         return [_safe_id(v, "pipeline_id") for v in value]
 
 
+ProjectItems = Annotated[
+    list[MultiProjectValidationItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Projects",
+        description="The projects to validate, one operation each. At most 10,000 entries.",
+        examples=[[{"project_id": "demo"}]],
+    ),
+]
+
+
 class BatchMultiProjectRequest(_Request):
-    projects: list[MultiProjectValidationItem] = Field(default_factory=list)
+    job_name: JobName = "Multi-project validation"
+    projects: ProjectItems = []
     max_parallel: MaxParallel = 3
 
 
 class MetadataExtractionItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One database (or one schema of it) whose catalog is extracted."""
 
-    connection: str | dict[str, Any] | None = Field(
-        default=None, description="Any connection reference."
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Source")
+
+    connection: ConnectionRef | None = Field(
+        default=None,
+        title="Connection",
+        description="The database to catalog: a connection name of the project (source, "
+        "target, ...), a Prefect block 'block:<type>/<name>', or an inline connection object.",
+        examples=["source"],
     )
     connection_type: str | None = Field(
-        default=None, description="Legacy: 'sqlserver' or 'snowflake'."
+        default=None,
+        max_length=100,
+        title="Legacy connection type",
+        description="Studio's older form: 'sqlserver' (the source) or 'snowflake' (the target).",
     )
-    schema_name: str | None = None
-    table_names: list[str] | None = None
+    schema_name: str | None = Field(
+        default=None,
+        max_length=200,
+        title="Schema",
+        description="Only this schema; empty: every schema.",
+        examples=["dbo"],
+    )
+    table_names: list[Name] | None = Field(
+        default=None,
+        max_length=MAX_ITEMS,
+        title="Tables",
+        description="Only these tables; empty: every table.",
+    )
 
     @model_validator(mode="after")
     def _one_connection(self) -> MetadataExtractionItem:
@@ -267,42 +521,91 @@ class MetadataExtractionItem(BaseModel):
         return self.connection if self.connection is not None else str(self.connection_type)
 
 
+MetadataItems = Annotated[
+    list[MetadataExtractionItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Sources",
+        description="The databases to catalog, one operation each. At most 10,000 entries.",
+        examples=[[{"connection": "source"}]],
+    ),
+]
+
+
 class BatchMetadataRequest(_Request):
-    items: list[MetadataExtractionItem] = Field(default_factory=list)
-    parallel_execution: bool = True
+    job_name: JobName = "Bulk metadata extraction"
+    items: MetadataItems = []
+    parallel_execution: ParallelExecution = True
     max_parallel: MaxParallel = 2
-    exact_counts: bool = False
-    sessions_per_server: int | None = Field(
-        default=None,
-        ge=1,
-        le=64,
-        description="Sessions one database server may hold at once in a process (default 4).",
-    )
+    exact_counts: ExactCounts = False
+    sessions_per_server: SessionsPerServer = None
 
 
 class ComparisonItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One table pair compared row by row."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Table pair")
 
     table: str | None = Field(
-        default=None, description="Logical table; names both sides unless overridden."
+        default=None,
+        max_length=500,
+        title="Table",
+        description="[schema.]table named the same on both sides (the project's schema_mappings "
+        "translate the schema); give source and target tables when the names differ.",
+        examples=["fact_sales"],
     )
-    source_table: str | None = None
-    target_table: str | None = None
-    key_columns: list[str] | None = None
-    columns: list[str] | None = None
-    source: str | dict[str, Any] | None = Field(
-        default=None, description="Connection; default the project's source."
+    source_table: str | None = Field(
+        default=None,
+        max_length=500,
+        title="Source table",
+        description="The table on the source side, when its name differs.",
+        examples=["dbo.fact_sales"],
     )
-    target: str | dict[str, Any] | None = Field(
-        default=None, description="Connection; default the project's target."
+    target_table: str | None = Field(
+        default=None,
+        max_length=500,
+        title="Target table",
+        description="The table on the target side, when its name differs.",
+        examples=["fact.fact_sales"],
     )
-    sample_size: int = Field(default=10, ge=0, le=1000)
+    key_columns: list[Name] | None = Field(
+        default=None,
+        max_length=1000,
+        title="Key columns",
+        description="Columns that identify a row; empty: the primary key.",
+    )
+    columns: list[Name] | None = Field(
+        default=None,
+        max_length=MAX_ITEMS,
+        title="Columns",
+        description="Columns compared; empty: every column both sides have.",
+    )
+    source: ConnectionRef | None = Field(
+        default=None, title="Source", description="Connection; default the project's source."
+    )
+    target: ConnectionRef | None = Field(
+        default=None, title="Target", description="Connection; default the project's target."
+    )
+    sample_size: int = Field(
+        default=10,
+        strict=True,
+        ge=0,
+        le=1000,
+        title="Sample keys",
+        description="Keys of missing/extra/changed rows kept per kind (0-1000).",
+    )
     hash_mode: Literal["auto", "canonical", "native"] = Field(
         default="auto",
+        title="Row hash",
         description="auto: the engine's native row hash when both sides are one engine with equal types.",
     )
     buckets: int | None = Field(
-        default=None, ge=1, le=1 << 20, description="Level-1 bucket checksums (default 16384)."
+        default=None,
+        strict=True,
+        ge=1,
+        le=1 << 20,
+        title="Buckets",
+        description="Level-1 bucket checksums (default 16384).",
     )
 
     @model_validator(mode="after")
@@ -312,22 +615,50 @@ class ComparisonItem(BaseModel):
         return self
 
 
+ComparisonItems = Annotated[
+    list[ComparisonItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Table pairs",
+        description="The table pairs to compare, one operation each. At most 10,000 entries.",
+        examples=[[{"table": "dim_customer"}]],
+    ),
+]
+
+
 class BatchComparisonRequest(_Request):
-    items: list[ComparisonItem] = Field(default_factory=list)
-    from_mapping: bool = Field(
-        default=False,
-        description="Compare every table found in both sides of the project's metadata/mapping.json (after the items).",
-    )
+    job_name: JobName = "Batch comparison"
+    items: ComparisonItems = []
+    from_mapping: FromMapping = False
 
 
 class CustomItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One call of a registered operation."""
 
-    operation: str = Field(min_length=1, max_length=100, description="A registered operation name.")
-    name: str | None = Field(
-        default=None, max_length=100, description="Label used in the operation id."
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="Operation call")
+
+    operation: str = Field(
+        min_length=1,
+        max_length=100,
+        title="Operation",
+        description="A registered operation name (`ombudsman operations` lists them).",
+        examples=["row_count"],
     )
-    arguments: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(
+        default=None,
+        max_length=100,
+        title="Label",
+        description="Label used in the operation id.",
+        examples=["orders"],
+    )
+    arguments: dict[str, Any] = Field(
+        # a literal default (copied per item) so the run form's JSON editor starts with `{}`:
+        # an empty editor there sends an unhydratable value and the submit never returns
+        default={},
+        title="Arguments",
+        description="The operation's arguments.",
+        examples=[{"table": "orders", "connection": "source"}],
+    )
 
     @field_validator("name")
     @classmethod
@@ -335,8 +666,20 @@ class CustomItem(BaseModel):
         return None if value is None else _safe_id(value, "name")
 
 
+CustomItems = Annotated[
+    list[CustomItem],
+    Field(
+        max_length=MAX_ITEMS,
+        title="Operations",
+        description="The operations to call, one operation each. At most 10,000 entries.",
+        examples=[[{"operation": "row_count"}]],
+    ),
+]
+
+
 class BatchCustomRequest(_Request):
-    items: list[CustomItem] = Field(default_factory=list)
+    job_name: JobName = "Custom batch"
+    items: CustomItems = []
 
 
 class BatchJobCancelRequest(BaseModel):
@@ -345,7 +688,7 @@ class BatchJobCancelRequest(BaseModel):
 
 
 class BatchJobRetryRequest(BaseModel):
-    operation_ids: list[str] | None = None
+    operation_ids: list[str] | None = Field(default=None, max_length=MAX_ITEMS)
     max_retries: MaxRetries = 3
 
 

@@ -129,7 +129,7 @@ class Catalog(_Model):
         """Read a catalog file; errors name the file and the field."""
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
             raise ConfigurationError(f"{path}: cannot read the catalog ({exc})") from None
         try:
             return cls.model_validate(raw)

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from prefect_ombudsman.atomic import write_json_atomic
+from prefect_ombudsman.credentials import SECRET_REF, is_reference
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.mapping import CatalogMapping
@@ -37,7 +38,10 @@ def connection_label(ref: str | Mapping[str, Any]) -> str:
     `source` -> `source`; `sqlite:///data/src.db` -> `sqlite-src.db-1a2b3c` (the hash keeps two
     URLs with the same database name apart); `{kind: postgresql, ...}` -> `inline-postgresql-...`.
     """
+    if isinstance(ref, Mapping) and is_reference(ref) and isinstance(ref.get("url"), str):
+        return connection_label(str(ref["url"]))  # a sealed URL: labelled as the URL was
     if isinstance(ref, Mapping):
+        ref = {k: v for k, v in ref.items() if k != SECRET_REF}
         base = str(ref.get("name") or f"inline-{ref.get('kind') or 'connection'}")
         digest = hashlib.sha256(
             json.dumps(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect_ombudsman.confinement import confine_path
+from prefect_ombudsman.credentials import label_of
 from prefect_ombudsman.datagen.drift import parse_drift
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import Target
@@ -52,7 +53,8 @@ def _notify(operation_id: str, table: str, done: int, total: int) -> None:
 
 
 def target_label(ref: Any, index: int) -> str:
-    return ref if isinstance(ref, str) else f"inline-{index}"
+    """`source`, a URL with its password masked, else `inline-<index>`."""
+    return label_of(ref, f"inline-{index}")
 
 
 def manifest_path(ctx: OperationContext, requested: str | None) -> Path:

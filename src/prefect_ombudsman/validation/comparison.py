@@ -9,11 +9,13 @@ computed in each database (`dialects/*`: canonical text -> MD5 -> 64 bits, or th
 hash when both sides are the same engine with the same column types), so aggregates, not rows,
 cross the wire.
 
-The bucket is a cheap function of the key when one is computed alike on both sides (integer
-keys: `key_bucket_sql`; same-engine native runs: the native hash of the key), so level 2 filters
-on the key before hashing and re-hashes only the failing buckets' rows. Otherwise (text keys
-across engines, no key) it is the low bits of the row hash, which works for any key type:
-a row that differs changes the sum of its bucket on each side where it exists.
+The bucket is a function of the key computed alike on both sides, so level 2 filters on the
+key before hashing and re-hashes only the failing buckets' rows: integer keys by arithmetic
+(`key_bucket_sql`), same-engine native runs by the engine's hash of the key, every other key
+(text, composite, mixed types) by the canonical hash of the key columns (the row hash recipe
+applied to the key alone), and a table without a key by its integer columns (or the canonical
+hash of its other non-text, non-float columns). Only a keyless table of text and floats is
+bucketed by the low bits of the row hash itself, and then level 2 hashes every row again.
 
     result = compare_tables(src_engine, tgt_engine, "dbo.fact_sales", "PUBLIC.FACT_SALES").result
 """
@@ -141,8 +143,11 @@ class ComparisonStats:
     """How the comparison ran (for logs and the benchmark; not part of the result)."""
 
     hash_mode: str = "canonical"
-    #: "key" (arithmetic on integer keys), "key hash" (native hash of the key), "row hash"
+    #: "key" (arithmetic on integer columns), "key hash" (native hash of the key), "canonical key
+    #: hash" (MD5 of the key's canonical text), "row hash" (low bits of the row hash)
     bucket_by: str = "row hash"
+    #: the columns the bucket is computed from (the key; chosen columns of a keyless table)
+    bucket_columns: list[str] = field(default_factory=list)
     estimated_rows: int | None = None
     buckets: int = 0
     failing_buckets: int = 0
@@ -417,28 +422,40 @@ def canonical_text_of(dialect: Any, fields: list[CanonicalField]) -> Any:
 KEY_PRIME = 2147483647
 KEY_MULTIPLIER = 1103515245
 
-BucketBy = Literal["key", "key hash", "row hash"]
+BucketBy = Literal["key", "key hash", "canonical key hash", "row hash"]
 
 
 def key_bucket(values: Iterable[Any], buckets: int) -> int:
-    """The bucket of an integer key (Python reference of `key_bucket_sql`)."""
+    """The bucket of an integer key (Python reference of `key_bucket_sql`); NULL counts as 0
+    (only keyless tables bucket by nullable columns: a NULL key is refused)."""
     acc: int | None = None
     for value in values:
-        m = int(value) % KEY_PRIME  # Python's % is already non-negative
+        m = 0 if value is None else int(value) % KEY_PRIME  # Python's % is non-negative
         acc = m if acc is None else (acc * KEY_MULTIPLIER + m) % KEY_PRIME
     assert acc is not None
     return acc * KEY_MULTIPLIER % KEY_PRIME % buckets
 
 
-def key_bucket_sql(keys: list[Any], buckets: int) -> Any:
-    """`key_bucket` in SQL: `%` truncates toward zero on every engine, hence `(k % p + p) % p`."""
+def key_bucket_sql(keys: list[Any], buckets: int, *, nulls: bool = False) -> Any:
+    """`key_bucket` in SQL: `%` truncates toward zero on every engine, hence `(k % p + p) % p`;
+    with `nulls`, a NULL column counts as 0 (keyless tables bucketed by nullable columns)."""
     prime: Any = literal_column(str(KEY_PRIME))
     multiplier: Any = literal_column(str(KEY_MULTIPLIER))
     acc: Any = None
     for key in keys:
         m = (cast(key % prime, types.BigInteger()) + prime) % prime
+        if nulls:
+            m = func.coalesce(m, literal_column("0"))
         acc = m if acc is None else (acc * multiplier + m) % prime
     return (acc * multiplier) % prime % literal_column(str(buckets))
+
+
+def canonical_key_bucket(spec: str, values: tuple[Any, ...] | list[Any], buckets: int) -> int:
+    """The bucket of a key by its canonical hash (Python reference of bucket_by "canonical key
+    hash"): the low bits of the key columns' canonical row hash, on every engine."""
+    from prefect_ombudsman.dialects.sqlite import canonical_row_hash
+
+    return canonical_row_hash(spec, values) & (buckets - 1)
 
 
 def integer_key(fields: list[CanonicalField]) -> bool:
@@ -460,12 +477,19 @@ class SideQueries:
         mode: str,
         buckets: int,
         bucket_by: BucketBy = "row hash",
+        bucket_columns: list[str] | None = None,
     ) -> None:
         self.side = side
         self.dialect: Any = side.dialect
         self.fields = fields
         self.keys = keys
         self.key_fields = [f for f in fields if f.name.lower() in keys]
+        #: what the bucket is computed from: the key, or chosen columns of a keyless table
+        self.bucket_fields = (
+            [f for f in fields if f.name.lower() in bucket_columns]
+            if bucket_columns is not None
+            else self.key_fields
+        )
         self.mode = mode
         self.buckets = buckets
         self.bucket_by = bucket_by
@@ -483,11 +507,17 @@ class SideQueries:
         return self.dialect.row_hash(fields, lambda: canonical_text_of(self.dialect, fields))
 
     def key_bucket(self) -> Any:
-        """The bucket of a row from its key alone (bucket_by "key" / "key hash")."""
-        keys = [self.table.c[f.name] for f in self.key_fields]
+        """The bucket of a row from its bucket columns alone (bucket_by "key", "key hash",
+        "canonical key hash"): cheap next to the row hash, and the same on both sides."""
+        keys = [self.table.c[f.name] for f in self.bucket_fields]
         if self.bucket_by == "key":
-            return key_bucket_sql(keys, self.buckets)
-        parts = self.dialect.hash_parts(self.dialect.native_row_hash(keys))
+            return key_bucket_sql(keys, self.buckets, nulls=not self.keys)
+        if self.bucket_by == "canonical key hash":
+            bound = [f.bound(self.table.c[f.name]) for f in self.bucket_fields]
+            hashed = self.dialect.row_hash(bound, lambda: canonical_text_of(self.dialect, bound))
+        else:
+            hashed = self.dialect.native_row_hash(keys)
+        parts = self.dialect.hash_parts(hashed)
         return self.dialect.hash_bucket(parts[-1], self.buckets)
 
     def _hashed(self, extra: list[Any], where: Any = None) -> Any:
@@ -703,17 +733,34 @@ def _estimated_rows(side: Side, conn: Connection) -> int | None:
         return None
 
 
-def _bucket_by(plan: Plan, mode: str) -> BucketBy:
-    """Key buckets when the key allows one computed alike on both sides; else the row hash."""
-    if not plan.keys:
-        return "row hash"
-    keyed = [
-        [f for f in fields if f.name.lower() in plan.keys]
-        for fields in (plan.source_fields, plan.target_fields)
+#: kinds a keyless table may be bucketed by (cheap canonical text, usually many distinct values)
+KEYLESS_BUCKET_KINDS = frozenset({"int", "decimal", "date", "timestamp", "time", "uuid"})
+
+
+def _bucket_by(plan: Plan, mode: str) -> tuple[BucketBy, list[str]]:
+    """How rows are bucketed, and by which columns: always by a function of columns computed
+    alike on both sides, so level 2 filters before hashing, except for a keyless table with
+    only text and float columns (bucketed by its row hash)."""
+    pairs = list(zip(plan.source_fields, plan.target_fields, strict=True))
+    if plan.keys:
+        names = [s.name.lower() for s, _ in pairs if s.name.lower() in plan.keys]
+        keyed = [[p[i] for p in pairs if p[0].name.lower() in plan.keys] for i in (0, 1)]
+        if all(integer_key(fields) for fields in keyed):
+            return "key", names
+        return ("key hash" if mode == "native" else "canonical key hash"), names
+    # no key: the integer columns by arithmetic (NULL as 0), else the canonical hash
+    # of the other cheap, exactly comparable columns (floats are rounded: left out)
+    integers = [s.name.lower() for s, t in pairs if integer_key([s]) and integer_key([t])]
+    if integers:
+        return "key", integers
+    cheap = [
+        s.name.lower()
+        for s, t in pairs
+        if s.kind in KEYLESS_BUCKET_KINDS and "bool" not in (s.own, t.own)
     ]
-    if all(integer_key(fields) for fields in keyed):
-        return "key"
-    return "key hash" if mode == "native" else "row hash"
+    if cheap:
+        return "canonical key hash", cheap
+    return "row hash", []
 
 
 def compare_tables(
@@ -749,10 +796,11 @@ def compare_tables(
                 prepared.append((side, conn))
             mode = _choose_mode(source, target, plan, options.hash_mode)
             stats.hash_mode = mode
-            stats.bucket_by = _bucket_by(plan, mode)
+            bucket_by, stats.bucket_columns = _bucket_by(plan, mode)
+            stats.bucket_by = bucket_by
             queries = [
-                SideQueries(source, plan.source_fields, plan.keys, mode, buckets, stats.bucket_by),  # type: ignore[arg-type]
-                SideQueries(target, plan.target_fields, plan.keys, mode, buckets, stats.bucket_by),  # type: ignore[arg-type]
+                SideQueries(side, fields, plan.keys, mode, buckets, bucket_by, stats.bucket_columns)
+                for side, fields in ((source, plan.source_fields), (target, plan.target_fields))
             ]
             stats.seconds["setup"] = round(time.perf_counter() - started, 4)
             result = _compare(runner, source, target, plan, queries, options, stats, table_label)

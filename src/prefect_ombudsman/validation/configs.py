@@ -12,7 +12,7 @@ GRAINS = ("day", "week", "month", "quarter", "year")
 class StepConfig(BaseModel):
     """Base of every validator config: unknown keys are refused with the allowed list."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class TableConfig(StepConfig):

@@ -133,7 +133,7 @@ def run_project_pipeline(
 
 def list_project_pipelines(project: Project) -> list[str]:
     """Pipeline ids in the project's `pipelines/` folder (batch files left out: their entries are listed)."""
-    import yaml
+    from prefect_ombudsman.yamlfiles import load_yaml_file
 
     ids = []
     folder = project.pipelines_dir
@@ -141,9 +141,9 @@ def list_project_pipelines(project: Project) -> list[str]:
         return []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
-            if batch_body(yaml.safe_load(path.read_text(encoding="utf-8"))) is not None:
+            if batch_body(load_yaml_file(path)) is not None:
                 continue
-        except (yaml.YAMLError, OSError):
+        except ConfigurationError:
             pass  # still listed: its run reports the problem
         ids.append(path.stem)
     return ids

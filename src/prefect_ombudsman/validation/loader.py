@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.projects import check_safe_id, pipeline_search_places
-from prefect_ombudsman.validation.spec import PipelineSpec
+from prefect_ombudsman.validation.spec import PipelineSpec, dependency_problem
+from prefect_ombudsman.yamlfiles import load_yaml_file, parse_yaml, read_text_file
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STEP_KEYS = {
@@ -125,9 +126,9 @@ def _expand(
     if ref.path is None or ref.pipeline_id in seen:
         return [ref]
     try:
-        doc = yaml.safe_load(ref.path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError):
-        return [ref]  # the run reports the parse error with its line
+        doc = load_yaml_file(ref.path)
+    except ConfigurationError:
+        return [ref]  # the run reports the problem (parse error with its line, not UTF-8, size)
     batch = batch_body(doc)
     if batch is None:
         return [ref]
@@ -186,10 +187,7 @@ def load_pipeline(
     from_batch: str | None = None,
 ) -> PipelineSpec:
     """Read and parse one pipeline file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PipelineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_text_file(path, error=PipelineError)
     spec = parse_pipeline(
         text,
         pipeline_id=pipeline_id or _strip_suffix(path.name),
@@ -210,14 +208,7 @@ def parse_pipeline(
 ) -> PipelineSpec:
     """Parse YAML text of format A, B or D into a `PipelineSpec` (batch files are refused)."""
     where = file or f"pipeline {pipeline_id!r}"
-    try:
-        tree = yaml.compose(text)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PipelineError(f"{where}{line}: not valid YAML ({problem})") from None
+    doc, tree = parse_yaml(text, where, error=PipelineError)
     if not isinstance(doc, dict):
         raise PipelineError(
             f"{where}: expected a mapping at the top level (a pipeline), got {type(doc).__name__}"
@@ -292,6 +283,12 @@ def _build(
             "the pipeline has no steps (steps: or custom_queries:)",
         )
     _dedupe_ids(steps)
+    problem = dependency_problem(
+        [(str(s["id"]), str(s["name"]), _dependency_list(s.get("depends_on"))) for s in steps]
+    )
+    if problem is not None:
+        index, message = problem
+        raise locate.error([*prefix, "steps", index, "depends_on"], message)
     fields = {
         "pipeline_id": pipeline_id,
         "name": str(body.get("name") or info.get("name") or pipeline_id),
@@ -364,6 +361,12 @@ def _normalise_step(raw: Any, index: int, locate: _Locator, path: list[Any]) -> 
     if step.get("depends_on") is not None and not isinstance(step["depends_on"], (str, list)):
         raise locate.error([*path, "depends_on"], "expected a step name or a list of step names")
     return step
+
+
+def _dependency_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def normalise_validator_name(name: str) -> str:

@@ -113,7 +113,7 @@ def _load(path: Any) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: bad JSON or not UTF-8
         return None
     data.pop("pipeline_def", None)
     return data

@@ -43,6 +43,9 @@ class Severity(StrEnum):
             ) from None
 
 
+# Beyond 1e15 a float no longer holds every integer (2^53), and a tolerance that large only
+# hides differences: refused like infinity and NaN.
+MAX_ABSOLUTE_TOLERANCE = 1e15
 _PERCENT = re.compile(r"^\s*([0-9.]+)\s*%\s*$")
 
 
@@ -51,8 +54,20 @@ class Tolerance(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    absolute: float = Field(default=0.0, ge=0)
-    relative: float = Field(default=0.0, ge=0, description="A fraction: 0.01 is 1 %.")
+    absolute: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_ABSOLUTE_TOLERANCE,
+        allow_inf_nan=False,
+        description="Largest absolute difference allowed (0 to 1e15, finite).",
+    )
+    relative: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="A fraction: 0.01 is 1 % (0 to 1, i.e. at most 100 %).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -172,6 +187,7 @@ class PipelineSpec(BaseModel):
     description: str | None = None
     type: str | None = None
     category: str | None = None
+
     source: TableSpec | None = None
     target: TableSpec | None = None
     mapping: dict[str, MappingEntry] = Field(default_factory=dict)
@@ -180,6 +196,13 @@ class PipelineSpec(BaseModel):
     execution: dict[str, Any] = Field(default_factory=dict)
     file: str | None = None
     from_batch: str | None = None
+
+    @model_validator(mode="after")
+    def _no_dependency_cycle(self) -> PipelineSpec:
+        problem = dependency_problem([(step.id, step.name, step.depends_on) for step in self.steps])
+        if problem is not None:
+            raise ValueError(problem[1])
+        return self
 
     def table_metadata(self, logical: str | None) -> dict[str, Any]:
         """The `metadata:` entry of a logical table (case-insensitive), or {}."""
@@ -195,6 +218,47 @@ class PipelineSpec(BaseModel):
             ):
                 return value or {}
         return {}
+
+
+def dependency_problem(steps: list[tuple[str, str, list[str]]]) -> tuple[int, str] | None:
+    """(index, message) of the first step that depends on itself or closes a cycle, else None.
+
+    `steps` are (id, name, depends_on); a dependency names a step by name or id (unknown names
+    are the runner's to report)."""
+    ids: dict[str, list[str]] = {}
+    index: dict[str, int] = {}
+    for i, (step_id, name, _deps) in enumerate(steps):
+        index[step_id] = i
+        ids.setdefault(name, []).append(step_id)
+        if step_id != name:
+            ids.setdefault(step_id, []).append(step_id)
+    graph: dict[str, list[str]] = {}
+    for step_id, name, deps in steps:
+        resolved = [d for dep in deps for d in ids.get(dep, [])]
+        if step_id in resolved or name in deps:
+            return index[step_id], f"step {name!r}: depends_on names the step itself"
+        graph[step_id] = resolved
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> tuple[int, str] | None:
+        state[node] = 1
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                cycle = " -> ".join([*path[path.index(dep) :], dep])
+                return index[node], f"step {node!r}: depends_on forms a cycle: {cycle}"
+            if state.get(dep) is None:
+                found = visit(dep, [*path, dep])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for step_id, _name, _deps in steps:
+        if state.get(step_id) is None:
+            found = visit(step_id, [step_id])
+            if found:
+                return found
+    return None
 
 
 def step_result(

@@ -30,7 +30,7 @@ class DistributionConfig(ColumnsConfig):
     bins: int = Field(default=20, ge=2, le=1000)
     max_ks: float = Field(default=0.05, ge=0, le=1, description="Largest CDF distance allowed.")
     max_psi: float = Field(
-        default=0.1, ge=0, description="Largest population stability index allowed."
+        default=0.1, ge=0, le=1000, description="Largest population stability index allowed."
     )
 
 
@@ -144,7 +144,11 @@ def _psi(a: list[int], b: list[int]) -> float:
 class OutliersConfig(ColumnsConfig):
     numeric_columns: list[str] | None = None
     z: float = Field(
-        default=3.0, gt=0, description="Values beyond mean ± z·stddev (of the source) are outliers."
+        default=3.0,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="Values beyond mean ± z·stddev (of the source) are outliers.",
     )
     fail_on_any: bool = Field(
         default=False, description="Also FAIL when either side has any outlier (the Studio's rule)."

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from sqlalchemy import func
@@ -245,7 +245,12 @@ def period_over_period(ctx: StepContext, cfg: PeriodOverPeriodConfig) -> Outcome
 
 
 class RollingDriftConfig(MetricSeriesConfig):
-    windows: list[int] = Field(default_factory=lambda: [7, 30])
+    windows: list[Annotated[int, Field(ge=1, le=3660)]] = Field(
+        default_factory=lambda: [7, 30],
+        min_length=1,
+        max_length=20,
+        description="Trailing windows in days, each 1-3660.",
+    )
 
 
 def ts_rolling_drift(ctx: StepContext, cfg: RollingDriftConfig) -> Outcome:

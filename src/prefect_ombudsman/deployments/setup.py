@@ -1,0 +1,174 @@
+"""`ombudsman setup`: create or update the Prefect objects the batch jobs use, idempotently.
+
+- a work pool for `prefect deploy --all` and `prefect worker start` (`--work-pool NAME`);
+- the shipped automations (`automations/*.yaml`, or `--automations FILE`) that notify a job's
+  owner through a notification block (`--notify-block TYPE/NAME`) when a job ends failed,
+  partial or crashed.
+
+Running it again updates what it created (matched by name) instead of adding copies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+SHIPPED = Path(__file__).parent / "automations"
+
+
+class SetupError(Exception):
+    """A setup input that cannot be used; the message names it."""
+
+
+def load_automations(path: Path | None = None) -> list[dict[str, Any]]:
+    """The automation definitions of one YAML/JSON file (one mapping or a list), or the shipped ones."""
+    files = [path] if path is not None else sorted(SHIPPED.glob("*.yaml"))
+    found: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise SetupError(f"cannot read the automation file {file}: {exc}") from exc
+        for entry in data if isinstance(data, list) else [data]:
+            if not isinstance(entry, dict) or not entry.get("name"):
+                raise SetupError(f"{file}: every automation needs a mapping with a 'name'")
+            found.append(entry)
+    return found
+
+
+def find_notification_block(client: Any, reference: str) -> Any:
+    """The block document named `TYPE/NAME` (e.g. `slack-webhook/ops`) or a unique bare `NAME`."""
+    from prefect.exceptions import ObjectNotFound
+
+    slug, _, name = reference.rpartition("/")
+    if slug:
+        try:
+            return client.read_block_document_by_name(name=name, block_type_slug=slug)
+        except ObjectNotFound:
+            raise SetupError(f"no block {reference!r} (type {slug!r}, name {name!r})") from None
+    matches = [b for b in client.read_block_documents() if b.name == name]
+    if len(matches) != 1:
+        kinds = ", ".join(f"{b.block_type.slug}/{b.name}" for b in matches if b.block_type)
+        raise SetupError(
+            f"--notify-block {reference!r}: "
+            + (
+                f"several blocks have that name ({kinds}); give TYPE/NAME"
+                if matches
+                else "no block has that name"
+            )
+        )
+    return matches[0]
+
+
+def ensure_work_pool(client: Any, name: str, pool_type: str) -> str:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        client.create_work_pool(WorkPoolCreate(name=name, type=pool_type))
+        return f"work pool {name!r} ({pool_type}) created"
+    return f"work pool {name!r} ({pool.type}) already exists"
+
+
+def ensure_automation(client: Any, definition: dict[str, Any], block_id: Any) -> str:
+    """Create the automation, or update the one of the same name; send-notification actions get
+    the block's id."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    spec = dict(definition)
+    actions = []
+    for action in spec.get("actions", []):
+        action = dict(action)
+        if action.get("type") == "send-notification" and not action.get("block_document_id"):
+            action["block_document_id"] = str(block_id)
+        actions.append(action)
+    spec["actions"] = actions
+    try:
+        automation = AutomationCore.model_validate(spec)
+    except ValueError as exc:
+        raise SetupError(f"automation {spec['name']!r} is not valid: {exc}") from exc
+    existing = client.read_automations_by_name(automation.name)
+    if existing:
+        client.update_automation(existing[0].id, automation)
+        for extra in existing[1:]:
+            client.delete_automation(extra.id)
+        return f"automation {automation.name!r} updated"
+    client.create_automation(automation)
+    return f"automation {automation.name!r} created"
+
+
+def run_setup(
+    *,
+    work_pool: str | None = None,
+    pool_type: str = "process",
+    notify_block: str | None = None,
+    automations: Path | None = None,
+) -> list[str]:
+    """Create/update the objects asked for; returns one line per object."""
+    from prefect.client.orchestration import get_client
+
+    done: list[str] = []
+    with get_client(sync_client=True) as client:
+        if work_pool:
+            done.append(ensure_work_pool(client, work_pool, pool_type))
+        if notify_block:
+            block = find_notification_block(client, notify_block)
+            for definition in load_automations(automations):
+                done.append(ensure_automation(client, definition, block.id))
+        elif automations is not None:
+            raise SetupError("--automations needs --notify-block (where the notifications go)")
+    return done
+
+
+def setup_command(
+    work_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--work-pool",
+            help="Create this work pool if missing (prefect.yaml uses ombudsman-process).",
+        ),
+    ] = None,
+    pool_type: Annotated[str, typer.Option("--pool-type", help="Work pool type.")] = "process",
+    notify_block: Annotated[
+        str | None,
+        typer.Option(
+            "--notify-block",
+            help="Notification block TYPE/NAME (e.g. slack-webhook/ops, email/oncall): create or "
+            "update the automation that notifies a job's owner when the job fails, ends partial "
+            "or crashes.",
+        ),
+    ] = None,
+    automations: Annotated[
+        Path | None,
+        typer.Option("--automations", help="Automation YAML/JSON file instead of the shipped one."),
+    ] = None,
+) -> None:
+    """Create or update the Prefect objects of the batch jobs (idempotent): work pool, notifications."""
+    if not work_pool and not notify_block:
+        typer.echo("nothing asked: give --work-pool NAME and/or --notify-block TYPE/NAME", err=True)
+        raise typer.Exit(2)
+    from prefect_ombudsman.errors import OmbudsmanError
+    from prefect_ombudsman.localserver import connect
+
+    try:  # the shared local Prefect server unless an API is configured (docs/local-service.md)
+        connect()
+    except OmbudsmanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        lines = run_setup(
+            work_pool=work_pool,
+            pool_type=pool_type,
+            notify_block=notify_block,
+            automations=automations,
+        )
+    except SetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        typer.echo(line)
