@@ -42,6 +42,42 @@ app.add_typer(run_app, name="run")
 console = Console(stderr=True)
 out = Console()
 
+
+@app.callback()
+def main_options(
+    no_daemon: Annotated[
+        bool,
+        typer.Option(
+            "--no-daemon",
+            help="Use a temporary Prefect server for this command, not the shared local one "
+            "(also OMBUDSMAN_NO_DAEMON=1).",
+        ),
+    ] = False,
+) -> None:
+    if no_daemon:
+        os.environ["OMBUDSMAN_NO_DAEMON"] = "1"
+
+
+def use_prefect() -> None:
+    """Point Prefect at the shared local server (started on first use) unless an API is set."""
+    from prefect_ombudsman.errors import OmbudsmanError
+    from prefect_ombudsman.localserver import connect
+
+    try:
+        connect()
+    except OmbudsmanError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def jobs_service() -> Any:
+    """The jobs service, talking to the Prefect API `use_prefect` chose."""
+    use_prefect()
+    from prefect_ombudsman.jobs import service
+
+    return service
+
+
 ProjectsDir = Annotated[
     Path | None,
     typer.Option(
@@ -100,6 +136,7 @@ def run_job(
     `extra_progress(progress)` may add bars of its own (e.g. rows per table) and returns a
     function that detaches them. A run that ends without a summary exits 2 (parameters refused)
     or 1."""
+    use_prefect()
     import prefect.settings as ps
     from prefect.settings import temporary_settings
 
@@ -343,7 +380,7 @@ def jobs_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Jobs, newest first."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
     from prefect_ombudsman.jobs.models import BatchJobStatus, BatchJobType
 
     try:
@@ -383,7 +420,7 @@ def jobs_list(
 @jobs_app.command("show")
 def jobs_show(job_id: str) -> None:
     """The whole job (SPEC §4) as JSON."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     _dump(_service_call(service.get_job, job_id))
 
@@ -391,7 +428,7 @@ def jobs_show(job_id: str) -> None:
 @jobs_app.command("progress")
 def jobs_progress(job_id: str) -> None:
     """Counters, percent and ETA of a job."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     job = _service_call(service.get_job, job_id, with_operations=False)
     out.print_json(
@@ -408,7 +445,7 @@ def jobs_progress(job_id: str) -> None:
 @jobs_app.command("operations")
 def jobs_operations(job_id: str) -> None:
     """The operations of a job with their status, timing, result and error."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     job = _service_call(service.get_job, job_id)
     out.print_json(
@@ -427,7 +464,7 @@ def jobs_cancel(
     job_id: str, reason: Annotated[str | None, typer.Option("--reason")] = None
 ) -> None:
     """Cancel a job: no operation starts afterwards, running ones stop at their next safe point."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     job = _service_call(service.cancel_job, job_id, reason)
     out.print(f"job {job.job_id}: {job.status.value}")
@@ -436,7 +473,7 @@ def jobs_cancel(
 @jobs_app.command("retry")
 def jobs_retry(job_id: str) -> None:
     """Re-run a failed job: only operations that did not complete execute again."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     job = _service_call(service.retry_job, job_id)
     out.print(f"job {job.job_id}: {job.status.value}")
@@ -446,7 +483,7 @@ def jobs_retry(job_id: str) -> None:
 @jobs_app.command("delete")
 def jobs_delete(job_id: str) -> None:
     """Delete a finished job's flow run."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     _service_call(service.delete_job, job_id)
     out.print(f"deleted {job_id}")
@@ -455,7 +492,7 @@ def jobs_delete(job_id: str) -> None:
 @jobs_app.command("stats")
 def jobs_stats() -> None:
     """Counts by status and type, and the ten newest jobs."""
-    from prefect_ombudsman.jobs import service
+    service = jobs_service()
 
     stats = service.job_statistics()
     out.print_json(json.dumps(stats))
@@ -466,8 +503,9 @@ def jobs_report(job_id: str, projects_dir: ProjectsDir = None) -> None:
     """The job's report (JSON written by the flow at the end, read only inside the projects root)."""
     from prefect_ombudsman.confinement import confine_path
     from prefect_ombudsman.errors import ConfigurationError
-    from prefect_ombudsman.jobs import service
     from prefect_ombudsman.projects import projects_root
+
+    service = jobs_service()
 
     job = _service_call(service.get_job, job_id, with_operations=False)
     path = (job.result_summary or {}).get("report_path")
@@ -580,6 +618,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Serve every batch flow as a deployment (`<flow>/ombudsman`) from this process, no work pool needed."""
+    use_prefect()
     from prefect_ombudsman.deployments import serve_all
 
     serve_all(limit)
@@ -1124,6 +1163,7 @@ def api_command(
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
     if studio_dir is not None and not (studio_dir / "index.html").is_file():
         refuse(f"--studio-dir: {studio_dir} has no index.html (give the frontend's built dist/)")
+    use_prefect()
     from prefect_ombudsman.jobs.api import create_app
     from prefect_ombudsman.jobs.boundary import serve
 
@@ -1261,6 +1301,60 @@ def list_operations() -> None:
 
     for name, source in operation_sources().items():
         out.print(f"{name}  ({source})")
+
+
+# ----------------------------------------------------------------------------- server
+
+server_app = typer.Typer(
+    help="The local Prefect server the commands share (started by the first command that needs "
+    "it; see docs/local-service.md).",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Whether the local server runs, its URL, pid and log (exit 1 when it does not run)."""
+    from prefect_ombudsman import localserver
+
+    info = localserver.status()
+    if as_json:
+        out.print_json(json.dumps(info))
+    elif info["running"]:
+        out.print(
+            f"running: {info['api_url']} (pid {info['pid']}, since {info['started']}, "
+            f"{'answering' if info['healthy'] else 'NOT answering'}); UI {info['ui_url']}; "
+            f"log {info['log']}"
+        )
+    else:
+        out.print(f"not running (PREFECT_HOME {info['prefect_home']})")
+    raise typer.Exit(0 if info["running"] else 1)
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local server (or find it running) and print its API URL."""
+    from prefect_ombudsman import localserver
+    from prefect_ombudsman.errors import OmbudsmanError
+
+    try:
+        record = localserver.ensure()
+    except OmbudsmanError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    sys.stdout.write(record.url + "\n")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local server (commands still running lose their Prefect API)."""
+    from prefect_ombudsman import localserver
+
+    record = localserver.stop()
+    out.print(f"stopped {record.url} (pid {record.pid})" if record else "not running")
 
 
 def main() -> None:  # pragma: no cover - console entry

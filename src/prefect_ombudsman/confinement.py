@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from prefect_ombudsman.errors import ConfigurationError
 
 ALLOWED_PATHS_ENV = "OMBUDSMAN_ALLOWED_PATHS"
@@ -57,6 +54,10 @@ def confine_path(
 
 def file_database(url: str) -> str | None:
     """The file an SQLite / DuckDB URL names as written (None: not a file database, or memory)."""
+    # SQLAlchemy loaded here, not at import: reading jobs confines report paths and needs no URL
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -70,6 +71,9 @@ def file_database(url: str) -> str | None:
 
 
 def _sqlite_uri(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):

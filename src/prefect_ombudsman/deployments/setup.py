@@ -152,6 +152,14 @@ def setup_command(
     if not work_pool and not notify_block:
         typer.echo("nothing asked: give --work-pool NAME and/or --notify-block TYPE/NAME", err=True)
         raise typer.Exit(2)
+    from prefect_ombudsman.errors import OmbudsmanError
+    from prefect_ombudsman.localserver import connect
+
+    try:  # the shared local Prefect server unless an API is configured (docs/local-service.md)
+        connect()
+    except OmbudsmanError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         lines = run_setup(
             work_pool=work_pool,

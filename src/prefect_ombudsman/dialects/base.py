@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, ClassVar
 
 from sqlalchemy import exc as sa_exc
@@ -37,6 +37,17 @@ class Dialect:
 
     def __init__(self, sa_dialect: SADialect | None = None) -> None:
         self.sa_dialect = sa_dialect
+
+    # --- connections: how processes share the database
+    def exclusive_use(self, url: str) -> AbstractContextManager[None]:
+        """Held by each connection from before it opens until after it closes. A database only
+        one process may open at a time (an embedded file) waits here for other processes."""
+        return nullcontext()
+
+    def idle_release_seconds(self, url: str) -> float | None:
+        """Seconds an unused pooled connection stays open (None: until the engine is disposed).
+        An embedded file closes soon after its last use, so other processes get their turn."""
+        return None
 
     def quote(self, identifier: str) -> str:
         """Quote one identifier the way this database wants it."""

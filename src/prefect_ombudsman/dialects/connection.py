@@ -7,11 +7,14 @@ a fixed name, so two projects with different databases never share an engine.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +23,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from prefect_ombudsman.dialects.base import dialect_for
+from prefect_ombudsman.dialects.base import Dialect, dialect_for
 from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.redaction import register_secret
 
@@ -433,6 +436,97 @@ def dispose_engines() -> None:
 
 
 def _create_engine(spec: ConnectionSpec) -> Engine:
+    engine = _build_engine(spec)
+    _hold_while_open(engine, dialect_for(spec.kind), spec.url)
+    return engine
+
+
+def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
+    """Each DBAPI connection holds `dialect.exclusive_use(url)` from before it opens until
+    after it closes; idle pooled connections close after `dialect.idle_release_seconds(url)`.
+    Both are no-ops except for databases one process may open at a time (DuckDB files)."""
+    held: dict[int, AbstractContextManager[None]] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def _open(sa_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        use = dialect.exclusive_use(url)
+        use.__enter__()
+        try:
+            connection = sa_dialect.connect(*cargs, **cparams)
+        except BaseException:
+            use.__exit__(None, None, None)
+            raise
+        held[id(connection)] = use
+        return connection
+
+    def _close(dbapi_connection: Any, *_record: Any) -> None:
+        use = held.pop(id(dbapi_connection), None)
+        if use is None:
+            return
+        try:  # the pool closes it right after this event; the database must be free first
+            dbapi_connection.close()
+        finally:
+            use.__exit__(None, None, None)
+
+    event.listen(engine, "close", _close)
+    event.listen(engine, "close_detached", _close)
+    seconds = dialect.idle_release_seconds(url)
+    if seconds is not None:
+        _IdleRelease(engine, seconds)
+
+
+class _IdleRelease:
+    """Closes an engine's pooled connections once none has been in use for `seconds`."""
+
+    def __init__(self, engine: Engine, seconds: float) -> None:
+        self.engine = engine
+        self.seconds = seconds
+        self.in_use = 0
+        self.generation = 0
+        self.timer: threading.Timer | None = None
+        self.lock = threading.Lock()
+        event.listen(engine, "checkout", self.checkout)
+        event.listen(engine, "checkin", self.checkin)
+        _IDLE_RELEASES.add(self)
+
+    def checkout(self, *_args: Any) -> None:
+        with self.lock:
+            self.in_use += 1
+            self.generation += 1
+
+    def checkin(self, *_args: Any) -> None:
+        with self.lock:
+            self.in_use -= 1
+            if self.in_use:
+                return
+            self.generation += 1
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = threading.Timer(self.seconds, self.release, args=(self.generation,))
+            self.timer.daemon = True
+            self.timer.start()
+
+    def release(self, generation: int | None = None) -> None:
+        """Close the idle connections (now, when `generation` is None). The pool stays usable."""
+        with self.lock:
+            if self.in_use == 0 and generation in (None, self.generation):
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.engine.pool.dispose()
+
+
+_IDLE_RELEASES: weakref.WeakSet[_IdleRelease] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    # In the main thread, before the interpreter stops: a daemon timer closing a DuckDB
+    # connection during shutdown would abort the process.
+    for idle in list(_IDLE_RELEASES):
+        idle.release()
+
+
+def _build_engine(spec: ConnectionSpec) -> Engine:
     kind = spec.kind
     args = spec.connect_args
     if kind == "sqlserver":

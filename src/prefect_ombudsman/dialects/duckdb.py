@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any, ClassVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.types import UserDefinedType
 
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.file_locks import exclusive
+
+
+def database_file(url: str) -> Path | None:
+    """The file of a DuckDB URL (None: in memory or a remote catalog such as `md:`)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or ":" in database.split("/", 1)[0]:
+        return None
+    return Path(database)
 
 
 class DuckDBDialect(Dialect):
@@ -43,6 +54,21 @@ class DuckDBDialect(Dialect):
             yield
         finally:
             dbapi_connection.execute("ROLLBACK")
+
+    # --- connections
+    # One process at a time may open a DuckDB file (DuckDB's own lock fails at once with
+    # "Conflicting lock is held"): connections of other processes wait on a lock file beside it.
+    # Pooled connections close a second after the last use (reopening a file costs ~0.1 s, so
+    # not after every use), and the file is free for the next process.
+
+    def exclusive_use(self, url: str) -> AbstractContextManager[None]:
+        path = database_file(url)
+        if path is None:
+            return nullcontext()
+        return exclusive(path.with_name(path.name + ".ombudsman.lock"), label=f"DuckDB file {path}")
+
+    def idle_release_seconds(self, url: str) -> float | None:
+        return 1.0 if database_file(url) is not None else None
 
     # --- datagen: bulk load and types
     # DuckDB holds a transaction's appended rows in memory until COMMIT (6M fact rows ~ 800 MB):

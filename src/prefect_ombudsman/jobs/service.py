@@ -39,7 +39,6 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelled, Cancelling
 from pydantic import BaseModel
 
-from prefect_ombudsman.admission import check_request
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
@@ -841,6 +840,7 @@ def submit_job(
     `execution` ("deployment" | "local", default `$OMBUDSMAN_EXECUTION` else automatic) forces one.
     """
     from prefect_ombudsman import flows as flow_module
+    from prefect_ombudsman.admission import check_request  # the engines: not for reading jobs
 
     check_request(request, root=projects_root(projects_dir))  # files confined, before any work
     flow = flow_module.flow_for(job_type)
