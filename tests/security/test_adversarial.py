@@ -326,7 +326,7 @@ def _project_yaml(a: Arena, source: str) -> tuple[str, dict[str, Any]]:
 
 def _rest(case: Case, arena: Arena, client: TestClient) -> tuple[bool, int, str]:
     path, body = case.build(arena)
-    response = client.post(path, json=body)
+    response = client.post(path, json={"job_name": case.id, **body})
     text = json.dumps(response.json())
     return response.status_code == 422, response.status_code, text
 

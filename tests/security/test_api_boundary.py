@@ -112,10 +112,10 @@ def test_default_limit_is_one_mebibyte(client: TestClient):
 def test_an_unexpected_error_is_500_with_a_request_id_in_answer_and_log(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ):
-    def broken(**_: object) -> None:
+    async def broken(**_: object) -> None:
         raise RuntimeError("statistics store exploded")
 
-    monkeypatch.setattr(service, "job_statistics", broken)
+    monkeypatch.setattr(service, "job_statistics_async", broken)
     with caplog.at_level(logging.ERROR, logger="prefect_ombudsman.api"):
         answer = client.get("/batch/statistics")
     assert answer.status_code == 500

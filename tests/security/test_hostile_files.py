@@ -70,7 +70,7 @@ class World:
         return result.exit_code, result.output
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
-        reply = self.client.post(path, json=body)
+        reply = self.client.post(path, json={"job_name": "hostile", **body})
         return reply.status_code, reply.text
 
 

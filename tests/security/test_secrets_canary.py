@@ -214,13 +214,13 @@ def test_canary_password_given_every_way_is_found_nowhere(
     responses: list[str] = []
 
     def post(path: str, body: dict[str, Any]) -> str:
-        reply = client.post(path, json=body)
+        reply = client.post(path, json={"job_name": "canary job", **body})
         responses.append(reply.text)
         assert reply.status_code == 200, reply.text
         return reply.json()["job_id"]
 
     # a refused request: FastAPI's 422 echoes the item it refused, with the password masked
-    refused = client.post("/batch/comparison/bulk-compare", json={"items": [{"source": url}]})
+    refused = client.post("/batch/comparison/bulk-compare", json={"job_name": "refused", "items": [{"source": url}]})
     responses.append(refused.text)
     assert refused.status_code == 422 and "canary:********@" in refused.text, refused.text
 
