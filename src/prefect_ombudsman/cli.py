@@ -1071,6 +1071,14 @@ def api_command(
             "--insecure-no-auth", help="Serve with NO authentication (anyone may run jobs)."
         ),
     ] = False,
+    studio_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--studio-dir",
+            envvar="OMBUDSMAN_STUDIO_DIR",
+            help="The Studio's built frontend (its dist/ folder) to serve on this same origin.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Studio's /batch REST API (OpenAPI at /docs); jobs run as Prefect flow runs.
 
@@ -1114,11 +1122,17 @@ def api_command(
         )
     if settings.cors_origins:
         console.print(f"CORS origins: {', '.join(settings.cors_origins)}")
+    if studio_dir is not None and not (studio_dir / "index.html").is_file():
+        refuse(f"--studio-dir: {studio_dir} has no index.html (give the frontend's built dist/)")
     from prefect_ombudsman.jobs.api import create_app
     from prefect_ombudsman.jobs.boundary import serve
 
     serve(
-        create_app(str(projects_dir.resolve()) if projects_dir else None, auth=settings),
+        create_app(
+            str(projects_dir.resolve()) if projects_dir else None,
+            auth=settings,
+            studio_dir=str(studio_dir.resolve()) if studio_dir else None,
+        ),
         host=host,
         port=port,
     )

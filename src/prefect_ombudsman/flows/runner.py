@@ -687,6 +687,41 @@ def _checkpoint_path(settings: JobSettings, job_id: str) -> Path:
     return projects_root(settings.projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.jsonl"
 
 
+def retry_selection_path(projects_dir: str | None, job_id: str) -> Path:
+    """Beside the checkpoint: the operations the next retry of the job runs (the others keep their outcome)."""
+    return projects_root(projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.retry.json"
+
+
+def write_retry_selection(projects_dir: str | None, job_id: str, operation_ids: list[str]) -> Path:
+    return write_json_atomic(
+        retry_selection_path(projects_dir, job_id), {"operation_ids": list(operation_ids)}
+    )
+
+
+def _take_retry_selection(settings: JobSettings, job_id: str) -> set[str] | None:
+    """The selection of this retry, consumed (a later retry without one runs every unfinished operation)."""
+    path = retry_selection_path(settings.projects_dir, job_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+    except (OSError, json.JSONDecodeError):
+        return None
+    ids = data.get("operation_ids") if isinstance(data, dict) else None
+    return set(ids) if isinstance(ids, list) else None
+
+
+def _previous_outcomes(settings: JobSettings, job_id: str) -> dict[str, dict[str, Any]]:
+    """Operations of the job's last report (what a partial retry keeps)."""
+    try:
+        data = json.loads(
+            (_report_dir(settings) / f"batch_{job_id}.json").read_text(encoding="utf-8")
+        )
+    except (OSError, json.JSONDecodeError):
+        return {}
+    ops = data.get("operations") if isinstance(data, dict) else None
+    return {op["operation_id"]: op for op in ops or [] if isinstance(op, dict)}
+
+
 def _report_dir(settings: JobSettings) -> Path:
     root = projects_root(settings.projects_dir)
     project = find_project(settings.project_id, root) if settings.project_id else None
@@ -778,10 +813,18 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     counter = ProgressCounter(len(ops), window)
     checkpoint = Checkpoint(_checkpoint_path(settings, job_id))
     restored = checkpoint.load()
+    selection = _take_retry_selection(settings, job_id)
+    previous = _previous_outcomes(settings, job_id) if selection is not None else {}
     pending: deque[OperationPlan] = deque()
     for plan in plans:
         entry = restored.get(plan.operation_id)
         if entry is None or entry.get("fingerprint") != Checkpoint.fingerprint(plan):
+            kept = previous.get(plan.operation_id)
+            if selection is not None and plan.operation_id not in selection and kept:
+                # a partial retry: this operation keeps its last outcome
+                op = ops[plan.operation_id] = BatchOperation.model_validate(kept)
+                counter.finished(op)
+                continue
             pending.append(plan)
             continue
         op = ops[plan.operation_id]
@@ -792,9 +835,9 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         op.duration_ms = entry.get("duration_ms")
         op.metadata = {**(op.metadata or {}), "attempts": entry.get("attempts"), "cached": True}
         counter.finished(op)
-    if restored:
+    if restored or selection is not None:
         logger.info(
-            "Retry of job %s: %d operations restored from the checkpoint, %d to run",
+            "Retry of job %s: %d operations restored or kept, %d to run",
             job_id,
             len(plans) - len(pending),
             len(pending),

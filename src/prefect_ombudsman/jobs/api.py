@@ -14,11 +14,16 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs import service, studio, websocket
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
 from prefect_ombudsman.jobs.boundary import install_boundary
 from prefect_ombudsman.jobs.models import (
@@ -36,6 +41,13 @@ from prefect_ombudsman.jobs.models import (
     BatchMultiProjectRequest,
     BatchPipelineRequest,
     BatchProgress,
+)
+from prefect_ombudsman.jobs.studio_report import (
+    NO_RUNS,
+    build_studio_report,
+    pipeline_results,
+    public_paths,
+    studio_operation,
 )
 from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
@@ -60,6 +72,11 @@ def _items(request: BaseModel) -> int:
 
 
 def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCreateResponse:
+    if "job_name" not in request.model_fields_set:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"loc": ["body", "job_name"], "msg": "Field required", "type": "missing"}],
+        )
     if getattr(request, "project_id", "missing") is None and job_type != BatchJobType.custom:
         request = request.model_copy(update={"project_id": default_project_id()})
     try:
@@ -69,13 +86,25 @@ def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCre
     except (service.RequestTooLarge, ConfigurationError) as exc:  # nothing started
         raise HTTPException(status_code=422, detail=str(exc)) from None
     label, noun = _NOUNS[job_type]
-    count = _items(request)
+    # the planned operations (a batch file counts each pipeline it lists)
+    count = job.progress.total_operations if job.progress else _items(request)
     return BatchJobCreateResponse(
         job_id=job.job_id,
         status=job.status,
         message=f"{label} job created with {count} {noun}",
         total_operations=count,
     )
+
+
+def _root(http: Request) -> Path:
+    return projects_root(http.app.state.projects_dir)
+
+
+def public_job(job: Any, root: Path) -> dict[str, Any]:
+    """A job as the Studio reads it: pipeline results in its words, no server paths."""
+    data = job.model_dump(mode="json")
+    data["operations"] = [studio_operation(op) for op in data["operations"]]
+    return public_paths(data, root)
 
 
 def _job_or_404(job_id: str, *, with_operations: bool = True) -> Any:
@@ -123,20 +152,33 @@ def custom_execute(request: BatchCustomRequest, http: Request) -> BatchJobCreate
 
 @router.get("/jobs", response_model=BatchJobListResponse)
 def list_jobs(
+    http: Request,
     status: BatchJobStatus | None = None,
     job_type: BatchJobType | None = None,
     project_id: str | None = None,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
-) -> BatchJobListResponse:
+) -> dict[str, Any]:
+    """Jobs newest first with their operations; filters, sort and paging run in Prefect."""
     jobs, total = service.list_jobs(
-        status=status, job_type=job_type, project_id=project_id, limit=limit, offset=offset
+        status=status,
+        job_type=job_type,
+        project_id=project_id,
+        limit=limit,
+        offset=offset,
+        with_operations=True,
     )
-    return BatchJobListResponse(jobs=jobs, total=total, page=offset // limit + 1, page_size=limit)
+    root = _root(http)
+    return {
+        "jobs": [public_job(j, root) for j in jobs],
+        "total": total,
+        "page": offset // limit + 1,
+        "page_size": limit,
+    }
 
 
 @router.get("/jobs/{job_id}", response_model=BatchJobStatusResponse)
-def get_job(job_id: str) -> BatchJobStatusResponse:
+def get_job(job_id: str, http: Request) -> dict[str, Any]:
     job = _job_or_404(job_id)
     progress = job.progress or BatchProgress(
         total_operations=len(job.operations),
@@ -144,7 +186,7 @@ def get_job(job_id: str) -> BatchJobStatusResponse:
         failed_operations=0,
         skipped_operations=0,
     )
-    return BatchJobStatusResponse(job=job, current_progress=progress)
+    return {"job": public_job(job, _root(http)), "current_progress": progress.model_dump()}
 
 
 @router.get("/jobs/{job_id}/progress")
@@ -162,13 +204,14 @@ def job_progress(job_id: str) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/operations")
-def job_operations(job_id: str) -> dict[str, Any]:
+def job_operations(job_id: str, http: Request) -> dict[str, Any]:
     job = _job_or_404(job_id)
+    public = public_job(job, _root(http))
     return {
         "status": "success",
         "job_id": job.job_id,
-        "total_operations": len(job.operations),
-        "operations": [op.model_dump(mode="json") for op in job.operations],
+        "total_operations": len(public["operations"]),
+        "operations": public["operations"],
     }
 
 
@@ -201,26 +244,16 @@ def cancel_job(
 def retry_job(
     job_id: str, request: BatchJobRetryRequest | None = Body(default=None)
 ) -> dict[str, Any]:
+    """Re-run the job's failed operations (all of them, or those of `operation_ids` that failed);
+    every other operation keeps its outcome. Skipped operations are never retried."""
     job = _job_or_404(job_id)
-    failed = [op for op in job.operations if op.status.value in ("failed", "skipped")]
+    failed = [op.operation_id for op in job.operations if op.status.value == "failed"]
     if request and request.operation_ids:
-        unknown = sorted(set(request.operation_ids) - {op.operation_id for op in job.operations})
-        if unknown:
-            raise HTTPException(
-                status_code=400, detail=f"operation_ids: not in job {job_id}: {', '.join(unknown)}"
-            )
-    if (
-        job.status
-        not in (BatchJobStatus.failed, BatchJobStatus.partial_success, BatchJobStatus.cancelled)
-        or not failed
-    ):
-        return {
-            "status": "info",
-            "message": f"Nothing to retry: job is {job.status.value}",
-            "job_id": job_id,
-        }
+        failed = [op_id for op_id in failed if op_id in set(request.operation_ids)]
+    if not failed:
+        return {"status": "info", "message": "No failed operations to retry", "job_id": job_id}
     try:
-        service.retry_job(job_id, wait=False)
+        service.retry_job(job_id, wait=False, operation_ids=failed)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     return {
@@ -242,10 +275,11 @@ def delete_job(job_id: str) -> dict[str, Any]:
 
 
 @router.get("/statistics")
-def statistics() -> dict[str, Any]:
+async def statistics() -> dict[str, Any]:
+    """Counts pushed to Prefect (one `count_flow_runs` per status and type, run concurrently)."""
     return {
         "status": "success",
-        "statistics": service.job_statistics(),
+        "statistics": await service.job_statistics_async(),
         "timestamp": datetime.now(UTC).isoformat(),
     }
 
@@ -261,28 +295,36 @@ def _report_file(path: Any, root: Path, field: str) -> Path | None:
     return confined if confined.is_file() else None
 
 
+def _read_json(path: Any, root: Path, field: str) -> dict[str, Any] | None:
+    confined = _report_file(path, root, field)
+    if confined is None:
+        return None
+    try:
+        data = json.loads(confined.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 @router.get("/jobs/{job_id}/report")
 def job_report(job_id: str, http: Request) -> dict[str, Any]:
+    """The consolidated report in the Studio's keys; 400 when no pipeline run completed or failed."""
     job = _job_or_404(job_id, with_operations=False)
-    summary = job.result_summary or {}
     root = projects_root(http.app.state.projects_dir)
-    path = _report_file(summary.get("report_path"), root, "report_path")
-    if path is None:
-        raise HTTPException(
-            status_code=400, detail=f"job {job_id} has no report yet (status {job.status.value})"
-        )
-    report = json.loads(path.read_text(encoding="utf-8"))
-    validation = _report_file(report.get("validation_report_path"), root, "validation_report_path")
+    summary = _read_json((job.result_summary or {}).get("report_path"), root, "report_path")
+    if summary is None or not pipeline_results(summary):
+        raise HTTPException(status_code=400, detail=NO_RUNS)
+    validation = _read_json(summary.get("validation_report_path"), root, "validation_report_path")
+    report = build_studio_report(summary, validation)
+    report["job_name"] = job.name
+    report["job_status"] = job.status.value
     if validation is not None:
-        report = {
-            **report,
-            "validation_report": json.loads(validation.read_text(encoding="utf-8")),
-        }
+        report["validation_report"] = validation
     return {
         "status": "success",
         "job_id": job_id,
         "job_name": job.name,
-        "report": scrub_data(report),
+        "report": public_paths(scrub_data(report), _root(http)),
     }
 
 
@@ -291,12 +333,14 @@ def create_app(
     *,
     auth: AuthSettings | None = None,
     max_body_bytes: int | None = None,
+    studio_dir: str | None = None,
 ) -> FastAPI:
     """The REST app; `projects_dir` overrides `$OMBUDSMAN_PROJECTS_DIR` for the jobs it starts.
 
     `auth` (default: `AuthSettings.from_env()`) says where credentials live and which origins
     may call; every route any router adds needs a credential except `/health` and the login.
-    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413."""
+    Bodies over `max_body_bytes` (default `$OMBUDSMAN_API_MAX_BODY_BYTES` or 1 MiB) get 413.
+    `studio_dir` serves the Studio's built frontend on this origin (see `StudioSite`)."""
     app = FastAPI(
         title="Ombudsman batch operations",
         description="The Studio's /batch API, running every job as a Prefect flow run.",
@@ -307,6 +351,8 @@ def create_app(
     install_boundary(app, max_body_bytes)
     install_auth(app, auth or AuthSettings.from_env())  # after: CORS wraps every answer
     app.include_router(router)
+    app.include_router(websocket.router)
+    app.include_router(studio.router)
 
     @app.get("/health", tags=["health"])
     @public
@@ -328,4 +374,25 @@ def create_app(
     def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": scrub(str(exc))})
 
+    if studio_dir:  # last: only paths no route matched reach it
+        app.mount("/", StudioSite(directory=studio_dir, html=True), name="studio")
     return app
+
+
+class StudioSite(StaticFiles):
+    """The Studio's built frontend on the API's own origin, public like any static asset.
+
+    Its pages call the API with plain `fetch` (no Authorization header): on the same origin the
+    browser sends the HttpOnly, SameSite=Strict session cookie `/auth/login` set, so they are
+    authenticated without changing the Studio. A browser navigating to one of its client-side
+    routes (`/batch`, `/batch-report/<id>`) gets index.html; other clients get a plain 404.
+    """
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        try:
+            return await super().get_response(path, scope)
+        except StarletteHTTPException as exc:
+            accepts = Headers(scope=scope).get("accept", "")
+            if exc.status_code != 404 or "text/html" not in accepts:
+                raise
+            return await super().get_response("index.html", scope)

@@ -182,13 +182,15 @@ def route_table(app: FastAPI) -> list[RouteInfo]:
         pairs = [(c, c.original_route) for c in contexts()] if contexts else []
         for effective, original in pairs or [(route, route)]:
             if isinstance(original, APIRoute | APIWebSocketRoute):
+                # a WebSocket route's context has an empty path: its original route holds it
+                holder = effective if effective.path else original
                 table.append(
                     RouteInfo(
-                        effective.path,
+                        holder.path,
                         frozenset(getattr(original, "methods", None) or ()),
                         isinstance(original, APIWebSocketRoute),
                         getattr(original.endpoint, _PUBLIC, False),
-                        effective.path_regex,
+                        holder.path_regex,
                     )
                 )
     return table
@@ -198,9 +200,18 @@ def _state(conn: HTTPConnection) -> AuthState:
     return conn.app.state.auth
 
 
+# What a browser app sends when its token key is unset (the Studio's alerts drawer reads
+# `localStorage.token` while its login stores `auth_token`): no credential, not a wrong one,
+# so the same-origin session cookie still signs the call in.
+_UNSET_BEARERS = frozenset({"null", "undefined"})
+
+
 def _bearer(conn: HTTPConnection) -> str | None:
     scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+    value = value.strip()
+    if scheme.lower() != "bearer" or value.lower() in _UNSET_BEARERS:
+        return None
+    return value or None
 
 
 def _session_cookie(conn: HTTPConnection) -> str | None:

@@ -7,11 +7,14 @@ job runs. The CLI (`ombudsman jobs ...`) and the REST API call these functions.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -25,12 +28,15 @@ from prefect.client.schemas.filters import (
     FlowFilterName,
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateName,
+    FlowRunFilterStateType,
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Cancelling, Scheduled
+from prefect.states import AwaitingRetry, Cancelled, Cancelling
 from pydantic import BaseModel
 
 from prefect_ombudsman.admission import check_request
@@ -45,8 +51,11 @@ from prefect_ombudsman.jobs.models import (
     BatchOperationStatus,
     BatchProgress,
 )
+from prefect_ombudsman.jobs.progress import compute_progress
 from prefect_ombudsman.projects import projects_root
+from prefect_ombudsman.redaction import scrub, scrub_data
 
+log = logging.getLogger("prefect_ombudsman.jobs")
 _PAGE = 200
 FLOW_NAMES = {
     "bulk-pipeline-execution": BatchJobType.bulk_pipeline_execution,
@@ -121,6 +130,23 @@ def seal_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], list[st
     return sealed, names
 
 
+# Artifacts the jobs service writes beside the runner's progress artifact (all keyed by flow run):
+# the planned operations (written at submit, so a job is born with all its operations pending),
+# the cancel reason, and the operations a retry re-runs.
+PROGRESS_ARTIFACT = "progress"
+PLAN_ARTIFACT = "ombudsman-plan"
+CANCEL_ARTIFACT = "ombudsman-cancel"
+RETRY_ARTIFACT = "ombudsman-retry"
+_RETRY_STATE_NAMES = ("AwaitingRetry", "Retrying")
+ACTIVE_STATE_TYPES = (
+    StateType.SCHEDULED,
+    StateType.PENDING,
+    StateType.RUNNING,
+    StateType.PAUSED,
+    StateType.CANCELLING,
+)
+
+
 def job_status(flow_run: FlowRun) -> BatchJobStatus:
     """Prefect state -> job status (SPEC §4)."""
     state = flow_run.state
@@ -128,11 +154,7 @@ def job_status(flow_run: FlowRun) -> BatchJobStatus:
         return BatchJobStatus.pending
     kind = state.type
     if kind in (StateType.SCHEDULED, StateType.PENDING):
-        return (
-            BatchJobStatus.queued
-            if (state.name in ("AwaitingRetry", "Retrying") or flow_run.run_count > 0)
-            else BatchJobStatus.pending
-        )
+        return BatchJobStatus.queued if state.name in _RETRY_STATE_NAMES else BatchJobStatus.pending
     if kind == StateType.RUNNING:
         return BatchJobStatus.running
     if kind == StateType.PAUSED:
@@ -144,6 +166,32 @@ def job_status(flow_run: FlowRun) -> BatchJobStatus:
     if kind == StateType.FAILED and state.name == "PartialSuccess":
         return BatchJobStatus.partial_success
     return BatchJobStatus.failed
+
+
+def state_filter(status: BatchJobStatus | None) -> FlowRunFilterState | None:
+    """The Prefect state filter matching exactly the runs `job_status` maps to `status`."""
+    if status is None:
+        return None
+    types = {
+        BatchJobStatus.pending: [StateType.SCHEDULED, StateType.PENDING],
+        BatchJobStatus.queued: [StateType.SCHEDULED, StateType.PENDING],
+        BatchJobStatus.running: [StateType.RUNNING],
+        BatchJobStatus.paused: [StateType.PAUSED],
+        BatchJobStatus.completed: [StateType.COMPLETED],
+        BatchJobStatus.cancelled: [StateType.CANCELLING, StateType.CANCELLED],
+        BatchJobStatus.failed: [StateType.FAILED, StateType.CRASHED],
+        BatchJobStatus.partial_success: [StateType.FAILED],
+    }[status]
+    names = None
+    if status == BatchJobStatus.pending:
+        names = FlowRunFilterStateName(not_any_=list(_RETRY_STATE_NAMES))
+    elif status == BatchJobStatus.queued:
+        names = FlowRunFilterStateName(any_=list(_RETRY_STATE_NAMES))
+    elif status == BatchJobStatus.partial_success:
+        names = FlowRunFilterStateName(any_=["PartialSuccess"])
+    elif status == BatchJobStatus.failed:
+        names = FlowRunFilterStateName(not_any_=["PartialSuccess"])
+    return FlowRunFilterState(type=FlowRunFilterStateType(any_=types), name=names)
 
 
 def _client() -> Any:
@@ -159,37 +207,87 @@ def _parse_id(job_id: str) -> UUID:
         ) from None
 
 
+# flow id -> flow name of our six flows; flows are created once, so one read fills it
+_FLOW_IDS: dict[UUID, str] = {}
+_FLOW_IDS_LOCK = threading.Lock()
+
+
+def flow_names_by_id(client: SyncPrefectClient, wanted: Iterable[UUID] = ()) -> dict[UUID, str]:
+    """Our flows by id; read from Prefect (one call) only when an id is not known yet."""
+    with _FLOW_IDS_LOCK:
+        if not _FLOW_IDS or any(fid not in _FLOW_IDS for fid in wanted):
+            flows = client.read_flows(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOW_NAMES)))
+            )
+            _FLOW_IDS.update({f.id: f.name for f in flows})
+        return dict(_FLOW_IDS)
+
+
+def job_type_of(client: SyncPrefectClient, run: FlowRun) -> BatchJobType | None:
+    return FLOW_NAMES.get(flow_names_by_id(client, [run.flow_id]).get(run.flow_id, ""))
+
+
 def _read_run(client: SyncPrefectClient, job_id: str) -> tuple[FlowRun, BatchJobType]:
     try:
         run = client.read_flow_run(_parse_id(job_id))
     except ObjectNotFound:
         raise JobNotFound(f"job {job_id!r} not found") from None
-    flow = client.read_flow(run.flow_id)
-    job_type = FLOW_NAMES.get(flow.name)
+    job_type = job_type_of(client, run)
     if job_type is None:
-        raise JobNotFound(f"job {job_id!r} is a run of flow {flow.name!r}, not a batch job")
+        raise JobNotFound(f"job {job_id!r} is a run of another flow, not a batch job")
     return run, job_type
 
 
-def _latest_progress(client: SyncPrefectClient, run_id: UUID) -> dict[str, Any] | None:
-    artifacts = client.read_artifacts(
+@dataclass
+class RunArtifacts:
+    """What the flow and the service recorded about one run beside its state."""
+
+    progress: dict[str, Any] | None = None
+    plan: list[dict[str, Any]] | None = None
+    cancel_reason: str | None = None
+    retry: dict[str, Any] | None = None
+
+
+def read_run_artifacts(
+    client: SyncPrefectClient,
+    run_ids: list[UUID],
+    types: Iterable[str] = (PROGRESS_ARTIFACT, PLAN_ARTIFACT, CANCEL_ARTIFACT, RETRY_ARTIFACT),
+    into: dict[UUID, RunArtifacts] | None = None,
+) -> dict[UUID, RunArtifacts]:
+    """The newest artifact of each type for many runs: one `read_artifacts` request per 200."""
+    found = into if into is not None else {rid: RunArtifacts() for rid in run_ids}
+    if not run_ids:
+        return found
+    seen: set[tuple[UUID, str]] = set()
+    for artifact in read_all(
+        client.read_artifacts,
         artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-            type=ArtifactFilterType(any_=["progress"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=list(run_ids)),
+            type=ArtifactFilterType(any_=list(types)),
         ),
         sort=ArtifactSort.UPDATED_DESC,
-        limit=1,
-    )
-    if not artifacts:
-        return None
-    try:
-        data = json.loads(artifacts[0].description or "{}")
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
+    ):
+        key = (artifact.flow_run_id, artifact.type)
+        if artifact.flow_run_id not in found or key in seen:
+            continue
+        seen.add(key)
+        entry = found[artifact.flow_run_id]
+        if artifact.type == PROGRESS_ARTIFACT:
+            try:
+                data = json.loads(artifact.description or "{}")
+            except json.JSONDecodeError:
+                data = None
+            entry.progress = data if isinstance(data, dict) else None
+        elif artifact.type == PLAN_ARTIFACT and isinstance(artifact.data, dict):
+            entry.plan = list(artifact.data.get("operations") or [])
+        elif artifact.type == CANCEL_ARTIFACT and isinstance(artifact.data, dict):
+            entry.cancel_reason = artifact.data.get("reason")
+        elif artifact.type == RETRY_ARTIFACT and isinstance(artifact.data, dict):
+            entry.retry = {**artifact.data, "requested_at": artifact.created}
+    return found
 
 
-def _read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
+def read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
     """Every object a Prefect client `read_*` call matches, 200 per request."""
     found: list[Any] = []
     while True:
@@ -199,13 +297,38 @@ def _read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
             return found
 
 
-def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[BatchOperation]:
-    """Drill-down while a job runs: latest attempt per operation id wins (retried runs duplicate)."""
-    runs = _read_all(
-        client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-    )
+def _task_run_status(tr: Any) -> BatchOperationStatus:
+    kind = tr.state.type if tr.state else None
+    return {
+        StateType.COMPLETED: BatchOperationStatus.completed,
+        StateType.FAILED: BatchOperationStatus.failed,
+        StateType.CRASHED: BatchOperationStatus.failed,
+        StateType.CANCELLED: BatchOperationStatus.skipped,
+        StateType.RUNNING: BatchOperationStatus.running,
+    }.get(kind, BatchOperationStatus.pending)
+
+
+def read_task_runs(client: SyncPrefectClient, run_ids: list[UUID]) -> dict[UUID, list[Any]]:
+    """Task runs of many flow runs at once (drill-down of running jobs)."""
+    by_run: dict[UUID, list[Any]] = {rid: [] for rid in run_ids}
+    if not run_ids:
+        return by_run
+    for tr in read_all(
+        client.read_task_runs, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids))
+    ):
+        by_run.setdefault(tr.flow_run_id, []).append(tr)
+    return by_run
+
+
+def _operations_from_task_runs(
+    task_runs: list[Any], retry: dict[str, Any] | None = None
+) -> dict[str, BatchOperation]:
+    """Drill-down while a job runs: latest attempt per operation id wins (retried runs duplicate).
+
+    Operations a pending retry will re-run read `pending` until their new attempt starts.
+    """
     latest: dict[str, Any] = {}
-    for tr in runs:
+    for tr in task_runs:
         prev = latest.get(tr.name)
         if prev is None or (
             tr.flow_run_run_count,
@@ -215,30 +338,28 @@ def _operations_from_task_runs(client: SyncPrefectClient, run_id: UUID) -> list[
             prev.created or datetime.min.replace(tzinfo=UTC),
         ):
             latest[tr.name] = tr
-    ops = []
+    retried = set((retry or {}).get("operation_ids") or [])
+    requested_at = (retry or {}).get("requested_at")
+    ops: dict[str, BatchOperation] = {}
     for name, tr in latest.items():
-        kind = tr.state.type if tr.state else None
-        status = {
-            StateType.COMPLETED: BatchOperationStatus.completed,
-            StateType.FAILED: BatchOperationStatus.failed,
-            StateType.CRASHED: BatchOperationStatus.failed,
-            StateType.CANCELLED: BatchOperationStatus.skipped,
-            StateType.RUNNING: BatchOperationStatus.running,
-        }.get(kind, BatchOperationStatus.pending)
-        ops.append(
-            BatchOperation(
-                operation_id=name,
-                operation_type=name.split("_", 1)[0],
-                status=status,
-                started_at=tr.start_time,
-                completed_at=tr.end_time,
-                duration_ms=int(tr.total_run_time.total_seconds() * 1000) if tr.end_time else None,
-                error=tr.state.message
-                if status == BatchOperationStatus.failed and tr.state
-                else None,
-            )
+        if (
+            name in retried
+            and requested_at is not None
+            and tr.created
+            and tr.created < requested_at
+        ):
+            continue  # the previous attempt: the planned entry (pending) stands for it
+        status = _task_run_status(tr)
+        ops[name] = BatchOperation(
+            operation_id=name,
+            operation_type=name.split("_", 1)[0],
+            status=status,
+            started_at=tr.start_time,
+            completed_at=tr.end_time,
+            duration_ms=int(tr.total_run_time.total_seconds() * 1000) if tr.end_time else None,
+            error=tr.state.message if status == BatchOperationStatus.failed and tr.state else None,
         )
-    return sorted(ops, key=lambda op: _op_index(op.operation_id))
+    return ops
 
 
 def _op_index(operation_id: str) -> tuple[int, str]:
@@ -262,30 +383,92 @@ def _read_report(path: str | None, projects_dir: str | None = None) -> dict[str,
     return data if isinstance(data, dict) else None
 
 
+def _planned(plan: list[dict[str, Any]]) -> dict[str, BatchOperation]:
+    return {
+        p["operation_id"]: BatchOperation(
+            operation_id=p["operation_id"],
+            operation_type=p.get("operation_type") or p["operation_id"].split("_", 1)[0],
+            metadata=p.get("metadata"),
+        )
+        for p in plan
+        if isinstance(p, dict) and p.get("operation_id")
+    }
+
+
+def _live_operations(
+    arts: RunArtifacts, task_runs: list[Any], status: BatchJobStatus
+) -> list[BatchOperation]:
+    """Every planned operation (pending until it starts) overlaid with its task run."""
+    ops = _planned(arts.plan or [])
+    for op_id, op in _operations_from_task_runs(task_runs, arts.retry).items():
+        planned = ops.get(op_id)
+        if planned is not None:
+            op.operation_type = planned.operation_type
+            op.metadata = planned.metadata
+        ops[op_id] = op
+    if status in TERMINAL_JOB_STATUSES:
+        # ended without a report (cancelled before it started, crashed): nothing is left running
+        for op in ops.values():
+            if op.status in (BatchOperationStatus.pending, BatchOperationStatus.running):
+                op.status = BatchOperationStatus.skipped
+                op.error = op.error or f"not started: job {status.value}"
+    return sorted(ops.values(), key=lambda op: _op_index(op.operation_id))
+
+
 def build_job(
-    client: SyncPrefectClient, run: FlowRun, job_type: BatchJobType, *, with_operations: bool = True
+    client: SyncPrefectClient,
+    run: FlowRun,
+    job_type: BatchJobType,
+    *,
+    with_operations: bool = True,
+    artifacts: RunArtifacts | None = None,
+    task_runs: list[Any] | None = None,
 ) -> BatchJob:
-    """The `BatchJob` view of one flow run."""
+    """The `BatchJob` view of one flow run (artifacts and task runs read here unless given)."""
     params = run.parameters or {}
     status = job_status(run)
-    progress_data = _latest_progress(client, run.id)
+    arts = artifacts
+    if arts is None:
+        arts = read_run_artifacts(client, [run.id])[run.id]
+    progress_data = arts.progress
     report = (
         _read_report(progress_data.get("report_path"), params.get("projects_dir"))
         if progress_data
         else None
     )
-    if report is not None and report.get("job_id") != str(run.id):
-        report = None
+    if report is not None and (
+        report.get("job_id") != str(run.id) or status not in TERMINAL_JOB_STATUSES
+    ):
+        report = None  # a retry is under way: the old report no longer describes the job
     operations: list[BatchOperation] = []
     if with_operations:
-        if report is not None and status in TERMINAL_JOB_STATUSES:
+        if report is not None:
             operations = [BatchOperation.model_validate(op) for op in report.get("operations", [])]
         else:
-            operations = _operations_from_task_runs(client, run.id)
+            if task_runs is None:
+                task_runs = read_task_runs(client, [run.id])[run.id]
+            operations = _live_operations(arts, task_runs, status)
+        if arts.cancel_reason and status == BatchJobStatus.cancelled:
+            for op in operations:
+                if op.status == BatchOperationStatus.skipped:
+                    op.error = f"Cancelled: {arts.cancel_reason}"
     progress = None
-    if progress_data is not None:
+    if progress_data is not None and (report is not None or status not in TERMINAL_JOB_STATUSES):
         progress = BatchProgress.model_validate(
             {k: progress_data.get(k) for k in BatchProgress.model_fields if k in progress_data}
+        )
+    if with_operations and operations and (progress is None or status == BatchJobStatus.queued):
+        progress = compute_progress(
+            operations, parallelism=int(params.get("max_parallel") or 1), total=len(operations)
+        )
+    elif progress is None and arts.plan is not None:
+        total = len(arts.plan)
+        progress = BatchProgress(
+            total_operations=total,
+            completed_operations=0,
+            failed_operations=0,
+            skipped_operations=total if status in TERMINAL_JOB_STATUSES else 0,
+            percent_complete=100.0 if status in TERMINAL_JOB_STATUSES or not total else 0.0,
         )
     started = run.start_time
     completed = run.end_time if status in TERMINAL_JOB_STATUSES else None
@@ -324,6 +507,7 @@ def build_job(
                     "failed",
                     "skipped",
                     "report_path",
+                    "validation_report_path",
                 )
                 if k in report
             }
@@ -337,6 +521,7 @@ def build_job(
             "flow_run_name": run.name,
             "run_count": run.run_count,
             "deployment_id": str(run.deployment_id) if run.deployment_id else None,
+            **({"cancel_reason": arts.cancel_reason} if arts.cancel_reason else {}),
         },
     )
 
@@ -344,7 +529,69 @@ def build_job(
 def get_job(job_id: str, *, with_operations: bool = True) -> BatchJob:
     with _client() as client:
         run, job_type = _read_run(client, job_id)
-        return build_job(client, run, job_type, with_operations=with_operations)
+        arts = run_artifacts(client, [run])
+        return build_job(
+            client, run, job_type, with_operations=with_operations, artifacts=arts[run.id]
+        )
+
+
+def run_artifacts(client: SyncPrefectClient, runs: list[FlowRun]) -> dict[UUID, RunArtifacts]:
+    """Artifacts of many runs in one request, plus their plans (a second request) only for runs
+    whose final report is not there yet: a finished job never reads its plan."""
+    arts = read_run_artifacts(
+        client, [r.id for r in runs], types=(PROGRESS_ARTIFACT, CANCEL_ARTIFACT, RETRY_ARTIFACT)
+    )
+    unfinished = [r.id for r in runs if _unfinished(r, arts[r.id])]
+    read_run_artifacts(client, unfinished, types=(PLAN_ARTIFACT,), into=arts)
+    return arts
+
+
+def _unfinished(run: FlowRun, arts: RunArtifacts) -> bool:
+    """No final report describes the job yet (its operations come from the plan and task runs)."""
+    return job_status(run) not in TERMINAL_JOB_STATUSES or not (arts.progress or {}).get(
+        "report_path"
+    )
+
+
+def run_filters(
+    *,
+    status: BatchJobStatus | None = None,
+    job_type: BatchJobType | None = None,
+    project_id: str | None = None,
+) -> dict[str, Any]:
+    """`read_flow_runs` / `count_flow_runs` filters for jobs: our flows, project tag, state."""
+    names = [n for n, jt in FLOW_NAMES.items() if job_type is None or jt == job_type]
+    return {
+        "flow_filter": FlowFilter(name=FlowFilterName(any_=names)),
+        "flow_run_filter": FlowRunFilter(
+            tags=FlowRunFilterTags(all_=[f"project:{project_id}"]) if project_id else None,
+            state=state_filter(status),
+        ),
+    }
+
+
+def build_jobs(
+    client: SyncPrefectClient, runs: list[FlowRun], *, with_operations: bool = True
+) -> list[BatchJob]:
+    """Many jobs with a bounded number of Prefect calls: artifacts of all runs in one request
+    (plans only for runs without a final report), task runs of the unfinished ones in one more."""
+    names = flow_names_by_id(client, {r.flow_id for r in runs})
+    typed = [(r, FLOW_NAMES.get(names.get(r.flow_id, ""))) for r in runs]
+    typed = [(r, jt) for r, jt in typed if jt is not None]
+    arts = run_artifacts(client, [r for r, _ in typed])
+    unfinished = [r.id for r, _ in typed if _unfinished(r, arts[r.id])]
+    task_runs = read_task_runs(client, unfinished) if with_operations else {}
+    return [
+        build_job(
+            client,
+            r,
+            jt,
+            with_operations=with_operations,
+            artifacts=arts[r.id],
+            task_runs=task_runs.get(r.id, []),
+        )
+        for r, jt in typed
+    ]
 
 
 def list_jobs(
@@ -354,70 +601,91 @@ def list_jobs(
     project_id: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    with_operations: bool = False,
 ) -> tuple[list[BatchJob], int]:
-    """Jobs newest first, filtered; returns (page, total matching)."""
-    tags = ["ombudsman"]
-    if job_type:
-        tags.append(f"job-type:{job_type.value}")
-    if project_id:
-        tags.append(f"project:{project_id}")
+    """Jobs newest first, filtered in Prefect; returns (page, total matching).
+
+    Prefect calls per page: one `read_flow_runs` (filter, sort, limit/offset), one
+    `count_flow_runs`, two `read_artifacts`, one `read_task_runs` (when operations are asked for
+    and some job is unfinished); "newest" is the expected start time, the creation time of a
+    submitted job.
+    """
+    filters = run_filters(status=status, job_type=job_type, project_id=project_id)
     with _client() as client:
-        flows = {
-            f.id: f.name
-            for f in client.read_flows(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=list(FLOW_NAMES)))
-            )
-        }
-        runs: list[FlowRun] = _read_all(
-            client.read_flow_runs,
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
-            sort=FlowRunSort.START_TIME_DESC,
+        runs = client.read_flow_runs(
+            **filters, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset
         )
-        jobs = []
-        for run in runs:
-            jt = FLOW_NAMES.get(flows.get(run.flow_id, ""))
-            if jt is None:
-                continue
-            if status is not None and job_status(run) != status:
-                continue
-            jobs.append((run, jt))
-        jobs.sort(
-            key=lambda pair: pair[0].created or datetime.min.replace(tzinfo=UTC), reverse=True
-        )
-        page_items = jobs[offset : offset + limit]
-        return [build_job(client, run, jt, with_operations=False) for run, jt in page_items], len(
-            jobs
-        )
+        total = client.count_flow_runs(**filters)
+        return build_jobs(client, runs, with_operations=with_operations), total
 
 
-def job_statistics() -> dict[str, Any]:
-    """Counts by status and type, running jobs, and the ten newest (the Studio's statistics shape)."""
-    jobs, total = list_jobs(limit=10_000)
+async def job_statistics_async() -> dict[str, Any]:
+    """Counts by status and type (one `count_flow_runs` each, concurrently) and the ten newest."""
+    from prefect.client.orchestration import get_client as get_async_client
+
+    async with get_async_client() as client:
+        statuses = list(BatchJobStatus)
+        types = list(BatchJobType)
+        counts = await asyncio.gather(
+            client.count_flow_runs(**run_filters()),
+            *(client.count_flow_runs(**run_filters(status=s)) for s in statuses),
+            *(client.count_flow_runs(**run_filters(job_type=t)) for t in types),
+            client.read_flow_runs(
+                **run_filters(), sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10
+            ),
+        )
+    total = counts[0]
+    by_status = counts[1 : 1 + len(statuses)]
+    by_type = counts[1 + len(statuses) : 1 + len(statuses) + len(types)]
+    recent: list[FlowRun] = counts[-1]
     return {
         "total_jobs": total,
-        "status_distribution": {s.value: sum(j.status == s for j in jobs) for s in BatchJobStatus},
-        "type_distribution": {t.value: sum(j.job_type == t for j in jobs) for t in BatchJobType},
-        "active_jobs": sum(j.status == BatchJobStatus.running for j in jobs),
+        "status_distribution": {s.value: n for s, n in zip(statuses, by_status, strict=True)},
+        "type_distribution": {t.value: n for t, n in zip(types, by_type, strict=True)},
+        "active_jobs": by_status[statuses.index(BatchJobStatus.running)],
         "recent_jobs": [
             {
-                "job_id": j.job_id,
-                "name": j.name,
-                "status": j.status.value,
-                "created_at": j.created_at.isoformat(),
+                "job_id": str(r.id),
+                "name": (r.parameters or {}).get("job_name") or r.name,
+                "status": job_status(r).value,
+                "created_at": (r.created or datetime.now(UTC)).isoformat(),
             }
-            for j in jobs[:10]
+            for r in recent
         ],
     }
 
 
+def job_statistics() -> dict[str, Any]:
+    """Counts by status and type, running jobs, and the ten newest (the Studio's statistics shape)."""
+    return asyncio.run(job_statistics_async())
+
+
+def _create_run_artifact(
+    client: SyncPrefectClient, run_id: UUID, kind: str, data: dict[str, Any], description: str
+) -> None:
+    from prefect.client.schemas.actions import ArtifactCreate
+
+    client.create_artifact(
+        ArtifactCreate(type=kind, flow_run_id=run_id, data=data, description=description)
+    )
+
+
 def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
-    """Ask the job to stop: Cancelling for a running job (the flow's watcher stops it), Cancelled otherwise."""
+    """Ask the job to stop: Cancelling for a running job (the flow's watcher stops it), Cancelled otherwise.
+
+    The reason is kept in an artifact of the run and shown as `Cancelled: <reason>` in the error
+    of every operation the cancel skipped.
+    """
     with _client() as client:
         run, job_type = _read_run(client, job_id)
         status = job_status(run)
         if status in TERMINAL_JOB_STATUSES:
             raise JobStateError(f"job {job_id} is already {status.value}")
         message = f"Cancelled: {reason}" if reason else "Cancelled on request"
+        if reason:
+            _create_run_artifact(
+                client, run.id, CANCEL_ARTIFACT, {"reason": reason}, f"Cancel reason: {reason}"
+            )
         state = (
             Cancelling(message=message)
             if status == BatchJobStatus.running
@@ -427,14 +695,19 @@ def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
         return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
 
 
-def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
+def retry_job(
+    job_id: str, *, wait: bool = True, operation_ids: list[str] | None = None
+) -> BatchJob:
     """Re-run a finished job in the same flow run: completed operations come back from persisted results.
 
-    A deployment's run is rescheduled for its worker; an in-process run executes here.
+    With `operation_ids`, only those operations run again and every other one keeps its outcome
+    (the runner reads the selection file beside its checkpoint). A deployment's run is rescheduled
+    for its worker; an in-process run executes here.
     """
     from prefect.flow_engine import run_flow
 
     from prefect_ombudsman import flows as flow_module
+    from prefect_ombudsman.flows.runner import write_retry_selection
 
     with _client() as client:
         run, job_type = _read_run(client, job_id)
@@ -445,7 +718,18 @@ def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
             )
         if status == BatchJobStatus.completed:
             raise JobStateError(f"job {job_id} completed; nothing to retry")
-        client.set_flow_run_state(run.id, Scheduled(message="Retried via ombudsman"), force=True)
+        if operation_ids is not None:
+            write_retry_selection((run.parameters or {}).get("projects_dir"), job_id, operation_ids)
+            _create_run_artifact(
+                client,
+                run.id,
+                RETRY_ARTIFACT,
+                {"operation_ids": list(operation_ids)},
+                f"Retry of {len(operation_ids)} operations",
+            )
+        client.set_flow_run_state(
+            run.id, AwaitingRetry(message="Retried via ombudsman"), force=True
+        )
         if run.deployment_id is not None:
             return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
         run = client.read_flow_run(run.id)
@@ -464,6 +748,73 @@ def retry_job(job_id: str, *, wait: bool = True) -> BatchJob:
             daemon=True,
         ).start()
     return get_job(job_id, with_operations=wait)
+
+
+def plan_operations(
+    job_type: BatchJobType, request: BaseModel, job_id: str, projects_dir: str | None
+) -> list[dict[str, Any]]:
+    """The operations the flow will run (its own planner), as {operation_id, operation_type, metadata}."""
+    from importlib import import_module
+
+    module = import_module(flow_module_name(job_type))
+    if job_type == BatchJobType.bulk_pipeline_execution:
+        plans = module.plan_pipelines(request, projects_dir)
+    elif job_type == BatchJobType.batch_data_generation:
+        plans = module.plan_datagen(request, job_id)
+    elif job_type == BatchJobType.multi_project_validation:
+        plans = module.plan_projects(request)
+    elif job_type == BatchJobType.bulk_metadata_extraction:
+        plans = module.plan_metadata(request)
+    elif job_type == BatchJobType.batch_comparison:
+        plans = module.plan_comparison(request, projects_dir)
+    else:
+        plans = module.plan_custom(request)
+    return [
+        scrub_data(
+            {
+                "operation_id": p.operation_id,
+                "operation_type": p.operation_type,
+                "metadata": p.metadata,
+            }
+        )
+        for p in plans
+    ]
+
+
+def flow_module_name(job_type: BatchJobType) -> str:
+    from prefect_ombudsman.flows import FLOW_LOCATIONS
+
+    return FLOW_LOCATIONS[job_type.value][0]
+
+
+def _sealed_request(request: BaseModel, parameters: dict[str, Any]) -> BaseModel:
+    """The request as the flow will see it (inline credentials replaced by their references)."""
+    fields = type(request).model_fields
+    return type(request).model_validate({k: v for k, v in parameters.items() if k in fields})
+
+
+def _record_plan(
+    client: SyncPrefectClient,
+    run: FlowRun,
+    job_type: BatchJobType,
+    request: BaseModel,
+    projects_dir: str | None,
+) -> int | None:
+    """Write the planned operations as an artifact of the run, before it starts (None if planning failed:
+    the flow then reports the same problem as its operation's error)."""
+    try:
+        plan = plan_operations(job_type, request, str(run.id), projects_dir)
+    except Exception as exc:
+        log.warning("could not plan job %s ahead of its run: %s", run.id, scrub(str(exc)))
+        return None
+    _create_run_artifact(
+        client,
+        run.id,
+        PLAN_ARTIFACT,
+        {"operations": plan},
+        f"{len(plan)} planned operations",
+    )
+    return len(plan)
 
 
 def _deployment_for(client: SyncPrefectClient, flow_name: str) -> Any:
@@ -515,7 +866,17 @@ def submit_job(
         parameters, sealed = seal_parameters(parameters)
         try:
             check_parameter_size(parameters)  # references are a little longer than URLs
-            run = _create_run(client, flow, deployment, parameters, tags)
+            run = _create_run(
+                client,
+                flow,
+                deployment,
+                parameters,
+                tags,
+                # planned from the sealed parameters: no inline credential reaches the artifact
+                on_created=lambda run: _record_plan(
+                    client, run, job_type, _sealed_request(request, parameters), projects_dir
+                ),
+            )
         except BaseException:
             from prefect_ombudsman.blocks.credentials import delete_credentials
 
@@ -530,16 +891,22 @@ def _create_run(
     deployment: Any,
     parameters: dict[str, Any],
     tags: list[str],
+    on_created: Callable[[FlowRun], Any] | None = None,
 ) -> FlowRun:
-    """The flow run: scheduled for the deployment's worker, else started on a thread here."""
+    """The flow run: scheduled for the deployment's worker, else started on a thread here
+    (`on_created` runs between the run's creation and its start)."""
     from prefect.flow_engine import run_flow
 
     if deployment is not None:
         run = client.create_flow_run_from_deployment(
             deployment.id, parameters=parameters, tags=tags
         )
+        if on_created is not None:
+            on_created(run)
     else:
         run = client.create_flow_run(flow, name=None, parameters=parameters, tags=tags)
+        if on_created is not None:
+            on_created(run)
         thread = threading.Thread(
             target=run_flow,
             kwargs={

@@ -38,8 +38,8 @@ def connection_label(ref: str | Mapping[str, Any]) -> str:
     `source` -> `source`; `sqlite:///data/src.db` -> `sqlite-src.db-1a2b3c` (the hash keeps two
     URLs with the same database name apart); `{kind: postgresql, ...}` -> `inline-postgresql-...`.
     """
-    if is_reference(ref) and isinstance(ref.get("url"), str):
-        return connection_label(ref["url"])  # a sealed URL: labelled as the URL was
+    if isinstance(ref, Mapping) and is_reference(ref) and isinstance(ref.get("url"), str):
+        return connection_label(str(ref["url"]))  # a sealed URL: labelled as the URL was
     if isinstance(ref, Mapping):
         ref = {k: v for k, v in ref.items() if k != SECRET_REF}
         base = str(ref.get("name") or f"inline-{ref.get('kind') or 'connection'}")
