@@ -183,7 +183,9 @@ def test_submit_a_job_from_the_run_form(prefect_site: dict[str, Any], page: Any,
     page.screenshot(path=str(shots / "submit-after.png"), animations="disabled")
     run = _run_named(prefect_site, "Submitted from the browser")
     assert run is not None and str(run.id) == run_id
-    _watch_run_page(prefect_site, page, shots, "Submitted from the browser", operations)
+    _watch_run_page(
+        prefect_site, page, shots, "Submitted from the browser", operations, "submitted"
+    )
 
 
 def _run_named(site: dict[str, Any], job_name: str) -> Any:
@@ -203,11 +205,16 @@ def test_run_page_shows_progress_and_summary(prefect_site: dict[str, Any], page:
                 "items": [{"operation": "sleep"}] * operations,
             },
         )
-    _watch_run_page(prefect_site, page, shots, "Watched in the browser", operations)
+    _watch_run_page(prefect_site, page, shots, "Watched in the browser", operations, "watched")
 
 
 def _watch_run_page(
-    prefect_site: dict[str, Any], page: Any, shots: Path, job_name: str, operations: int
+    prefect_site: dict[str, Any],
+    page: Any,
+    shots: Path,
+    job_name: str,
+    operations: int,
+    prefix: str,
 ) -> None:
     """While the job runs, its progress card; at the end, Completed, the summary and the table."""
     base = prefect_site["base"]
@@ -235,7 +242,7 @@ def _watch_run_page(
 
     assert wait_until(lambda: "operations finished" in card_text(), timeout=300, interval=1)
     text = page.locator("body").inner_text()
-    page.screenshot(path=str(shots / "run-progress-card.png"), animations="disabled")
+    page.screenshot(path=str(shots / f"{prefix}-run-progress-card.png"), animations="disabled")
     assert job_name in text and f"of {operations}" in text
     assert "Running now:" in text or "completed" in text
 
@@ -244,7 +251,7 @@ def _watch_run_page(
     page.goto(f"{base}/runs/flow-run/{run.id}")
     _body_has(page, "Completed")
     links = _artifact_links(page)
-    page.screenshot(path=str(shots / "run-artifacts.png"), animations="disabled")
+    page.screenshot(path=str(shots / f"{prefix}-run-artifacts.png"), animations="disabled")
     assert {
         "ombudsman-custom-progress",
         "ombudsman-custom-operations",
@@ -252,13 +259,15 @@ def _watch_run_page(
     } <= set(links)
     page.goto(base + links["ombudsman-custom-summary"])
     _body_has(page, f"{operations} completed, 0 failed, 0 skipped of {operations} operations")
-    page.screenshot(path=str(shots / "run-summary.png"), animations="disabled")
+    page.screenshot(path=str(shots / f"{prefix}-run-summary.png"), animations="disabled")
     page.goto(base + links["ombudsman-custom-progress"])
     _body_has(page, f"{operations} of {operations}")
     _body_has(page, "Report:")
-    page.screenshot(path=str(shots / "run-progress-card-final.png"), animations="disabled")
+    page.screenshot(
+        path=str(shots / f"{prefix}-run-progress-card-final.png"), animations="disabled"
+    )
     page.goto(base + links["ombudsman-custom-operations"])
     from playwright.sync_api import expect
 
     expect(page.locator("table tbody tr")).to_have_count(operations)
-    page.screenshot(path=str(shots / "run-operations-table.png"), animations="disabled")
+    page.screenshot(path=str(shots / f"{prefix}-run-operations-table.png"), animations="disabled")
