@@ -220,7 +220,9 @@ def test_canary_password_given_every_way_is_found_nowhere(
         return reply.json()["job_id"]
 
     # a refused request: FastAPI's 422 echoes the item it refused, with the password masked
-    refused = client.post("/batch/comparison/bulk-compare", json={"job_name": "refused", "items": [{"source": url}]})
+    refused = client.post(
+        "/batch/comparison/bulk-compare", json={"job_name": "refused", "items": [{"source": url}]}
+    )
     responses.append(refused.text)
     assert refused.status_code == 422 and "canary:********@" in refused.text, refused.text
 

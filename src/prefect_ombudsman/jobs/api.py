@@ -371,8 +371,9 @@ def create_app(
         }
 
     @app.exception_handler(service.OmbudsmanError)
-    def ombudsman_error(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": scrub(str(exc))})
+    def ombudsman_error(http: Request, exc: Exception) -> JSONResponse:
+        detail = public_paths(scrub(str(exc)), projects_root(http.app.state.projects_dir))
+        return JSONResponse(status_code=400, content={"detail": detail})
 
     if studio_dir:  # last: only paths no route matched reach it
         app.mount("/", StudioSite(directory=studio_dir, html=True), name="studio")

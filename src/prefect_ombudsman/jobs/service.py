@@ -604,16 +604,25 @@ def list_jobs(
 ) -> tuple[list[BatchJob], int]:
     """Jobs newest first, filtered in Prefect; returns (page, total matching).
 
-    Prefect calls per page: one `read_flow_runs` (filter, sort, limit/offset), one
+    Prefect calls per page: one `read_flow_runs` per 200 jobs (filter, sort, limit/offset), one
     `count_flow_runs`, two `read_artifacts`, one `read_task_runs` (when operations are asked for
     and some job is unfinished); "newest" is the expected start time, the creation time of a
     submitted job.
     """
     filters = run_filters(status=status, job_type=job_type, project_id=project_id)
     with _client() as client:
-        runs = client.read_flow_runs(
-            **filters, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit, offset=offset
-        )
+        runs: list[FlowRun] = []
+        while len(runs) < limit:  # Prefect serves at most 200 runs a request
+            want = min(_PAGE, limit - len(runs))
+            page = client.read_flow_runs(
+                **filters,
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=want,
+                offset=offset + len(runs),
+            )
+            runs.extend(page)
+            if len(page) < want:
+                break
         total = client.count_flow_runs(**filters)
         return build_jobs(client, runs, with_operations=with_operations), total
 

@@ -136,7 +136,8 @@ def _project_or_404(project_id: str, root: Path) -> Project:
         return load_project(project_id, root)
     except OmbudsmanError as exc:
         raise HTTPException(
-            status_code=404, detail=f"Project not found: {project_id}: {scrub(str(exc))}"
+            status_code=404,
+            detail=public_paths(f"Project not found: {project_id}: {scrub(str(exc))}", root),
         ) from None
 
 
@@ -179,7 +180,10 @@ def active_project(http: Request, user: str = Depends(current_user)) -> dict[str
     return {"status": "no_active_project", "message": "No project is currently active"}
 
 
-@router.get("/projects/{project_id}")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such project."}}
+
+
+@router.get("/projects/{project_id}", responses=_NOT_FOUND)
 def get_project(
     project_id: str, http: Request, user: str = Depends(current_user)
 ) -> dict[str, Any]:
@@ -246,7 +250,7 @@ def _pipeline_entry(path: Path, root: Path, project_id: str) -> dict[str, Any] |
     return entry
 
 
-@router.get("/workload/pipelines/list")
+@router.get("/workload/pipelines/list", responses=_NOT_FOUND)
 def list_pipelines(
     http: Request,
     project_id: str | None = None,
@@ -329,7 +333,7 @@ def _check(project: Project, side: str) -> dict[str, Any]:
     return answer
 
 
-@router.get("/connections/status")
+@router.get("/connections/status", responses=_NOT_FOUND)
 def connection_status(
     http: Request, project_id: str | None = None, user: str = Depends(current_user)
 ) -> dict[str, Any]:
