@@ -269,7 +269,7 @@ def main() -> None:
                 raise SystemExit("the 1,000-operation job did not finish within 600 s")
         print(f"{args.operations}-operation job ran in {time.perf_counter() - t:.1f} s", flush=True)
 
-        from prefect_ombudsman.jobs.credentials import create_token
+        from prefect_ombudsman.jobs.accounts import create_token
 
         auth_file = workdir / "auth.json"
         token = create_token(auth_file, "bench", read_only=True)

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from prefect_ombudsman.jobs.accounts import create_token
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings
-from prefect_ombudsman.jobs.credentials import create_token
 
 __all__ = [
     "anon_client",

@@ -1085,7 +1085,7 @@ AuthFileOpt = Annotated[
 
 
 def _auth_file(path: Path | None) -> Path:
-    from prefect_ombudsman.jobs.credentials import default_auth_file
+    from prefect_ombudsman.jobs.accounts import default_auth_file
 
     return path.expanduser() if path else default_auth_file()
 
@@ -1125,8 +1125,8 @@ def api_command(
     if ctx.invoked_subcommand is not None:
         return
     from prefect_ombudsman.errors import ConfigurationError
+    from prefect_ombudsman.jobs.accounts import has_credentials, read_auth
     from prefect_ombudsman.jobs.auth import AuthSettings, is_loopback
-    from prefect_ombudsman.jobs.credentials import has_credentials, read_auth
 
     try:
         settings = AuthSettings.from_env(
@@ -1208,7 +1208,7 @@ def token_create(
     auth_file: AuthFileOpt = None,
 ) -> None:
     """Create an API token and print it once (only its hash is kept)."""
-    from prefect_ombudsman.jobs.credentials import create_token
+    from prefect_ombudsman.jobs.accounts import create_token
 
     path = _auth_file(auth_file)
     token = _auth_call(create_token, path, name, read_only=read_only)
@@ -1222,7 +1222,7 @@ def token_create(
 @token_app.command("list")
 def token_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None:
     """List the API tokens (names, not the tokens)."""
-    from prefect_ombudsman.jobs.credentials import list_tokens
+    from prefect_ombudsman.jobs.accounts import list_tokens
 
     tokens = _auth_call(list_tokens, _auth_file(auth_file))
     rows = [[t["name"], "read-only" if t["read_only"] else "full", t["created_at"]] for t in tokens]
@@ -1232,7 +1232,7 @@ def token_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None
 @token_app.command("revoke")
 def token_revoke(name: str, auth_file: AuthFileOpt = None) -> None:
     """Revoke an API token; a running API refuses it from its next request."""
-    from prefect_ombudsman.jobs.credentials import revoke_token
+    from prefect_ombudsman.jobs.accounts import revoke_token
 
     _auth_call(revoke_token, _auth_file(auth_file), name)
     console.print(f"Token {name!r} revoked.")
@@ -1252,7 +1252,7 @@ def user_add(
     auth_file: AuthFileOpt = None,
 ) -> None:
     """Add a user who signs in with POST /auth/login (password prompted, or --password-stdin)."""
-    from prefect_ombudsman.jobs.credentials import add_user
+    from prefect_ombudsman.jobs.accounts import add_user
 
     if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
@@ -1273,7 +1273,7 @@ def user_add(
 @user_app.command("list")
 def user_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None:
     """List the users (no password hashes)."""
-    from prefect_ombudsman.jobs.credentials import list_users
+    from prefect_ombudsman.jobs.accounts import list_users
 
     users = _auth_call(list_users, _auth_file(auth_file))
     rows = [[u["username"], u["role"], u.get("email") or "", u["created_at"]] for u in users]
@@ -1283,7 +1283,7 @@ def user_list(auth_file: AuthFileOpt = None, as_json: JsonFlag = False) -> None:
 @user_app.command("remove")
 def user_remove(username: str, auth_file: AuthFileOpt = None) -> None:
     """Remove a user; their sessions stop working at their next request."""
-    from prefect_ombudsman.jobs.credentials import remove_user
+    from prefect_ombudsman.jobs.accounts import remove_user
 
     _auth_call(remove_user, _auth_file(auth_file), username)
     console.print(f"User {username!r} removed.")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from prefect_ombudsman.jobs.accounts import add_user
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings
-from prefect_ombudsman.jobs.credentials import add_user
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_ombudsman.jobs import credentials
+from prefect_ombudsman.jobs import accounts
 from support import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -61,7 +61,7 @@ def _running(command: list[str], env: dict[str, str], log: Path, url: str) -> It
 def served(tmp_path: Path, tmp_projects: Path) -> Iterator[tuple[str, str, Path, Path]]:
     """(base url, full token, output log, auth file) of an `ombudsman api` process."""
     auth, log = tmp_path / "auth.json", tmp_path / "api.log"
-    token = credentials.create_token(auth, "process")
+    token = accounts.create_token(auth, "process")
     with _serving(auth, log, "--projects-dir", str(tmp_projects)) as base:
         yield base, token, log, auth
 
@@ -154,7 +154,7 @@ def test_prefect_server_auth_string_as_docs_say(
     settings = AuthSettings(auth_file=tmp_path / "auth.json")
     client = bearer_client(
         create_app(str(tmp_projects), auth=settings),
-        credentials.create_token(settings.auth_file, "t"),
+        accounts.create_token(settings.auth_file, "t"),
     )
     unauthenticated = httpx.post(f"{guarded_prefect}/flow_runs/filter", json={}, timeout=30)
     assert unauthenticated.status_code == 401

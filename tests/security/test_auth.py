@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api_clients import bearer_client
-from prefect_ombudsman.jobs import credentials
+from prefect_ombudsman.jobs import accounts
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings, is_loopback, route_table
 
@@ -49,22 +49,22 @@ def _send(client: TestClient, method: str, path: str, **headers: str) -> Any:
 
 
 def _expired_jwt(settings: AuthSettings, role: str = "admin") -> str:
-    user = credentials.add_user(settings.auth_file, f"old-{role}", "password1", role=role)
-    secret = credentials.read_auth(settings.auth_file)["secret_key"]
+    user = accounts.add_user(settings.auth_file, f"old-{role}", "password1", role=role)
+    secret = accounts.read_auth(settings.auth_file)["secret_key"]
     claims = {"sub": user["user_id"], "username": user["username"], "type": "access"}
-    return credentials.issue_jwt(secret, claims, ttl_seconds=-1)
+    return accounts.issue_jwt(secret, claims, ttl_seconds=-1)
 
 
 def test_every_route_refuses_missing_wrong_expired_and_forged_credentials(
     api_app: FastAPI, anon_client: TestClient, auth_settings: AuthSettings
 ):
     expired = _expired_jwt(auth_settings)
-    secret = credentials.read_auth(auth_settings.auth_file)["secret_key"]
-    user_id = credentials.read_auth(auth_settings.auth_file)["users"][0]["user_id"]
-    forged = credentials.issue_jwt("ab" * 32, {"sub": user_id, "type": "access"}, 3600)
-    refresh_as_access = credentials.issue_jwt(secret, {"sub": user_id, "type": "refresh"}, 3600)
-    payload = credentials.issue_jwt(secret, {"sub": user_id, "type": "access"}, 60).split(".")[1]
-    unsigned = credentials._b64(b'{"alg":"none","typ":"JWT"}') + f".{payload}."
+    secret = accounts.read_auth(auth_settings.auth_file)["secret_key"]
+    user_id = accounts.read_auth(auth_settings.auth_file)["users"][0]["user_id"]
+    forged = accounts.issue_jwt("ab" * 32, {"sub": user_id, "type": "access"}, 3600)
+    refresh_as_access = accounts.issue_jwt(secret, {"sub": user_id, "type": "refresh"}, 3600)
+    payload = accounts.issue_jwt(secret, {"sub": user_id, "type": "access"}, 60).split(".")[1]
+    unsigned = accounts._b64(b'{"alg":"none","typ":"JWT"}') + f".{payload}."
     wrong = {
         "none": None,
         "unknown token": "omb_" + "A" * 43,
@@ -91,7 +91,7 @@ def test_every_route_refuses_missing_wrong_expired_and_forged_credentials(
 def test_read_only_token_and_viewer_may_read_but_not_write(
     api_app: FastAPI, readonly_client: TestClient, auth_settings: AuthSettings
 ):
-    credentials.add_user(auth_settings.auth_file, "vera", "viewer-pass", role="viewer")
+    accounts.add_user(auth_settings.auth_file, "vera", "viewer-pass", role="viewer")
     login = TestClient(api_app).post(
         "/auth/login", json={"username": "vera", "password": "viewer-pass"}
     )
@@ -112,13 +112,13 @@ def test_full_token_starts_a_job_and_revocation_is_live(
 ):
     created = client.post("/batch/custom/execute", json={"job_name": "auth ok", "items": []})
     assert created.status_code == 200, created.text
-    credentials.revoke_token(auth_settings.auth_file, "tests-full")
+    accounts.revoke_token(auth_settings.auth_file, "tests-full")
     answer = client.get(f"/batch/jobs/{created.json()['job_id']}")
     assert answer.status_code == 401 and "revoked" in answer.json()["detail"]
 
 
 def test_login_me_and_refresh_in_the_studio_shapes(api_app: FastAPI, auth_settings: AuthSettings):
-    credentials.add_user(
+    accounts.add_user(
         auth_settings.auth_file,
         "Alice",
         "s3cret-pass",
@@ -164,14 +164,14 @@ def test_login_me_and_refresh_in_the_studio_shapes(api_app: FastAPI, auth_settin
     assert (
         anon.post("/auth/refresh", json={"refresh_token": body["access_token"]}).status_code == 401
     )
-    credentials.remove_user(auth_settings.auth_file, "alice")
+    accounts.remove_user(auth_settings.auth_file, "alice")
     assert session.get("/auth/me").status_code == 401
 
 
 def test_wrong_password_is_401_and_repeated_failures_lock_the_account(
     api_app: FastAPI, auth_settings: AuthSettings
 ):
-    credentials.add_user(auth_settings.auth_file, "bob", "right-password", role="admin")
+    accounts.add_user(auth_settings.auth_file, "bob", "right-password", role="admin")
     anon = TestClient(api_app)
     for _ in range(5):
         answer = anon.post("/auth/login", json={"username": "bob", "password": "wrong-password"})
@@ -271,7 +271,7 @@ def test_websockets_need_an_allowed_origin_or_a_token(
         assert ws.receive_json() == {"ok": True}
     with anon.websocket_connect(f"/probe/ws?token={full_token}") as ws:
         assert ws.receive_json() == {"ok": True}
-    credentials.add_user(auth_settings.auth_file, "wendy", "wendy-password")
+    accounts.add_user(auth_settings.auth_file, "wendy", "wendy-password")
     browser = TestClient(app)
     browser.post("/auth/login", json={"username": "wendy", "password": "wendy-password"})
     with browser.websocket_connect("/probe/ws", headers={"Origin": "http://testserver"}) as ws:
@@ -288,15 +288,15 @@ def test_loopback_rule():
 
 
 def test_auth_file_holds_only_hashes_and_is_private(auth_settings: AuthSettings):
-    token = credentials.create_token(auth_settings.auth_file, "ci")
-    credentials.add_user(auth_settings.auth_file, "carol", "carol-password")
+    token = accounts.create_token(auth_settings.auth_file, "ci")
+    accounts.add_user(auth_settings.auth_file, "carol", "carol-password")
     text = auth_settings.auth_file.read_text()
     assert token not in text and "carol-password" not in text
     assert auth_settings.auth_file.stat().st_mode & 0o777 == 0o600
     with pytest.raises(Exception, match="exists"):
-        credentials.create_token(auth_settings.auth_file, "ci")
+        accounts.create_token(auth_settings.auth_file, "ci")
     with pytest.raises(Exception, match="at least 8"):
-        credentials.add_user(auth_settings.auth_file, "dave", "short")
+        accounts.add_user(auth_settings.auth_file, "dave", "short")
 
 
 def test_cli_manages_tokens_and_users(tmp_path: Path):
@@ -319,7 +319,7 @@ def test_cli_manages_tokens_and_users(tmp_path: Path):
         env=env,
     )
     assert added.exit_code == 0, added.output
-    assert credentials.check_login(credentials.read_auth(auth), "erin", "erin-password")
+    assert accounts.check_login(accounts.read_auth(auth), "erin", "erin-password")
     bad_role = runner.invoke(
         app, ["api", "user", "add", "fay", "--role", "root"], input="fay-password\n", env=env
     )
@@ -347,7 +347,7 @@ def test_cli_refuses_a_public_address_without_a_credential(tmp_path: Path):
 def test_login_cookie_signs_in_same_origin_calls_and_refuses_cross_origin_writes(
     api_app: FastAPI, auth_settings: AuthSettings
 ):
-    credentials.add_user(auth_settings.auth_file, "gina", "gina-password", role="admin")
+    accounts.add_user(auth_settings.auth_file, "gina", "gina-password", role="admin")
     browser = TestClient(api_app)  # keeps cookies, sends no Authorization header
     login = browser.post("/auth/login", json={"username": "gina", "password": "gina-password"})
     cookie = login.headers["set-cookie"]

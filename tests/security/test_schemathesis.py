@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.config import SchemathesisConfig
 
+from prefect_ombudsman.jobs.accounts import create_token
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings
-from prefect_ombudsman.jobs.credentials import create_token
 
 # The app is built at import (schemathesis reads its schema while collecting); its files live
 # in a directory of its own, nothing in the projects root.

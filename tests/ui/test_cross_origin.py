@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
+from prefect_ombudsman.jobs.accounts import create_token
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings
-from prefect_ombudsman.jobs.credentials import create_token
 from support import free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.usefixtures("prefect_api")]

@@ -35,8 +35,8 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.jobs import credentials
-from prefect_ombudsman.jobs.credentials import InvalidCredential, Principal
+from prefect_ombudsman.jobs import accounts
+from prefect_ombudsman.jobs.accounts import InvalidCredential, Principal
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_TTL_SECONDS = 8 * 3600
@@ -65,7 +65,7 @@ def parse_origin(value: str) -> str:
 class AuthSettings:
     """Where credentials live and who else may call: the API's security settings."""
 
-    auth_file: Path = field(default_factory=credentials.default_auth_file)
+    auth_file: Path = field(default_factory=accounts.default_auth_file)
     cors_origins: tuple[str, ...] = ()
     insecure_no_auth: bool = False
     session_ttl_seconds: int = SESSION_TTL_SECONDS
@@ -85,7 +85,7 @@ class AuthSettings:
         if ttl and (not ttl.isdigit() or int(ttl) < 60):
             raise ConfigurationError("OMBUDSMAN_SESSION_TTL_SECONDS: whole seconds, at least 60")
         return cls(
-            auth_file=auth_file or credentials.default_auth_file(),
+            auth_file=auth_file or accounts.default_auth_file(),
             cors_origins=origins,
             insecure_no_auth=insecure_no_auth,
             session_ttl_seconds=int(ttl) if ttl else SESSION_TTL_SECONDS,
@@ -110,7 +110,7 @@ class AuthState:
 
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
-        self._file = credentials.AuthFileCache(settings.auth_file)
+        self._file = accounts.AuthFileCache(settings.auth_file)
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
         # scrypt takes 16 MiB per check: a flood of logins queues here instead of eating memory
@@ -251,7 +251,7 @@ def authorize_websocket(websocket: HTTPConnection) -> bool:
     if not credential:
         return False
     try:
-        credentials.principal_for(state.data(), credential)
+        accounts.principal_for(state.data(), credential)
     except (InvalidCredential, HTTPException):
         return False
     return True
@@ -276,7 +276,7 @@ def authenticate(conn: HTTPConnection) -> Principal | None:
         if credential is None and cookie is None:
             raise unauthorized("Not authenticated: send Authorization: Bearer <token>")
         try:
-            principal = credentials.principal_for(state.data(), credential or cookie or "")
+            principal = accounts.principal_for(state.data(), credential or cookie or "")
         except InvalidCredential as exc:
             raise unauthorized(f"Invalid credential: {exc}", error="invalid_token") from None
         if cookie and conn.scope.get("method") not in SAFE_METHODS and not _same_origin(conn):
@@ -342,8 +342,8 @@ def _tokens(state: AuthState, user: dict[str, Any]) -> dict[str, Any]:
     claims = {"sub": user["user_id"], "username": user["username"], "role": user["role"]}
     ttl = state.settings.session_ttl_seconds
     return {
-        "access_token": credentials.issue_jwt(secret, {**claims, "type": "access"}, ttl),
-        "refresh_token": credentials.issue_jwt(
+        "access_token": accounts.issue_jwt(secret, {**claims, "type": "access"}, ttl),
+        "refresh_token": accounts.issue_jwt(
             secret, {"sub": user["user_id"], "type": "refresh"}, REFRESH_TTL_SECONDS
         ),
         "token_type": "bearer",
@@ -366,12 +366,12 @@ def login(body: LoginRequest, conn: HTTPConnection, response: Response) -> dict[
         )
     try:
         with state.hashing:
-            user = credentials.check_login(state.data(), body.username, body.password)
+            user = accounts.check_login(state.data(), body.username, body.password)
     except InvalidCredential as exc:
         state.failed(name)
         raise unauthorized(str(exc)) from None
     state.succeeded(name)
-    public = {**credentials.public_user(user), "last_login": datetime.now(UTC)}
+    public = {**accounts.public_user(user), "last_login": datetime.now(UTC)}
     tokens = _tokens(state, user)
     response.set_cookie(
         SESSION_COOKIE,
@@ -401,10 +401,10 @@ def refresh(body: RefreshTokenRequest, conn: HTTPConnection) -> dict[str, Any]:
     state = _state(conn)
     data = state.data()
     try:
-        claims = credentials.decode_jwt(
+        claims = accounts.decode_jwt(
             data.get("secret_key") or "00", body.refresh_token, token_type="refresh"
         )
-        principal = credentials.principal_of_claims(data, claims)
+        principal = accounts.principal_of_claims(data, claims)
     except InvalidCredential as exc:
         raise unauthorized(f"Invalid refresh token: {exc}", error="invalid_token") from None
     assert principal.user is not None

@@ -27,8 +27,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import OmbudsmanError
 from prefect_ombudsman.jobs import service
+from prefect_ombudsman.jobs.accounts import Principal
 from prefect_ombudsman.jobs.auth import authenticate
-from prefect_ombudsman.jobs.credentials import Principal
 from prefect_ombudsman.jobs.models import BatchJobStatus
 from prefect_ombudsman.jobs.studio_report import public_paths
 from prefect_ombudsman.projects import (
