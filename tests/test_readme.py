@@ -33,6 +33,8 @@ EXPECTED = {
     "ombudsman setup --work-pool ombudsman-process --notify-block slack-webhook/ops": 0,
     # long-running servers: tests/deployments/test_serve.py and tests/jobs/ run them
     "ombudsman serve": None,
+    # the shared local server: tests/test_local_server.py starts, reads and stops it
+    "ombudsman server status | start | stop": None,
     "ombudsman setup --work-pool ombudsman-process": 0,  # Prefect deployments section
 }
 
