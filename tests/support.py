@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -84,3 +85,43 @@ class PostgresServer:
     def remove(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = [sys.executable, "-m", "prefect"]
+
+# Debian's chromium for the browser tests (Playwright launches it; it never downloads one).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    # nothing but 127.0.0.1 is reachable (the UI bundle would call out otherwise)
+    "--proxy-server=http://127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
+
+
+def deploy_and_start_worker(env: dict[str, str], root: Path, logs: Path) -> subprocess.Popen[bytes]:
+    """`prefect deploy --all` from prefect.yaml, then a process worker on ombudsman-process."""
+    deploy = subprocess.run(
+        [*PREFECT, "--no-prompt", "deploy", "--all"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    return subprocess.Popen(
+        [*PREFECT, "worker", "start", "-p", "ombudsman-process"],
+        env=env,
+        cwd=root,
+        stdout=(logs / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )

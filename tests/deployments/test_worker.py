@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +14,7 @@ from typing import Any
 
 import pytest
 
-from support import free_port, wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-PREFECT = [sys.executable, "-m", "prefect"]
+from support import PREFECT, deploy_and_start_worker, free_port, wait_until
 
 # a Prefect server, `prefect deploy` and a worker start once per module (minutes on a busy machine)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -85,22 +81,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             check=True,
             capture_output=True,
         )
-        deploy = subprocess.run(
-            [*PREFECT, "--no-prompt", "deploy", "--all"],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        worker = subprocess.Popen(
-            [*PREFECT, "worker", "start", "-p", "ombudsman-process"],
-            env=env,
-            cwd=root,
-            stdout=(logs / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        worker = deploy_and_start_worker(env, root, logs)
         yield {"env": env, "url": url, "root": root, "logs": logs}
     finally:
         if worker is not None:

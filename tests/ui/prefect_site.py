@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-from support import free_port, wait_until
+from support import PREFECT, deploy_and_start_worker, free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT = [sys.executable, "-m", "prefect"]
 OMBUDSMAN = [sys.executable, "-m", "prefect_ombudsman.cli"]
 HOOK_BLOCK = "ombudsman-test-hook"
 
@@ -158,22 +156,7 @@ def prefect_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                 text=True,
             )
             assert setup.returncode == 0, setup.stdout + setup.stderr
-            deploy = subprocess.run(
-                [*PREFECT, "--no-prompt", "deploy", "--all"],
-                env=env,
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-            )
-            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-            worker = subprocess.Popen(
-                [*PREFECT, "worker", "start", "-p", "ombudsman-process"],
-                env=env,
-                cwd=root,
-                stdout=(logs / "worker.log").open("wb"),
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            worker = deploy_and_start_worker(env, root, logs)
             yield {
                 "env": env,
                 "base": base,

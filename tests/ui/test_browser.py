@@ -13,24 +13,10 @@ from typing import Any
 import pytest
 from prefect_site import artifacts_folder, site_client
 
-from support import wait_until
+from support import CHROMIUM, CHROMIUM_ARGS, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    # nothing but 127.0.0.1 is reachable (the UI bundle would call out otherwise)
-    "--proxy-server=http://127.0.0.1:9",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 
 # every URL but the site's own (127.0.0.1) is aborted
 OFF_SITE = re.compile(r"^(?!http://127\.0\.0\.1:)")

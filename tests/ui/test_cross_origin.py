@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import uvicorn
-from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 from prefect_ombudsman.jobs.accounts import create_token
 from prefect_ombudsman.jobs.api import create_app
 from prefect_ombudsman.jobs.auth import AuthSettings
-from support import free_port, wait_until
+from support import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.usefixtures("prefect_api")]
 
