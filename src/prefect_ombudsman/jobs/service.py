@@ -401,6 +401,10 @@ def _live_operations(
     ops = _planned(arts.plan or [])
     for op_id, op in _operations_from_task_runs(task_runs, arts.retry).items():
         planned = ops.get(op_id)
+        if planned is None and (ops or _op_index(op_id)[0] == 1 << 30):
+            # Prefect creates a task run under a generated name ("operation-3f2") and renames
+            # it to its operation id as it starts: a name no plan knows is not an operation
+            continue
         if planned is not None:
             op.operation_type = planned.operation_type
             op.metadata = planned.metadata
