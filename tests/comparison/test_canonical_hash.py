@@ -1,8 +1,11 @@
 """The canonical row hash is the same on SQLite, DuckDB, PostgreSQL and Snowflake (fakesnow),
-and equals the Python reference; the T-SQL recipe compiles to valid T-SQL."""
+and equals a reference written here from the spec (docs/comparison.md, "The canonical row hash"),
+independent of the plugin's own Python implementation (the function SQLite runs); the T-SQL recipe
+compiles to valid T-SQL."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -114,11 +117,73 @@ ROWS = [
 ]
 
 
+# ---- the reference, from the spec's table only (per column of the golden table, in order)
+EPOCH_DAY = date(1970, 1, 1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def _number(text: str) -> str:
+    """Fixed-scale text with `-0` written `0` (a zero has no sign)."""
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
+
+def _spec_fields(row: tuple) -> list[str | None]:
+    """Each value's canonical text: the table of docs/comparison.md, one rule per column type."""
+    (id_, name, code, amount, ratio, flag, on_day, at_ts, at_tz) = row
+    return [
+        None if id_ is None else str(id_),  # integer: decimal digits
+        name,  # text: as is
+        None if code is None else code.rstrip(" "),  # CHAR: trailing spaces trimmed
+        None
+        if amount is None
+        else _number(f"{amount.quantize(Decimal('0.001')):f}"),  # DECIMAL(_, 3)
+        None if ratio is None else _number(f"{ratio:.6f}"),  # FLOAT as DECIMAL(38, 6)
+        None if flag is None else ("1" if flag else "0"),  # boolean 0/1
+        None if on_day is None else str((on_day - EPOCH_DAY).days),  # days since 1970-01-01
+        None if at_ts is None else str((at_ts.replace(tzinfo=UTC) - EPOCH) // MICROSECOND),
+        None if at_tz is None else str((at_tz - EPOCH) // MICROSECOND),  # the UTC instant
+    ]
+
+
+TEXT_LIKE = [False, True, True, False, False, False, False, False, False]
+
+
+def spec_row_text(row: tuple) -> str:
+    """NULL `~`; text-like `<length in characters>:<text>`; numbers and times `<text>;`."""
+    return "".join(
+        "~" if text is None else (f"{len(text)}:{text}" if text_like else f"{text};")
+        for text, text_like in zip(_spec_fields(row), TEXT_LIKE, strict=True)
+    )
+
+
+def spec_row_hash(row: tuple) -> int:
+    """MD5 of the UTF-8 text; the last 8 bytes of the digest, big-endian, signed 64-bit."""
+    digest = hashlib.md5(spec_row_text(row).encode("utf-8")).digest()
+    return int.from_bytes(digest[8:], "big", signed=True)
+
+
 def reference_fingerprint() -> tuple[int, int]:
-    return len(ROWS), sum(canonical_row_hash(SPEC, row) for row in ROWS) % MOD64
+    """Row count and the sum of the row hashes mod 2^64."""
+    return len(ROWS), sum(spec_row_hash(row) for row in ROWS) % 2**64
 
 
-def test_python_reference_keeps_null_empty_and_field_boundaries_apart():
+def test_spec_reference_writes_the_texts_the_spec_describes():
+    by_id = {row[0]: row for row in ROWS}
+    assert spec_row_text(by_id[3]) == "3;" + "~" * 8
+    assert spec_row_text(by_id[7]) == "7;1:~2:0:5.000;1.000000;~0;0;~"
+    assert spec_row_text(by_id[2]) == "2;0:0:0.000;0.000000;0;-1;-1;946684800000000;"
+    assert spec_row_text(by_id[1]).startswith("1;5:plain2:ab1.500;0.250000;1;19724;")
+
+
+def test_plugin_canonical_text_follows_the_spec_reference():
+    """The plugin's Python canonical form (what SQLite runs) against the reference, row by row."""
+    for row in ROWS:
+        assert canonical_row_text(SPEC, row) == spec_row_text(row), row[0]
+        assert canonical_row_hash(SPEC, row) == spec_row_hash(row), row[0]
+
+
+def test_plugin_canonical_text_keeps_null_empty_and_field_boundaries_apart():
     a = canonical_row_text("text|text|0|1,text|text|0|1", ("ab", "c"))
     b = canonical_row_text("text|text|0|1,text|text|0|1", ("a", "bc"))
     assert a != b
@@ -156,7 +221,7 @@ def test_same_rows_give_the_reference_fingerprint(engines, kind):
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgresql", "snowflake"])
-def test_each_row_hash_matches_the_python_reference(engines, kind):
+def test_each_row_hash_matches_the_spec_reference(engines, kind):
     engine = engines[kind]
     from prefect_ombudsman.validation.comparison import reflect_side
 
@@ -172,7 +237,7 @@ def test_each_row_hash_matches_the_python_reference(engines, kind):
     from prefect_ombudsman.validation.comparison import fold
 
     got = {int(r[0]): fold(r[1:]) for r in rows}
-    want = {row[0]: canonical_row_hash(SPEC, row) % MOD64 for row in ROWS}
+    want = {row[0]: spec_row_hash(row) % MOD64 for row in ROWS}
     assert got == want
 
 
