@@ -207,7 +207,7 @@ def test_a_cancel_between_chunks_leaves_the_old_tables(
 
 _CHILD = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from prefect_ombudsman.connections import get_engine
     from prefect_ombudsman.datagen import Target, build_plan, generate_warehouse
     from prefect_ombudsman.dialects.base import dialect_for
@@ -221,7 +221,7 @@ _CHILD = textwrap.dedent(
     def slow(self, connection, table, batch):
         original(self, connection, table, batch)
         print("loaded a batch", flush=True)
-        time.sleep(30)
+        sys.stdin.readline()  # held mid-load until the test kills this process (it never writes)
 
     cls.bulk_insert = slow
     generate_warehouse(build_plan("Retail", 5000, 2, table_name="fact_sales"), [Target("t", engine)], batch_rows=1000)
@@ -243,6 +243,7 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, monkeypatch
     url = engine.url.render_as_string(hide_password=False)
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, url, *(["1000"] if batched else [])],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
