@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from typing import Any, cast
 
 from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
+from pydantic import SecretStr
 
 from prefect_ombudsman.credentials import BLOCK_PREFIX
 from prefect_ombudsman.errors import ConnectionReferenceError
@@ -26,14 +28,14 @@ log = logging.getLogger("prefect_ombudsman.credentials")
 def save_credential(value: str) -> str:
     """Store one secret value in a new Secret block; returns the block's name."""
     name = BLOCK_PREFIX + secrets.token_hex(16)
-    Secret(value=value).save(name, overwrite=False)
+    Secret(value=SecretStr(value)).save(name, overwrite=False)
     return name
 
 
 def load_credential(name: str) -> str:
     """The value a job's Secret block holds; a clear error when it was deleted."""
     try:
-        block = Secret.load(name)
+        block = cast("Secret[Any]", Secret.load(name))  # loaded synchronously here
     except ValueError:
         raise ConnectionReferenceError(
             f"credential {name!r} no longer exists (it is deleted with its job); "
