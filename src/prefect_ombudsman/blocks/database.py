@@ -53,7 +53,7 @@ class ConnectionBlock(CredentialsBlock, DatabaseBlock, ABC):
         """The pooled SQLAlchemy engine of this configuration (shared with the plugin's runs)."""
         return dc.get_engine(self.to_spec())
 
-    def get_connection(self, begin: bool = True) -> AbstractContextManager[Connection] | Connection:
+    def get_connection(self, begin: bool = True) -> AbstractContextManager[Connection]:
         """A connection; with `begin` (the default) a context manager that commits on success.
 
         Example:
@@ -72,7 +72,7 @@ class ConnectionBlock(CredentialsBlock, DatabaseBlock, ABC):
 
     def get_client(
         self, client_type: Literal["engine", "connection"] = "engine", **kwargs: Any
-    ) -> Engine | AbstractContextManager[Connection] | Connection:
+    ) -> Engine | AbstractContextManager[Connection]:
         """`CredentialsBlock`'s client: the engine, or a connection (see `get_connection`)."""
         if client_type == "engine":
             return self.get_engine()
