@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 
 from prefect_ombudsman.dialects import connection as dc
 
-# Where the plugin's documentation and the logo of its blocks are published.
+# Where the repository is published: the block types' documentation link and logo point into it
+# (tests/blocks checks that both name files of this repository).
 PROJECT_URL = "https://github.com/ombudsman-studio/prefect-ombudsman"
 DOCUMENTATION_URL = f"{PROJECT_URL}/blob/main/docs/blocks.md"
 # The logo is also shipped in the package (blocks/logo.png): tests check that file.
