@@ -18,8 +18,9 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.errors import OperationFailed
-from prefect_ombudsman.flows import custom_batch, state_store
+from prefect_ombudsman.flows import custom_batch
 from prefect_ombudsman.jobs import service
 from prefect_ombudsman.jobs.models import BatchJobStatus
 from prefect_ombudsman.operations.registry import register_operation, unregister_operation

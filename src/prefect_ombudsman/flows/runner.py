@@ -45,13 +45,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
 from prefect_ombudsman.credentials import unseal
 from prefect_ombudsman.dialects.base import driver_cause, is_transient
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
-from prefect_ombudsman.flows import state_store
-from prefect_ombudsman.flows.state_store import SegmentLog, StateStore
 from prefect_ombudsman.jobs.models import (
     BatchJobStatus,
     BatchJobType,
@@ -65,6 +64,7 @@ from prefect_ombudsman.operations.context import OperationContext
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
 from prefect_ombudsman.reports import render_reports, write_reports
+from prefect_ombudsman.state_store import SegmentLog, StateStore
 
 log = logging.getLogger("prefect_ombudsman.runner")
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -693,12 +693,15 @@ def store_job_report(
     summary: dict[str, Any],
     rendered: Mapping[str, str] | None = None,
     store: StateStore | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> bool:
-    """The job report (and its CSV/JUnit/HTML renderings) into result storage under the job id."""
-    files = {state_store.REPORT_FILES[kind]: text for kind, text in (rendered or {}).items()}
-    files[state_store.REPORT_FILES["json"]] = json.dumps(summary, indent=2, default=str)
+    """The job report (its CSV/JUnit/HTML renderings, other `files` by name) into result storage
+    under the job id."""
+    named = {state_store.REPORT_FILES[kind]: text for kind, text in (rendered or {}).items()}
+    named.update(files or {})
+    named[state_store.REPORT_FILES["json"]] = json.dumps(summary, indent=2, default=str)
     try:
-        state_store.write_job_files(store or state_store.run_store(), summary["job_id"], files)
+        state_store.write_job_files(store or state_store.run_store(), summary["job_id"], named)
     except Exception as exc:
         log.warning("could not store the report of job %s: %s", summary.get("job_id"), exc)
         return False

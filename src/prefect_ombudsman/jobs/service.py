@@ -39,6 +39,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelled, Cancelling
 from pydantic import BaseModel
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
@@ -376,8 +377,6 @@ def _read_report(
     """The job's JSON report: the local copy when it is the job's latest (`report_id` of the
     progress artifact) and inside the projects root, else the copy in Prefect result storage
     (None: missing or unreadable)."""
-    from prefect_ombudsman.flows import state_store
-
     progress = progress or {}
     report_id, job_id = progress.get("report_id"), progress.get("job_id")
     data: Any = None

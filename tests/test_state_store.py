@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from prefect.filesystems import LocalFileSystem
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.flows import state_store
-from prefect_ombudsman.flows.state_store import SegmentLog, StateStore, StateStoreError
+from prefect_ombudsman.state_store import SegmentLog, StateStore, StateStoreError
 
 
 def _store(tmp_path: Path) -> StateStore:
