@@ -96,6 +96,19 @@ def test_lines_completed_during_a_write_share_the_next_segment(tmp_path: Path):
     assert [len(p.read_text().splitlines()) for p in segments] == [1, 5]
 
 
+def test_a_minimum_interval_gathers_lines_until_a_flush(tmp_path: Path):
+    job_id = str(uuid.uuid4())
+    log = SegmentLog(_store(tmp_path), job_id, min_interval=3600)
+    log.load()
+    log.append(json.dumps({"operation_id": "op_0"}))
+    assert log.flush()  # written at once: the interval only holds back the writes after it
+    for i in range(1, 6):
+        log.append(json.dumps({"operation_id": f"op_{i}"}))
+    assert log.close()  # the close ends the interval and writes the rest
+    root = tmp_path / "results" / "ombudsman" / "checkpoints" / job_id
+    assert [len(p.read_text().splitlines()) for p in sorted(root.iterdir())] == [1, 5]
+
+
 def test_unreadable_storage_is_an_error_not_an_empty_checkpoint(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(state_store, "_READ_ATTEMPTS", 2)
     log = SegmentLog(StateStore(BrokenFileSystem(basepath=str(tmp_path))), str(uuid.uuid4()))

@@ -202,13 +202,15 @@ class SegmentLog:
     """An append-only log over storage without append: numbered segment objects.
 
     `append` only queues a line (microseconds); a background thread writes all queued lines as the
-    next segment, so lines that complete while one write is in flight share the next segment.
+    next segment, at most one write per `min_interval` seconds, so lines that complete while a write
+    is in flight (or within the interval) share the next segment: a retry reads few segments.
     `flush`/`close` wait for the queue to be written. A line is recorded once its segment is written.
     """
 
-    def __init__(self, store: StateStore, job_id: str) -> None:
+    def __init__(self, store: StateStore, job_id: str, min_interval: float = 0.0) -> None:
         self.store = store
         self.job_id = job_id_of(job_id)
+        self.min_interval = min_interval
         self.next_seq: int | None = None
         self._pending: list[str] = []
         self._written = 0  # lines written so far
@@ -216,6 +218,7 @@ class SegmentLog:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._flushing = 0
         self.error: str | None = None
 
     def load(self) -> list[dict[str, Any]]:
@@ -253,12 +256,19 @@ class SegmentLog:
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._queued
-            while self._written < target and self._thread is not None and self._thread.is_alive():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return self._written >= target
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while (
+                    self._written < target and self._thread is not None and self._thread.is_alive()
+                ):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+                return self._written >= target
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 60.0) -> bool:
         done = self.flush(timeout)
@@ -296,7 +306,7 @@ class SegmentLog:
                         del self._pending[: len(batch)]
                         self._cond.notify_all()
                         continue
-                    self._cond.wait(min(5.0, 0.1 * 2**failures))
+                    self._pause(min(5.0, 0.1 * 2**failures), on_flush=False)
                 continue
             failures = 0
             with self._cond:
@@ -304,6 +314,17 @@ class SegmentLog:
                 del self._pending[: len(batch)]
                 self._written += len(batch)
                 self._cond.notify_all()
+                self._pause(self.min_interval)
+
+    def _pause(self, seconds: float, on_flush: bool = True) -> None:
+        """Wait `seconds` (lock held) while lines gather; a close, or a flush of queued lines,
+        ends it at once."""
+        deadline = time.monotonic() + seconds
+        while not self._closing and not (on_flush and self._flushing and self._pending):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
 
 # ----------------------------------------------------------------------------- retry selections

@@ -380,7 +380,9 @@ class Checkpoint:
     """
 
     def __init__(self, store: StateStore, job_id: str) -> None:
-        self.log = SegmentLog(store, job_id)
+        self.log = SegmentLog(
+            store, job_id, _env_float("OMBUDSMAN_CHECKPOINT_INTERVAL_SECONDS", 0.1)
+        )
 
     @staticmethod
     def fingerprint(plan: OperationPlan) -> str:
