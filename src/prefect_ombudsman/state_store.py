@@ -184,7 +184,10 @@ def store_for(slug: str | None) -> StateStore:
     try:
         from prefect.blocks.core import Block
 
-        store = StateStore(Block.load(slug, _sync=True), slug)
+        block = Block.load(slug, _sync=True)
+        if not (hasattr(block, "read_path") and hasattr(block, "write_path")):
+            raise TypeError(f"{type(block).__name__} is not a file system")
+        store = StateStore(block, slug)
     except Exception as exc:
         log.warning(
             "result storage block %s could not be loaded (%s): using the default", slug, exc
