@@ -500,26 +500,20 @@ def jobs_stats() -> None:
 
 @jobs_app.command("report")
 def jobs_report(job_id: str, projects_dir: ProjectsDir = None) -> None:
-    """The job's report (JSON written by the flow at the end, read only inside the projects root)."""
-    from prefect_ombudsman.confinement import confine_path
-    from prefect_ombudsman.errors import ConfigurationError
-    from prefect_ombudsman.projects import projects_root
-
+    """The job's JSON report: its local copy (read only inside the projects root) when current,
+    else the copy in Prefect result storage, so any host that shares the storage can read it."""
     service = jobs_service()
 
-    job = _service_call(service.get_job, job_id, with_operations=False)
-    path = (job.result_summary or {}).get("report_path")
-    if path:
-        try:
-            path = str(confine_path(path, root=projects_root(projects_dir), field="report_path"))
-        except ConfigurationError as exc:
-            refuse(str(exc))
-    if not path or not Path(path).is_file():
+    report = _service_call(
+        service.read_job_report, job_id, str(projects_dir) if projects_dir else None
+    )
+    if report is None:
+        job = _service_call(service.get_job, job_id, with_operations=False)
         console.print(
             f"[yellow]job {job_id} has no report yet (status {job.status.value})[/yellow]"
         )
         raise typer.Exit(1)
-    sys.stdout.write(Path(path).read_text())
+    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
 
 
 @app.command("demo")

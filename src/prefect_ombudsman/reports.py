@@ -157,15 +157,25 @@ def html_page(summary: dict[str, Any]) -> str:
     )
 
 
-def write_reports(summary: dict[str, Any], json_path: Path) -> dict[str, str]:
+SUFFIXES = {"csv": ".csv", "junit": ".junit.xml", "html": ".html"}
+
+
+def render_reports(summary: dict[str, Any]) -> dict[str, str]:
+    """The CSV, JUnit and HTML reports of a job summary by format, scrubbed of secrets."""
+    return {
+        "csv": scrub(operations_csv(summary)),
+        "junit": scrub(junit_xml(summary)),
+        "html": scrub(html_page(summary)),
+    }
+
+
+def write_reports(
+    summary: dict[str, Any], json_path: Path, rendered: dict[str, str] | None = None
+) -> dict[str, str]:
     """Write the CSV, JUnit and HTML reports beside `json_path`; returns their paths by format."""
     stem = json_path.with_suffix("")
-    outputs = {
-        "csv": (stem.with_suffix(".csv"), operations_csv(summary)),
-        "junit": (stem.with_suffix(".junit.xml"), junit_xml(summary)),
-        "html": (stem.with_suffix(".html"), html_page(summary)),
-    }
     written = {}
-    for kind, (path, content) in outputs.items():
+    for kind, content in (rendered or render_reports(summary)).items():
+        path = stem.with_suffix(SUFFIXES[kind])
         written[kind] = str(write_text_atomic(path, scrub(content)))
     return written

@@ -18,6 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.states import Cancelling
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.errors import OperationFailed
 from prefect_ombudsman.flows import custom_batch
 from prefect_ombudsman.jobs import service
@@ -372,6 +373,13 @@ def test_canary_password_never_reaches_results_logs_or_artifacts(
         texts += [log.message for log in logs]
         task_runs = client.read_task_runs()
         texts += [str(tr.state.message) for tr in task_runs if tr.state]
+    # what Prefect result storage holds of the job: checkpoint segments and the stored reports
+    store = state_store.default_store()
+    checkpoint = state_store.SegmentLog(store, run_id).load()
+    assert [e["operation_id"] for e in checkpoint] == [summary["operations"][1]["operation_id"]]
+    texts.append(json.dumps(checkpoint))
+    for name in state_store.REPORT_FILES.values():
+        texts.append(store.read(state_store.job_key(run_id, name)).decode())
     assert any("could not use" in t for t in texts)
     for text in texts:
         assert canary not in text

@@ -432,7 +432,7 @@ def test_case_count_and_summary(tally: Any):
 
 
 def test_production_install_registers_only_real_operations():
-    """The package's own entry points hold only sql_query; noop/sleep/fail/flaky come from the test plugin."""
+    """The package's own entry points hold only sql_query; noop/sleep/fail/flaky/gate come from the test plugin."""
     from importlib.metadata import distribution
 
     ours = {
@@ -446,7 +446,7 @@ def test_production_install_registers_only_real_operations():
         if ep.group == "prefect_ombudsman.operations"
     }
     assert ours == {"sql_query"}
-    assert plugin == {"noop", "sleep", "fail", "flaky"}
+    assert plugin == {"noop", "sleep", "fail", "flaky", "gate"}
     assert os.path.isfile(
         Path(__file__).parents[1] / "plugins" / "ombudsman_testops" / "pyproject.toml"
     )

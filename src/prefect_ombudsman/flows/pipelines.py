@@ -25,6 +25,7 @@ from prefect_ombudsman.flows.runner import (
     request_from,
     run_batch,
     settings_from,
+    store_job_report,
 )
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
@@ -112,6 +113,7 @@ def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
         summary["validation_summary"] = report["summary"]
         if summary.get("report_path"):
             write_json_atomic(Path(summary["report_path"]), summary)
+        store_job_report(summary, files={"validation_report.json": path.read_text()})
     except Exception as exc:  # the operations' results stand; a report problem must not hide them
         log.warning("could not build the consolidated validation report: %s", exc)
         return state

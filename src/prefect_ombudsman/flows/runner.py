@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 import typing
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from sqlalchemy.exc import SQLAlchemyError
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
 from prefect_ombudsman.credentials import unseal
@@ -61,7 +63,8 @@ from prefect_ombudsman.jobs.progress import ProgressCounter, compute_progress
 from prefect_ombudsman.operations.context import OperationContext
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter, scrub, scrub_data
-from prefect_ombudsman.reports import write_reports
+from prefect_ombudsman.reports import render_reports, write_reports
+from prefect_ombudsman.state_store import SegmentLog, StateStore
 
 log = logging.getLogger("prefect_ombudsman.runner")
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -364,17 +367,22 @@ def execute_operation(
 
 
 class Checkpoint:
-    """Completed operations of a job, one JSON line each, appended by the flow thread.
+    """Completed operations of a job, one JSON line each, kept in Prefect result storage.
 
     A retry of the flow run (same job id: Prefect's Retry, `prefect flow-run retry`, the jobs
-    service) restores completed operations from here and executes only the others. It replaces
-    Prefect's per-task result caching, which costs a cache transaction and result-file I/O per
-    operation. Lines carry a fingerprint of the operation's inputs, so changed inputs re-run.
+    service), on any worker that shares the result storage, restores completed operations from
+    here and executes only the others. The flow thread only queues a line per completed operation;
+    a background writer stores queued lines as the next append-only segment
+    (`ombudsman/checkpoints/<job_id>/<seq>.jsonl`, see `state_store.SegmentLog`), flushed at the
+    end of the job and on SIGTERM. Lines carry a fingerprint of the operation's inputs, so changed
+    inputs re-run. It replaces Prefect's per-task result caching, which costs a cache transaction
+    and result-file I/O per operation.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: Any = None
+    def __init__(self, store: StateStore, job_id: str) -> None:
+        self.log = SegmentLog(
+            store, job_id, _env_float("OMBUDSMAN_CHECKPOINT_INTERVAL_SECONDS", 0.1)
+        )
 
     @staticmethod
     def fingerprint(plan: OperationPlan) -> str:
@@ -382,25 +390,14 @@ class Checkpoint:
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def load(self) -> dict[str, dict[str, Any]]:
-        done: dict[str, dict[str, Any]] = {}
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return done
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if isinstance(entry, dict) and "operation_id" in entry:
-                done[entry["operation_id"]] = entry
-        return done
+        return {
+            entry["operation_id"]: entry
+            for entry in self.log.load()
+            if isinstance(entry.get("operation_id"), str)
+        }
 
     def append(self, plan: OperationPlan, op: BatchOperation) -> None:
         try:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
             entry = {
                 "operation_id": op.operation_id,
                 "fingerprint": self.fingerprint(plan),
@@ -410,15 +407,18 @@ class Checkpoint:
                 "duration_ms": op.duration_ms,
                 "attempts": (op.metadata or {}).get("attempts"),
             }
-            self._file.write(json.dumps(entry, default=str) + "\n")
-            self._file.flush()
-        except (OSError, TypeError, ValueError) as exc:
+            self.log.append(json.dumps(entry, default=str))
+        except (TypeError, ValueError) as exc:
             log.warning("could not checkpoint %s: %s", op.operation_id, exc)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if not self.log.close(timeout=_env_float("OMBUDSMAN_CHECKPOINT_FLUSH_SECONDS", 60.0)):
+            log.warning(
+                "the checkpoint of job %s is not fully stored (%s): a retry runs the missing "
+                "operations again",
+                self.log.job_id,
+                self.log.error,
+            )
 
 
 class CancelWatcher:
@@ -683,41 +683,45 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
-def _checkpoint_path(settings: JobSettings, job_id: str) -> Path:
-    return projects_root(settings.projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.jsonl"
+def write_retry_selection(
+    job_id: str, operation_ids: list[str], storage: str | None = None
+) -> None:
+    """The operations the next retry of the job runs (the others keep their outcome), stored in
+    the result storage the job recorded (`storage`, a block slug) or the default one."""
+    state_store.write_retry_selection(state_store.store_for(storage), job_id, operation_ids)
 
 
-def retry_selection_path(projects_dir: str | None, job_id: str) -> Path:
-    """Beside the checkpoint: the operations the next retry of the job runs (the others keep their outcome)."""
-    return projects_root(projects_dir) / ".ombudsman" / "checkpoints" / f"{job_id}.retry.json"
-
-
-def write_retry_selection(projects_dir: str | None, job_id: str, operation_ids: list[str]) -> Path:
-    return write_json_atomic(
-        retry_selection_path(projects_dir, job_id), {"operation_ids": list(operation_ids)}
-    )
-
-
-def _take_retry_selection(settings: JobSettings, job_id: str) -> set[str] | None:
-    """The selection of this retry, consumed (a later retry without one runs every unfinished operation)."""
-    path = retry_selection_path(settings.projects_dir, job_id)
+def store_job_report(
+    summary: dict[str, Any],
+    rendered: Mapping[str, str] | None = None,
+    store: StateStore | None = None,
+    files: Mapping[str, str] | None = None,
+) -> bool:
+    """The job report (its CSV/JUnit/HTML renderings, other `files` by name) into result storage
+    under the job id."""
+    named = {state_store.REPORT_FILES[kind]: text for kind, text in (rendered or {}).items()}
+    named.update(files or {})
+    named[state_store.REPORT_FILES["json"]] = json.dumps(summary, indent=2, default=str)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        path.unlink()
-    except (OSError, json.JSONDecodeError):
-        return None
-    ids = data.get("operation_ids") if isinstance(data, dict) else None
-    return set(ids) if isinstance(ids, list) else None
+        state_store.write_job_files(store or state_store.run_store(), summary["job_id"], named)
+    except Exception as exc:
+        log.warning("could not store the report of job %s: %s", summary.get("job_id"), exc)
+        return False
+    return True
 
 
-def _previous_outcomes(settings: JobSettings, job_id: str) -> dict[str, dict[str, Any]]:
-    """Operations of the job's last report (what a partial retry keeps)."""
-    try:
-        data = json.loads(
-            (_report_dir(settings) / f"batch_{job_id}.json").read_text(encoding="utf-8")
-        )
-    except (OSError, json.JSONDecodeError):
-        return {}
+def _previous_outcomes(
+    settings: JobSettings, store: StateStore, job_id: str
+) -> dict[str, dict[str, Any]]:
+    """Operations of the job's last report (what a partial retry keeps): stored, else local."""
+    data = store.read_json(state_store.job_key(job_id, "report.json"))
+    if not isinstance(data, dict):
+        try:
+            data = json.loads(
+                (_report_dir(settings) / f"batch_{job_id}.json").read_text(encoding="utf-8")
+            )
+        except (OSError, json.JSONDecodeError):
+            return {}
     ops = data.get("operations") if isinstance(data, dict) else None
     return {op["operation_id"]: op for op in ops or [] if isinstance(op, dict)}
 
@@ -811,10 +815,16 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     started_at = utcnow()
     window = settings.window
     counter = ProgressCounter(len(ops), window)
-    checkpoint = Checkpoint(_checkpoint_path(settings, job_id))
-    restored = checkpoint.load()
-    selection = _take_retry_selection(settings, job_id)
-    previous = _previous_outcomes(settings, job_id) if selection is not None else {}
+    store = state_store.run_store()
+    checkpoint = Checkpoint(store, job_id)
+    try:  # unreadable storage fails the run: a completed operation must not run twice
+        restored = checkpoint.load()
+        selection = state_store.take_retry_selection(store, job_id)
+        previous = _previous_outcomes(settings, store, job_id) if selection is not None else {}
+    except state_store.StateStoreError:
+        with _BOARDS_LOCK:
+            _BOARDS.pop(job_id, None)
+        raise
     pending: deque[OperationPlan] = deque()
     for plan in plans:
         entry = restored.get(plan.operation_id)
@@ -975,10 +985,14 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             "duration_ms": int((completed_at - started_at).total_seconds() * 1000),
             "operations": [scrub_data(op.model_dump(mode="json")) for op in op_list],
             "report_path": str(report_path),
+            "report_id": uuid.uuid4().hex,  # which report is the job's latest (local copies may lag)
+            "state_storage": store.slug,
         }
+        rendered: dict[str, str] = {}
         try:
+            rendered = render_reports(summary)
             report_path.parent.mkdir(parents=True, exist_ok=True)
-            summary["reports"] = write_reports(summary, report_path)
+            summary["reports"] = write_reports(summary, report_path, rendered)
         except (OSError, ValueError) as exc:
             logger.warning("could not write the CSV/JUnit/HTML reports of %s: %s", report_path, exc)
         try:
@@ -986,7 +1000,13 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         except OSError as exc:
             logger.warning("could not write the job report %s: %s", report_path, exc)
             summary["report_path"] = None
-        reporter.update(progress, status, force=True, extra={"report_path": summary["report_path"]})
+        store_job_report(summary, rendered, store)
+        reporter.update(
+            progress,
+            status,
+            force=True,
+            extra={k: summary[k] for k in ("report_path", "report_id", "state_storage")},
+        )
         _publish(settings, op_list, summary)
         _notify("end", None, progress)
         message = state_message(summary)

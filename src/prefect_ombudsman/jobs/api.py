@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.jobs import service, studio, websocket
@@ -311,10 +312,14 @@ def job_report(job_id: str, http: Request) -> dict[str, Any]:
     """The consolidated report in the Studio's keys; 400 when no pipeline run completed or failed."""
     job = _job_or_404(job_id, with_operations=False)
     root = projects_root(http.app.state.projects_dir)
-    summary = _read_json((job.result_summary or {}).get("report_path"), root, "report_path")
+    summary = service.read_job_report(job_id, str(root))  # local copy if current, else stored
     if summary is None or not pipeline_results(summary):
         raise HTTPException(status_code=400, detail=NO_RUNS)
-    validation = _read_json(summary.get("validation_report_path"), root, "validation_report_path")
+    validation = _read_json(
+        summary.get("validation_report_path"), root, "validation_report_path"
+    ) or state_store.read_report(
+        job_id, storage=summary.get("state_storage"), name="validation_report.json"
+    )
     report = build_studio_report(summary, validation)
     report["job_name"] = job.name
     report["job_status"] = job.status.value

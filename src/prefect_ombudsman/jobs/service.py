@@ -39,6 +39,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelled, Cancelling
 from pydantic import BaseModel
 
+from prefect_ombudsman import state_store
 from prefect_ombudsman.confinement import confine_path
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
 from prefect_ombudsman.jobs.models import (
@@ -370,16 +371,31 @@ def _op_index(operation_id: str) -> tuple[int, str]:
     )
 
 
-def _read_report(path: str | None, projects_dir: str | None = None) -> dict[str, Any] | None:
-    """The job's JSON report, only from inside the projects root (None: missing or unreadable)."""
-    if not path:
-        return None
-    try:
-        confined = confine_path(path, root=projects_root(projects_dir), field="report_path")
-        data = json.loads(confined.read_text(encoding="utf-8"))
-    except (OSError, ValueError, ConfigurationError):
-        return None
-    return data if isinstance(data, dict) else None
+def _read_report(
+    path: str | None, projects_dir: str | None = None, progress: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The job's JSON report: the local copy when it is the job's latest (`report_id` of the
+    progress artifact) and inside the projects root, else the copy in Prefect result storage
+    (None: missing or unreadable)."""
+    progress = progress or {}
+    report_id, job_id = progress.get("report_id"), progress.get("job_id")
+    data: Any = None
+    if path:
+        try:
+            confined = confine_path(path, root=projects_root(projects_dir), field="report_path")
+            data = json.loads(confined.read_text(encoding="utf-8"))
+        except (OSError, ValueError, ConfigurationError):
+            data = None
+    if isinstance(data, dict) and (not report_id or data.get("report_id") == report_id):
+        return data
+    if report_id and job_id:
+        try:
+            return state_store.read_report(
+                job_id, storage=progress.get("state_storage"), report_id=report_id
+            )
+        except ConfigurationError:
+            return None
+    return None
 
 
 def _planned(plan: list[dict[str, Any]]) -> dict[str, BatchOperation]:
@@ -435,7 +451,11 @@ def build_job(
         arts = read_run_artifacts(client, [run.id])[run.id]
     progress_data = arts.progress
     report = (
-        _read_report(progress_data.get("report_path"), params.get("projects_dir"))
+        _read_report(
+            progress_data.get("report_path"),
+            params.get("projects_dir"),
+            {**progress_data, "job_id": str(run.id)},
+        )
         if progress_data
         else None
     )
@@ -536,6 +556,21 @@ def get_job(job_id: str, *, with_operations: bool = True) -> BatchJob:
         return build_job(
             client, run, job_type, with_operations=with_operations, artifacts=arts[run.id]
         )
+
+
+def read_job_report(job_id: str, projects_dir: str | None = None) -> dict[str, Any] | None:
+    """The job's whole JSON report, from a local copy (inside `projects_dir`, default the job's
+    projects root) or Prefect result storage (None: none yet)."""
+    with _client() as client:
+        run, _ = _read_run(client, job_id)
+        progress = read_run_artifacts(client, [run.id], types=(PROGRESS_ARTIFACT,))[run.id].progress
+    if not progress:
+        return None
+    return _read_report(
+        progress.get("report_path"),
+        projects_dir or (run.parameters or {}).get("projects_dir"),
+        {**progress, "job_id": str(run.id)},
+    )
 
 
 def run_artifacts(client: SyncPrefectClient, runs: list[FlowRun]) -> dict[UUID, RunArtifacts]:
@@ -731,7 +766,9 @@ def retry_job(
         if status == BatchJobStatus.completed:
             raise JobStateError(f"job {job_id} completed; nothing to retry")
         if operation_ids is not None:
-            write_retry_selection((run.parameters or {}).get("projects_dir"), job_id, operation_ids)
+            progress = read_run_artifacts(client, [run.id], types=(PROGRESS_ARTIFACT,))[run.id]
+            storage = (progress.progress or {}).get("state_storage")
+            write_retry_selection(str(run.id), operation_ids, storage)
             _create_run_artifact(
                 client,
                 run.id,

@@ -1,4 +1,4 @@
-"""Test operations for the runner's tests and benchmarks: `noop`, `sleep`, `fail`, `flaky`.
+"""Test operations for the runner's tests and benchmarks: `noop`, `sleep`, `fail`, `flaky`, `gate`.
 
 Installed only for development (`make setup` runs `pip install -e tests/plugins/ombudsman_testops`);
 a production install registers only the real operations.
@@ -6,6 +6,7 @@ a production install registers only the real operations.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -53,4 +54,17 @@ def flaky(
         )
     if seconds:
         ctx.wait(float(seconds))
+    return {"calls": count + 1}
+
+
+def gate(ctx: OperationContext, marker: str, release_file: str) -> dict[str, Any]:
+    """Count the call in file `marker` (this process's id in `<marker>.pid` first), then wait until
+    `release_file` exists, stopping on cancel: an operation a test holds in flight at will."""
+    path = confine_path(marker, root=ctx.projects_dir, field="gate: 'marker'")
+    released = confine_path(release_file, root=ctx.projects_dir, field="gate: 'release_file'")
+    count = int(path.read_text() or 0) if path.exists() else 0
+    path.with_name(path.name + ".pid").write_text(str(os.getpid()))
+    path.write_text(str(count + 1))
+    while not released.exists():
+        ctx.wait(0.05)
     return {"calls": count + 1}
