@@ -171,8 +171,11 @@ def test_a_database_limit_from_setup_bounds_operations_across_workers(team, post
 
     out = ombudsman(team, "setup", "--database-limit", f"{postgres_url}=1")
     assert "ombudsman-db-postgresql-127-0-0-1-" in out and "1 slots" in out, out
-    # the database itself says when each query ran
-    query = "SELECT clock_timestamp()::text AS t0, pg_sleep(0.5)::text AS s, clock_timestamp()::text AS t1"
+    # the database itself says when each query ran: from its statement's start to its last row
+    query = (
+        "SELECT statement_timestamp()::text AS t0, count(*) AS n, "
+        "max(clock_timestamp())::text AS t1 FROM generate_series(1, 2000000)"
+    )
     item = {"operation": "sql_query", "arguments": {"connection": postgres_url, "query": query}}
     team.start_worker("db-a", limit=1)
     team.start_worker("db-b", limit=1)
