@@ -34,6 +34,9 @@ def team(postgres_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         root,
         OMBUDSMAN_PROJECTS_DIR=str(root / "projects"),
         OMBUDSMAN_RETRY_BASE_SECONDS="0.05",
+        # lighter on a shared CI machine: fewer progress-artifact writes, run logs on stdout only
+        OMBUDSMAN_PROGRESS_INTERVAL_SECONDS="5",
+        PREFECT_LOGGING_TO_API_ENABLED="false",
     )
     try:
         server.start()
@@ -185,7 +188,7 @@ def test_a_database_limit_from_setup_bounds_operations_across_workers(team, post
                 team,
                 {
                     "job_name": f"db {j}",
-                    "items": [item] * 4,
+                    "items": [item] * 3,
                     "parallel_execution": True,
                     "max_parallel": 4,
                 },
@@ -205,7 +208,7 @@ def test_a_database_limit_from_setup_bounds_operations_across_workers(team, post
         for run_id in run_ids
         for t0, t1 in _intervals(report(team, run_id))
     )
-    assert len(intervals) == 8
+    assert len(intervals) == 6
     overlapping = [(a, b) for a, b in zip(intervals, intervals[1:], strict=False) if b[0] < a[1]]
     assert not overlapping, overlapping
     with _Client(team) as client:

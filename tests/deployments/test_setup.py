@@ -16,6 +16,16 @@ from prefect_ombudsman.deployments.setup import (
 CRASH = "ombudsman: crashed when heartbeats stop"
 
 
+@pytest.fixture
+def no_crash_automation(prefect_api):
+    """The session's Prefect API without our crash automation (another test may have made one)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations_by_name(CRASH):
+            client.delete_automation(automation.id)
+
+
 def test_the_shipped_crash_detection_is_prefects_zombie_flow_trigger():
     from prefect.events.schemas.automations import AutomationCore, Posture
 
@@ -41,7 +51,7 @@ def test_database_limit_values_are_checked_before_anything_is_created(tmp_path, 
     assert limits.database_limit_name("postgresql://db1:5432") == "ombudsman-db-postgresql-db1-5432"
 
 
-def test_setup_creates_and_updates_the_automation_and_the_limits(prefect_api):
+def test_setup_creates_and_updates_the_automation_and_the_limits(no_crash_automation):
     from prefect.client.orchestration import get_client
 
     first = run_setup(database_limits={"postgresql://db9:5432": 2}, crash_after=60)
@@ -58,4 +68,18 @@ def test_setup_creates_and_updates_the_automation_and_the_limits(prefect_api):
         limit = client.read_global_concurrency_limit_by_name("ombudsman-db-postgresql-db9-5432")
         assert limit.limit == 5
         client.delete_global_concurrency_limit_by_name(limit.name)
+        client.delete_automation(automation.id)
+
+
+def test_serve_and_api_create_the_crash_detection_only_when_missing(no_crash_automation):
+    from prefect.client.orchestration import get_client
+
+    from prefect_ombudsman.deployments.setup import apply_crash_detection
+
+    assert apply_crash_detection() == f"automation {CRASH!r} created"
+    run_setup(crash_after=120)  # an operator's tuning survives the next `ombudsman api` start
+    assert apply_crash_detection() == f"automation {CRASH!r} present"
+    with get_client(sync_client=True) as client:
+        (automation,) = client.read_automations_by_name(CRASH)
+        assert automation.trigger.within.total_seconds() == 120
         client.delete_automation(automation.id)

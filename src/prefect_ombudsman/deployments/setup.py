@@ -125,11 +125,15 @@ def ensure_crash_detection(client: Any, crash_after: int = CRASH_AFTER_SECONDS) 
 
 
 def apply_crash_detection() -> str:
-    """`ombudsman serve` / `api` at start: the crash detection automation, or why not (never raises)."""
+    """`ombudsman serve` / `api` at start: create the crash detection automation when missing (one
+    that `ombudsman setup --crash-after` tuned stays as it is); says what it did, never raises."""
     from prefect.client.orchestration import get_client
 
+    (definition,) = load_automations(CRASH_DETECTION)
     try:
         with get_client(sync_client=True) as client:
+            if client.read_automations_by_name(definition["name"]):
+                return f"automation {definition['name']!r} present"
             return ensure_crash_detection(client)
     except Exception as exc:  # a server without automations (Prefect Cloud free tier, old server)
         return f"crash detection automation not applied: {exc}"
