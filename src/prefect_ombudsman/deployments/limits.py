@@ -88,7 +88,10 @@ def take_database_slot(spec: dc.ConnectionSpec) -> None:
         return
     from prefect.concurrency.sync import concurrency
 
-    held.stack.enter_context(concurrency(name, occupy=1, strict=False))
+    try:
+        held.stack.enter_context(concurrency(name, occupy=1, strict=False))
+    except Exception as exc:  # the API went away between the check and the acquire
+        log.warning("database limit %s not acquired, continuing without it: %s", name, exc)
 
 
 @contextmanager
