@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -125,3 +126,158 @@ def deploy_and_start_worker(env: dict[str, str], root: Path, logs: Path) -> subp
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def prefect_env(**extra: str) -> dict[str, str]:
+    """This environment without PREFECT_* settings (no profile of the machine leaks in), plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") or k == "PREFECT_SERVER_ANALYTICS_ENABLED"
+    }
+    env.update(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1", **extra)
+    return env
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_process(proc: subprocess.Popen[bytes], first: int = signal.SIGTERM) -> None:
+    """Stop a process started with `start_new_session=True` and its group; SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, first)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+class PrefectServer:
+    """A real `prefect server start` on 127.0.0.1 whose database is a PostgreSQL database of its
+    own (asyncpg, as a team runs it), `prefect deploy --all` of prefect.yaml, and process workers,
+    each with its own working directory and PREFECT_HOME (standing in for hosts)."""
+
+    POOL = "ombudsman-process"
+
+    def __init__(self, postgres_port: int, root: Path, **env: str) -> None:
+        import psycopg
+
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        database = f"prefect_{self.port}"
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{postgres_port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        self.database_url = f"postgresql+asyncpg://postgres@127.0.0.1:{postgres_port}/{database}"
+        self.env = prefect_env(
+            PREFECT_API_URL=self.url,
+            PREFECT_HOME=str(root / "home-client"),
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            **env,
+        )
+        self.server: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        server_env = prefect_env(
+            PREFECT_HOME=str(self.root / "home-server"),
+            PREFECT_API_DATABASE_CONNECTION_URL=self.database_url,
+        )
+        self.server = subprocess.Popen(
+            [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=server_env,
+            stdout=(self.logs / "server.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if not wait_until(self.healthy, timeout=240, interval=0.5):
+            raise RuntimeError((self.logs / "server.log").read_text()[-3000:])
+
+    def prefect(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [*PREFECT, *args], env=self.env, cwd=REPO, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def deploy(self) -> None:
+        """The work pool and the deployments of prefect.yaml."""
+        self.prefect("work-pool", "create", self.POOL, "--type", "process", "--overwrite")
+        self.prefect("--no-prompt", "deploy", "--all")
+
+    def start_worker(
+        self, name: str, limit: int | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A process worker in its own directory and PREFECT_HOME (another host)."""
+        home = self.root / "hosts" / name
+        home.mkdir(parents=True, exist_ok=True)
+        args = [*PREFECT, "worker", "start", "-p", self.POOL, "--name", name]
+        if limit:
+            args += ["--limit", str(limit)]
+        worker = subprocess.Popen(
+            args,
+            env={**self.env, "PREFECT_HOME": str(home / "prefect"), **env},
+            cwd=home,
+            stdout=(self.logs / f"worker-{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers[name] = worker
+        return worker
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker and every flow-run process it started (a host that died)."""
+        worker = self.workers.pop(name)
+        for pid in [worker.pid, *descendants(worker.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.wait(timeout=30)
+
+    def stop_worker(self, name: str) -> None:
+        stop_process(self.workers.pop(name), signal.SIGINT)
+
+    def log(self, name: str = "server") -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for name in list(self.workers):
+            self.stop_worker(name)
+        if self.server is not None:
+            stop_process(self.server)
+            self.server = None

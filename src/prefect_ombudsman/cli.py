@@ -1158,8 +1158,11 @@ def api_command(
     if studio_dir is not None and not (studio_dir / "index.html").is_file():
         refuse(f"--studio-dir: {studio_dir} has no index.html (give the frontend's built dist/)")
     use_prefect()
+    from prefect_ombudsman.deployments.setup import apply_crash_detection
     from prefect_ombudsman.jobs.api import create_app
     from prefect_ombudsman.jobs.boundary import serve
+
+    console.print(apply_crash_detection(), soft_wrap=True)
 
     serve(
         create_app(

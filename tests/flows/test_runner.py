@@ -367,7 +367,8 @@ def test_canary_password_never_reaches_results_logs_or_artifacts(
                     )
                 )
                 > 3
-            )
+            ),
+            timeout=120,  # the API log handler sends in batches; a busy machine delays them
         )
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
         texts += [log.message for log in logs]
@@ -483,6 +484,6 @@ def test_transient_retry_warnings_reach_the_run_logs(tmp_path: Path):
             )
         return [log for log in logs if "transient error on attempt 1" in log.message]
 
-    assert wait_until(lambda: retry_logs(), timeout=30)  # the API log handler sends in batches
+    assert wait_until(lambda: retry_logs(), timeout=120)  # the API log handler sends in batches
     retry = retry_logs()
     assert retry[0].level == 30 and retry[0].task_run_id is not None

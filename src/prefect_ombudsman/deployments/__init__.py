@@ -28,8 +28,19 @@ def build_deployments(limit: int | None = None) -> list[Any]:
     return deployments
 
 
+HEARTBEAT_SECONDS = "30"  # Prefect's minimum; the crash automation waits for three missed beats
+
+
 def serve_all(limit: int | None = None) -> None:
-    """Serve every batch flow from this process until interrupted (`ombudsman serve`)."""
+    """Serve every batch flow from this process until interrupted (`ombudsman serve`): flow runs
+    send heartbeats, and the automation that crashes silent runs is applied first."""
+    import os
+
     from prefect import serve
 
+    from prefect_ombudsman.deployments.setup import apply_crash_detection
+
+    # the flow-run processes the runner starts inherit this environment
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", HEARTBEAT_SECONDS)
+    print(apply_crash_detection(), flush=True)
     serve(*build_deployments(limit))

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
@@ -413,10 +413,14 @@ def open_odbc(spec: ConnectionSpec) -> Any:
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+# Called with the spec on every get_engine (the Prefect layer takes per-database slots there).
+ENGINE_HOOKS: list[Callable[[ConnectionSpec], None]] = []
 
 
 def get_engine(spec: ConnectionSpec) -> Engine:
     """The pooled engine for a resolved configuration, created once per process."""
+    for hook in ENGINE_HOOKS:
+        hook(spec)
     key = spec.cache_key()
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)

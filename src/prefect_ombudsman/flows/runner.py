@@ -49,6 +49,7 @@ from prefect_ombudsman import state_store
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.connections import get_engine
 from prefect_ombudsman.credentials import unseal
+from prefect_ombudsman.deployments import limits as database_limits
 from prefect_ombudsman.dialects.base import driver_cause, is_transient
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
 from prefect_ombudsman.jobs.models import (
@@ -183,6 +184,8 @@ def batch_flow(name: str) -> Callable[[Callable[..., Any]], Any]:
 
     return decorate
 
+
+database_limits.install()
 
 Executor = Callable[[OperationContext, dict[str, Any]], Any]
 EXECUTORS: dict[str, Executor] = {}
@@ -360,7 +363,8 @@ def execute_operation(
     )
     with _BOARDS_LOCK:
         board = _BOARDS.get(flow_run_id) or RunBoard()
-    return run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
+    with database_limits.operation_database_limits():  # per-database GCL slots, when set up
+        return run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
 
 
 # ----------------------------------------------------------------------------- flow-side helpers
@@ -611,6 +615,41 @@ def _run_is_cancelling(flow_run_id: Any) -> bool:
     return state is not None and (state.is_cancelling() or state.is_cancelled())
 
 
+def crash_unfinished_task_runs(flow_run_id: Any) -> int:
+    """Mark Crashed the task runs an earlier attempt of this flow run left Running or Pending
+    (its process was killed): a retried job shows no operation running that nothing runs."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            stale = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(
+                        type=TaskRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                    )
+                ),
+            )
+            for task_run in stale:
+                client.set_task_run_state(
+                    task_run.id,
+                    Crashed(message="its flow-run process stopped (the job was retried)"),
+                    force=True,
+                )
+    except Exception as exc:  # the retry itself must not fail on this clean-up
+        log.warning("could not mark the task runs of %s crashed: %s", flow_run_id, exc)
+        return 0
+    return len(stale)
+
+
 def _tag_flow_run(flow_run: Any, settings: JobSettings) -> None:
     wanted = {"ombudsman", f"job-type:{settings.job_type.value}"}
     if settings.project_id:
@@ -812,6 +851,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     with _BOARDS_LOCK:
         _BOARDS[job_id] = board
     _tag_flow_run(flow_run, settings)
+    crash_unfinished_task_runs(flow_run.id)
     started_at = utcnow()
     window = settings.window
     counter = ProgressCounter(len(ops), window)
