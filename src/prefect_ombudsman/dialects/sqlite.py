@@ -12,11 +12,18 @@ from functools import lru_cache
 from typing import Any, ClassVar
 from uuid import UUID
 
-from prefect_ombudsman.dialects.base import Dialect
+from sqlalchemy import create_engine as sa_create_engine
+
+from prefect_ombudsman.dialects.base import Dialect, python_columns
+from prefect_ombudsman.dialects.registry import register
+from prefect_ombudsman.dialects.types import ColumnInfo
 
 
+@register
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    backends = ("sqlite",)
+    embedded = True
     has_schemas = False
     default_schema = "main"
     sqlglot_dialect = "sqlite"
@@ -42,6 +49,13 @@ class SQLiteDialect(Dialect):
             dbapi_connection.rollback()
             dbapi_connection.execute("PRAGMA query_only=OFF")
 
+    # --- engines
+    def create_engine(self, spec: Any) -> Any:
+        args = spec.connect_args
+        args.setdefault("check_same_thread", False)
+        args.setdefault("timeout", 30)
+        return self.confined(sa_create_engine(self.engine_url(spec), connect_args=args))
+
     # --- datagen: bulk load and types
     def begin_load(self, connection: Any) -> None:
         # pysqlite opens a transaction only before DML; BEGIN IMMEDIATE puts the staging table's
@@ -52,8 +66,6 @@ class SQLiteDialect(Dialect):
 
     def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
         """`executemany` on the sqlite3 connection (decimals as REAL, dates as ISO text)."""
-        from prefect_ombudsman.dialects.base import python_columns
-
         columns = python_columns(batch, decimals="float", temporal="iso")
         names = ", ".join(self.column_ref(name) for name in batch.column_names)
         marks = ", ".join("?" for _ in columns)
@@ -166,8 +178,6 @@ class SQLiteDialect(Dialect):
 
     def validation_columns(self, conn: Any, schema: str | None, name: str) -> Any:
         from sqlalchemy import text
-
-        from prefect_ombudsman.validation.sql import ColumnInfo
 
         names = [
             r[0]

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import func, literal_column
 
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.connection import open_odbc
+from prefect_ombudsman.dialects.registry import register
 
 
+@register
 class SQLServerDialect(Dialect):
     name = "sqlserver"
+    backends = ("mssql",)
+    driver_aliases = {"mssql": "mssql+pyodbc", "sqlserver": "mssql+pyodbc"}
+    default_port = 1433
+
+    def create_engine(self, spec: Any) -> Any:
+        """pyodbc through the spec's full ODBC string (it holds the secret, never the URL)."""
+        return sa_create_engine(
+            "mssql+pyodbc://",
+            creator=lambda: open_odbc(spec),
+            fast_executemany=True,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+        )
+
     # no read-only session: `sql_query` relies on statement classification and a read-only role
     sqlglot_dialect = "tsql"
     has_schemas = True
