@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "prefect_ombudsman.dialects"
 #: modules of this package that hold one dialect each (imported on the first lookup)
-BUILTIN_MODULES = ("sqlite", "duckdb", "postgresql", "snowflake", "sqlserver")
+BUILTIN_MODULES = ("sqlite", "duckdb", "postgresql", "snowflake", "sqlserver", "mariadb")
 
 D = TypeVar("D", bound="type[Dialect]")
 
