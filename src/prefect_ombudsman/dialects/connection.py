@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -439,7 +439,14 @@ def _create_engine(spec: ConnectionSpec) -> Engine:
 def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
     """Each DBAPI connection holds `dialect.exclusive_use(url)` from before it opens until
     after it closes; idle pooled connections close after `dialect.idle_release_seconds(url)`.
-    Both are no-ops except for databases one process may open at a time (DuckDB files)."""
+    Both are no-ops except for databases one process may open at a time (DuckDB files); the
+    listeners are installed only there (closing a connection before the pool does raises "Already
+    closed" on drivers such as PyMySQL)."""
+    seconds = dialect.idle_release_seconds(url)
+    if seconds is not None:
+        _IdleRelease(engine, seconds)
+    if isinstance(dialect.exclusive_use(url), nullcontext):
+        return
     held: dict[int, AbstractContextManager[None]] = {}
 
     @event.listens_for(engine, "do_connect")
@@ -465,9 +472,6 @@ def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
 
     event.listen(engine, "close", _close)
     event.listen(engine, "close_detached", _close)
-    seconds = dialect.idle_release_seconds(url)
-    if seconds is not None:
-        _IdleRelease(engine, seconds)
 
 
 class _IdleRelease:
