@@ -197,21 +197,10 @@ class DuckDBDialect(Dialect):
 
         return [func.hash(*exprs)]
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
     def hash_bucket(self, part: Any, buckets: int) -> Any:
         from sqlalchemy import BigInteger, literal
 
         return part.op("&")(literal(buckets - 1, BigInteger))
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
-
-    def fence(self, query: Any) -> Any:
-        return query
 
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         from sqlalchemy import text

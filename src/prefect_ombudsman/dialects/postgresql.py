@@ -201,17 +201,6 @@ class PostgreSQLDialect(Dialect):
 
         return [func.hash_record_extended(func.row(*exprs), 0)]
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
-
     def fence(self, query: Any) -> Any:
         """OFFSET 0 keeps the planner from inlining the subquery (and hashing each row twice)."""
         return query.offset(0)
@@ -230,9 +219,6 @@ class PostgreSQLDialect(Dialect):
         saves), and work_mem enough for the bucket aggregate never to spill."""
         connection.exec_driver_sql("SET LOCAL jit = off")
         connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-
-    def finish_comparison(self, connection: Any) -> None:
-        return None
 
     # --- validation: aggregates and expressions
     # Every validation query runs in its own short transaction; SET LOCAL ends with it.

@@ -215,9 +215,6 @@ class SnowflakeDialect(Dialect):
             ).scalar()
         )
 
-    def finish_comparison(self, connection: Any) -> None:
-        return None
-
     def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
         if self._md5_number is None:
             with connection.engine.connect() as probe:
@@ -295,9 +292,6 @@ class SnowflakeDialect(Dialect):
         from sqlalchemy import Numeric, cast, func
 
         return cast(func.sum(part), Numeric(38, 0))
-
-    def fence(self, query: Any) -> Any:
-        return query
 
     # --- validation: aggregates and expressions
     # REGEXP_LIKE matches the whole value (implicitly anchored). Sums keep the default

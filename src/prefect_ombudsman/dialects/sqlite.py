@@ -117,9 +117,6 @@ class SQLiteDialect(Dialect):
         raw.create_function("ombudsman_row_hash", -1, _sqlite_row_hash, deterministic=True)
         raw.create_function("ombudsman_canonical", 2, _sqlite_canonical, deterministic=True)
 
-    def finish_comparison(self, connection: Any) -> None:
-        return None
-
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         """COUNT(*) (SQLite keeps no row count; counting walks the smallest index, cheap next to
         the per-row Python hash that follows)."""
@@ -142,21 +139,10 @@ class SQLiteDialect(Dialect):
         spec = ",".join(field_spec(f) for f in fields)
         return [func.ombudsman_row_hash(spec, *(f.expr for f in fields))]
 
-    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
-        return None
-
     def hash_parts(self, columns: list[Any]) -> list[Any]:
         # SUM raises on int64 overflow: sum the two 32-bit halves (the client recombines mod 2^64).
         (h,) = columns
         return [h.op(">>")(32), h.op("&")(0xFFFFFFFF)]
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
 
     def fence(self, query: Any) -> Any:
         """LIMIT -1 OFFSET 0 stops SQLite flattening the subquery (which would hash each row twice)."""

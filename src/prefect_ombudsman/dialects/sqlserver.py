@@ -232,25 +232,10 @@ class SQLServerDialect(Dialect):
         """No strong 64-bit native row hash (CHECKSUM is 32-bit and collides): use the canonical one."""
         return None
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
     def hash_sum(self, part: Any) -> Any:
         from sqlalchemy import Numeric, cast
 
         return func.sum(cast(part, Numeric(38, 0)))
-
-    def fence(self, query: Any) -> Any:
-        return query
-
-    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
-        return None
-
-    def finish_comparison(self, connection: Any) -> None:
-        return None
 
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         """Row count of the heap or clustered index from sys.partitions (no scan)."""
