@@ -3,7 +3,7 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodbc tdsodbc chromium fonts-liberation
+SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodbc tdsodbc chromium fonts-liberation mariadb-server
 
 .PHONY: setup system-deps demo test test-fast lint format bench clean
 

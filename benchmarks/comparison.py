@@ -12,6 +12,9 @@ transferred and the differences found. reladiff lives only in a separate venv
 /tmp/bench-venv/bin/pip install reladiff duckdb==2.0.1 psycopg2-binary`).
 PostgreSQL: `--pg-url postgresql+psycopg://user@host:port/postgres`, else a throwaway server is
 started with initdb in a temp dir (Debian's postgresql package) and stopped at the end.
+MariaDB (`--engines ... mariadb`): a throwaway server started with mariadb-install-db in a temp
+dir (Debian's mariadb-server package); reladiff reaches it with `mysql://` (its venv needs
+`pip install mysql-connector-python`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ PG_SELECT = """
            TIMESTAMP '2020-01-01' + (i % 100000000) * INTERVAL '1 second' AS ts, DATE '2020-01-01' + (i % 1500)::INT AS d,
            i % 2 = 0 AS flag, ((i % 1000) / 8.0)::DOUBLE PRECISION AS ratio, ((i * 31) % 7)::INT AS region
     FROM generate_series(0, {n} - 1) AS g(i)"""
+MARIA_SELECT = """
+    SELECT seq AS id, (seq * 7) % 1000 AS qty, CAST((seq % 100000) / 100.0 AS DECIMAL(12,2)) AS amount,
+           CONCAT('customer_', seq % 50000) AS name, CONCAT('SKU-', seq % 997) AS sku,
+           TIMESTAMP '2020-01-01 00:00:00' + INTERVAL (seq % 100000000) SECOND AS ts,
+           DATE '2020-01-01' + INTERVAL (seq % 1500) DAY AS d, seq % 2 = 0 AS flag,
+           CAST((seq % 1000) / 8.0 AS DOUBLE) AS ratio, CAST((seq * 31) % 7 AS SIGNED) AS region
+    FROM seq_0_to_{last}"""
 # 100 differences: 40 changed, 30 missing in target, 30 extra in target
 DIFF_SQL = [
     "UPDATE {t} SET name = name || '!' WHERE id % {step} = 1 AND id < {step} * 40",
@@ -102,6 +112,92 @@ def build_postgres(base_url: str, n: int) -> tuple[str, str]:
                 con.execute(f"VACUUM ANALYZE {table}")
     base = base_url.rpartition("/")[0]
     return f"{base}/{names[0]}", f"{base}/{names[1]}"
+
+
+def build_mariadb(base_url: str, n: int) -> tuple[str, str]:
+    """Source `bench_src_<n>.t`, targets `bench_tgt_<n>.t_same` / `t_diff` (databases)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    src, tgt = f"bench_src_{n}", f"bench_tgt_{n}"
+    columns = (
+        "(id BIGINT PRIMARY KEY, qty BIGINT, amount DECIMAL(12,2), "
+        "name VARCHAR(40) COLLATE utf8mb4_bin, sku VARCHAR(20) COLLATE utf8mb4_bin, ts DATETIME, "
+        "d DATE, flag BOOLEAN, ratio DOUBLE, region INT)"
+    )
+    with engine.connect() as con:
+        for table in (f"{src}.t", f"{tgt}.t_same", f"{tgt}.t_diff"):
+            schema = table.split(".")[0]
+            con.execute(text(f"CREATE DATABASE IF NOT EXISTS {schema} CHARACTER SET utf8mb4"))
+            found = con.execute(
+                text("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = :s "
+                     "AND table_name = :t"), {"s": schema, "t": table.split(".")[1]},
+            ).scalar()  # fmt: skip
+            if found:
+                continue
+            con.execute(text(f"CREATE TABLE {table} {columns}"))
+            con.execute(text(f"INSERT INTO {table} " + MARIA_SELECT.format(last=n - 1)))
+            if table.endswith("t_diff"):
+                for sql in DIFF_SQL:
+                    con.execute(text(sql.format(t=table, n=n, step=n // 100).replace(
+                        "name || '!'", "CONCAT(name, '!')")))  # fmt: skip
+            con.execute(text(f"ANALYZE TABLE {table}"))
+    engine.dispose()
+    base = base_url.rpartition("/")[0]
+    return f"{base}/{src}", f"{base}/{tgt}"
+
+
+class ThrowawayMariaDB:
+    """mariadb-install-db + mariadbd in a temp dir on a free port, 127.0.0.1 only."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="ombudsman-bench-maria-"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.user = ["--user=root"] if os.geteuid() == 0 else []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> str:
+        import pymysql
+
+        data, socket_path = self.root / "data", self.root / "mysqld.sock"
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", *self.user,
+                        "--auth-root-authentication-method=socket", "--skip-test-db"],
+                       check=True, capture_output=True)  # fmt: skip
+        with open(self.root / "log", "ab") as log:
+            self.process = subprocess.Popen(
+                ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", *self.user,
+                 f"--socket={socket_path}", f"--port={self.port}", "--bind-address=127.0.0.1",
+                 "--skip-log-bin", "--innodb-buffer-pool-size=512M",
+                 "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
+                 "--performance-schema=OFF", "--skip-name-resolve", "--character-set-server=utf8mb4",
+                 "--max-connections=300"],
+                stdout=log, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                admin = pymysql.connect(unix_socket=str(socket_path), user="root", autocommit=True)
+                break
+            except pymysql.err.OperationalError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise SystemExit(
+                        "MariaDB did not start: " + (self.root / "log").read_text()
+                    ) from None
+                time.sleep(0.2)
+        with admin.cursor() as cursor:
+            cursor.execute("CREATE USER 'bench'@'%' IDENTIFIED BY 'bench'")
+            cursor.execute("GRANT ALL PRIVILEGES ON *.* TO 'bench'@'%'")
+            cursor.execute("CREATE DATABASE bench")
+        admin.close()
+        return f"mysql+pymysql://bench:bench@127.0.0.1:{self.port}/bench"
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=120)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class ThrowawayPostgres:
@@ -221,7 +317,11 @@ def measure(
 
 
 def reladiff_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://").replace("duckdb:///", "duckdb://")
+    return (
+        url.replace("postgresql+psycopg://", "postgresql://")
+        .replace("duckdb:///", "duckdb://")
+        .replace("mysql+pymysql://", "mysql://")
+    )
 
 
 def reladiff_command(binary: str, src: str, tgt: str, table: str, target_table: str) -> list[str]:
@@ -316,7 +416,10 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument(
-        "--engines", nargs="+", default=["duckdb", "postgresql"], choices=["duckdb", "postgresql"]
+        "--engines",
+        nargs="+",
+        default=["duckdb", "postgresql"],
+        choices=["duckdb", "postgresql", "mariadb"],
     )
     parser.add_argument("--diffs", type=int, nargs="+", default=[0, 100], choices=[0, 100])
     parser.add_argument(
@@ -339,16 +442,19 @@ def main() -> None:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     server = ThrowawayPostgres() if "postgresql" in args.engines and not args.pg_url else None
     pg_url = server.__enter__() if server else args.pg_url
+    maria = ThrowawayMariaDB() if "mariadb" in args.engines else None
     try:
+        maria_url = maria.__enter__() if maria else ""
         rows_out: list[tuple[str, str, dict[str, Any], float]] = []
         for n in args.rows:
             for engine in args.engines:
                 t0 = time.perf_counter()
-                src, tgt = (
-                    build_duckdb(args.data_dir, n)
-                    if engine == "duckdb"
-                    else build_postgres(pg_url, n)
-                )
+                if engine == "duckdb":
+                    src, tgt = build_duckdb(args.data_dir, n)
+                elif engine == "mariadb":
+                    src, tgt = build_mariadb(maria_url, n)
+                else:
+                    src, tgt = build_postgres(pg_url, n)
                 print(
                     f"# data {engine} {n:,} rows ready in {time.perf_counter() - t0:.1f} s",
                     flush=True,
@@ -391,6 +497,8 @@ def main() -> None:
         )
         print_goals(rows_out)
     finally:
+        if maria:
+            maria.__exit__(None, None, None)
         if server:
             server.__exit__(None, None, None)
 

@@ -36,14 +36,19 @@ from sqlalchemy.pool import Pool  # noqa: E402
 from prefect_ombudsman.metadata.extract import extract_catalog  # noqa: E402
 
 
-def ddl(tables: int, schema: str | None) -> list[str]:
-    """t0..tN: id PK, ref -> previous table, 18 more columns of mixed types (20 columns each)."""
+def ddl(tables: int, schema: str | None, *, table_level_fk: bool = False) -> list[str]:
+    """t0..tN: id PK, ref -> previous table, 18 more columns of mixed types (20 columns each).
+    `table_level_fk`: the key as a FOREIGN KEY clause (MariaDB ignores a column's REFERENCES)."""
     s = f"{schema}." if schema else ""
     types = ["VARCHAR(40)", "NUMERIC(12,2)", "DATE", "INTEGER", "TIMESTAMP", "BOOLEAN"]
     out = []
     for i in range(tables):
         cols = ", ".join(f"c{j} {types[j % len(types)]}" for j in range(18))
-        ref = f"ref INTEGER REFERENCES {s}t{i - 1}(id)" if i else "ref INTEGER"
+        if table_level_fk and i:
+            cols += f", FOREIGN KEY (ref) REFERENCES {s}t{i - 1}(id)"
+            ref = "ref INTEGER"
+        else:
+            ref = f"ref INTEGER REFERENCES {s}t{i - 1}(id)" if i else "ref INTEGER"
         out.append(f"CREATE TABLE {s}t{i} (id INTEGER PRIMARY KEY, {ref}, {cols})")
     return out
 
@@ -100,7 +105,9 @@ def sqlite_floor(path: Path, catalog: Any, repeat: int) -> tuple[float, float]:
     return fetch, validate
 
 
-def part1(pg_url: str, tables: int, repeat: int, work: Path) -> list[tuple[str, float, str, str]]:
+def part1(
+    pg_url: str, tables: int, repeat: int, work: Path, maria_url: str | None = None
+) -> list[tuple[str, float, str, str]]:
     rows = []
     pg = create_engine(pg_url)
     with pg.begin() as conn:
@@ -115,11 +122,21 @@ def part1(pg_url: str, tables: int, repeat: int, work: Path) -> list[tuple[str, 
     with duck.begin() as conn:
         for statement in ddl(tables, None):
             conn.execute(text(statement))
-    for label, engine, schema in (
+    databases: list[tuple[str, Any, str | None]] = [
         ("PostgreSQL 15", pg, "bench"),
         ("DuckDB", duck, "main"),
         ("SQLite", sqlite, None),
-    ):
+    ]
+    if maria_url:
+        from prefect_ombudsman.connections import get_engine
+
+        maria = get_engine(maria_url)
+        with maria.begin() as conn:
+            for statement in ddl(tables, "bench", table_level_fk=True):
+                conn.execute(text(statement))
+            conn.execute(text("ANALYZE TABLE " + ", ".join(f"bench.t{i}" for i in range(tables))))
+        databases.append(("MariaDB 10.11", maria, "bench"))
+    for label, engine, schema in databases:
         seconds, catalog = best_of(
             repeat, lambda e=engine, s=schema: extract_catalog(e, connection="bench", schema=s)
         )
@@ -155,7 +172,7 @@ def part1(pg_url: str, tables: int, repeat: int, work: Path) -> list[tuple[str, 
                     else "",
                 )
             )
-    for engine in (pg, sqlite, duck):
+    for _, engine, _ in databases:
         engine.dispose()
     return rows
 
@@ -252,25 +269,33 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=500)
     parser.add_argument("--sources", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--mariadb", action="store_true", help="Also MariaDB (a throwaway server of its own)."
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ombudsman-bench-md-"))
-    from comparison import ThrowawayPostgres  # the benchmarks' shared throwaway server
+    # the benchmarks' shared throwaway servers
+    from comparison import ThrowawayMariaDB, ThrowawayPostgres
 
     try:
         with ThrowawayPostgres("-c max_connections=200") as url:
-            report(url, args, work)
+            if args.mariadb:
+                with ThrowawayMariaDB() as maria_url:
+                    report(url, args, work, maria_url)
+            else:
+                report(url, args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(url: str, args: argparse.Namespace, work: Path) -> None:
+def report(url: str, args: argparse.Namespace, work: Path, maria_url: str | None = None) -> None:
     print(
         f"Catalog of {args.tables} tables x 20 columns, 1 PK each, {args.tables - 1} FKs (best of {args.repeat})"
     )
     print(
         f"{'database':<14} {'extract_catalog':>16}   {'per-table reflection loop':<28} speed-up   catalog"
     )
-    for label, seconds, loop_text, rest in part1(url, args.tables, args.repeat, work):
+    for label, seconds, loop_text, rest in part1(url, args.tables, args.repeat, work, maria_url):
         flag = "" if label.startswith(" ") else "ok" if seconds <= 0.5 else "SLOW"
         print(f"{label:<14} {seconds * 1000:12.0f} ms {flag:<4} {loop_text:<28} {rest}")
     print("\nGoals: <= 500 ms per database; >= 10x faster than the per-table loop.\n")

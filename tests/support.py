@@ -281,3 +281,91 @@ class PrefectServer:
         if self.server is not None:
             stop_process(self.server)
             self.server = None
+
+
+# --- MariaDB (dialect `mariadb`): a server of our own, like PostgresServer ---------------------
+
+from typing import BinaryIO  # noqa: E402  (kept with the class it serves)
+
+
+class MariaDbServer:
+    """A MariaDB server of our own: mariadb-install-db in a temp dir, a free port, 127.0.0.1
+    only, its socket in the temp dir, and a password login `ombudsman` allowed everything.
+
+    `start()` waits until the server answers; `remove()` stops it and deletes its folder."""
+
+    USER = "ombudsman"
+    PASSWORD = "maria-test-secret"
+
+    def __init__(self, prefix: str = "ombudsman-maria-") -> None:
+        if shutil.which("mariadbd", path="/usr/sbin:/usr/bin") is None:
+            raise RuntimeError(
+                "MariaDB is not installed (apt-get install mariadb-server); .ci/run installs it"
+            )
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.data = self.root / "data"
+        self.socket = self.root / "mysqld.sock"
+        self.port = free_port()
+        self.user = ["--user=root"] if os.geteuid() == 0 else []
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", f"--datadir={self.data}", *self.user,
+             "--auth-root-authentication-method=socket", "--skip-test-db"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mysql+pymysql://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/ombudsman"
+
+    def start(self) -> None:
+        import pymysql
+
+        with open(self.root / "server.log", "ab") as log:  # the server keeps its own copy
+            self.process = self._spawn(log)
+
+        def answers() -> bool:
+            try:
+                pymysql.connect(unix_socket=str(self.socket), user="root").close()
+                return True
+            except pymysql.err.OperationalError:
+                assert self.process is not None and self.process.poll() is None, (
+                    self.root / "server.log"
+                ).read_text()
+                return False
+
+        assert wait_until(answers, timeout=120, interval=0.2), "MariaDB did not start"
+        admin = pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True)
+        with admin.cursor() as cursor:
+            for sql in (
+                f"CREATE USER IF NOT EXISTS '{self.USER}'@'%' IDENTIFIED BY '{self.PASSWORD}'",
+                f"GRANT ALL PRIVILEGES ON *.* TO '{self.USER}'@'%'",
+                "CREATE DATABASE IF NOT EXISTS ombudsman",
+            ):
+                cursor.execute(sql)
+        admin.close()
+
+    def _spawn(self, log: BinaryIO) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.data}", *self.user,
+             f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--pid-file={self.root / 'mariadbd.pid'}", "--skip-log-bin",
+             "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=0",
+             "--innodb-doublewrite=0", "--performance-schema=OFF", "--skip-name-resolve",
+             "--character-set-server=utf8mb4"],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

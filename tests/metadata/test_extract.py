@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, event, text
 
 from prefect_ombudsman.connections import get_engine
-from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.base import GenericDialect
 from prefect_ombudsman.dialects.connection import snowflake_spec, spec_from_url
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.metadata.extract import extract_catalog, split_type
@@ -181,7 +181,7 @@ def test_reflection_fallback_agrees_with_catalog_queries(tmp_path: Path):
     engine = create_engine(f"sqlite:///{tmp_path / 'known.db'}")
     create_known_schema(engine, None)
     fast = extract_catalog(engine, connection="known")
-    reflected = extract_catalog(engine, connection="known", dialect=Dialect(engine.dialect))
+    reflected = extract_catalog(engine, connection="known", dialect=GenericDialect(engine.dialect))
 
     def shape(catalog):
         return {

@@ -1,22 +1,35 @@
-"""The SQL pieces that differ per database, behind one small interface.
+"""The dialect contract: everything that differs per database, declared in one class.
 
 Engine code asks `dialect_for(engine)` for the piece it needs (catalog queries, bulk-load path,
-type mapping, row-hash expression ...) and never asks which database it is on. Each database
-module subclasses `Dialect` and overrides only what differs (sqlglot-style).
+column kinds, row-hash expression, validation aggregates, interrupt, transient errors, engine
+creation ...) and never asks which database it is on. Each database is one module in this
+package with one `Dialect` subclass that registers itself (`@register`, see registry.py) and
+overrides only what differs (sqlglot-style). Abstract methods are what every database must give;
+every other method has a portable default. A subclass may not add a method whose name looks like
+a contract piece (`validation_*`, `catalog_*`, `hash_*`, ...) that the contract does not declare:
+a misspelt override fails when the class is defined instead of silently falling back.
+
+Sections, in order: identity and registration; engines and connections; quoting; datagen (types
+and bulk load); types; catalog; comparison (canonical text, row hash, buckets); validation
+(`dialects/validation.py`); confinement and read-only; interrupt; transient faults.
 """
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy import create_engine, event, func, inspect
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import inspect
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine import Dialect as SADialect
-from sqlalchemy.engine import Engine
 
+from prefect_ombudsman.dialects.registry import dialect_class, dialect_classes, register
+from prefect_ombudsman.dialects.types import column_kind
+from prefect_ombudsman.dialects.validation import ValidationPieces
 from prefect_ombudsman.errors import (
     ConfigurationError,
     OperationCancelled,
@@ -25,15 +38,45 @@ from prefect_ombudsman.errors import (
 )
 from prefect_ombudsman.redaction import scrub
 
+if TYPE_CHECKING:
+    from prefect_ombudsman.dialects.connection import ConnectionSpec
 
-class Dialect:
-    """Defaults shared by every database; subclasses override what differs."""
+#: name prefixes of contract pieces: a subclass method with one of them must be declared here
+CONTRACT_PREFIXES = (
+    "validation_", "catalog_", "canonical_", "hash_", "row_hash", "native_", "datagen_",
+    "transient_", "estimated_", "prepare_", "finish_",
+)  # fmt: skip
 
+
+class Dialect(ValidationPieces, abc.ABC):
+    """The contract every database implements; subclasses override what differs."""
+
+    # --- identity and registration
+    #: the dialect's name (`Catalog.dialect`, `ConnectionSpec.kind`, `dialect_for("name")`)
     name: ClassVar[str] = "generic"
+    #: SQLAlchemy backend names this dialect serves (`engine.dialect.name`, URL backends)
+    backends: ClassVar[tuple[str, ...]] = ()
+    #: short URL driver names and the full SQLAlchemy driver they stand for
+    driver_aliases: ClassVar[dict[str, str]] = {}
+    #: an embedded database whose URL names a file (no server, no password, no network session)
+    embedded: ClassVar[bool] = False
+    #: the server's port when a URL gives none (for the per-server session limit)
+    default_port: ClassVar[int | None] = None
     #: whether tables live in schemas we can create (`dim`, `fact`)
     has_schemas: ClassVar[bool] = True
     #: the schema a table without one lands in
     default_schema: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = set(dir(Dialect))
+        for attr, value in vars(cls).items():
+            method = callable(value) or isinstance(value, (staticmethod, classmethod, property))
+            if method and attr.startswith(CONTRACT_PREFIXES) and attr not in declared:
+                raise TypeError(
+                    f"{cls.__module__}.{cls.__qualname__}.{attr} overrides nothing: the dialect "
+                    "contract (dialects/base.py, dialects/validation.py) declares no such piece"
+                )
 
     def __init__(self, sa_dialect: SADialect | None = None) -> None:
         self.sa_dialect = sa_dialect
@@ -49,6 +92,41 @@ class Dialect:
         An embedded file closes soon after its last use, so other processes get their turn."""
         return None
 
+    def server_identity(self, url: URL, connect_args: dict[str, Any]) -> str:
+        """Which server a connection talks to (no user, database or secret in it): `host:port`
+        for a network database, the file for an embedded one."""
+        if self.embedded:
+            return f"{self.name}:{url.database or ':memory:'}"
+        host = str(connect_args.get("host") or url.host or "localhost").lower()
+        port = connect_args.get("port") or url.port or self.default_port
+        return f"{self.name}://{host}:{port}" if port else f"{self.name}://{host}"
+
+    # --- engines: how a resolved `ConnectionSpec` becomes a pooled SQLAlchemy engine
+    def engine_url(self, spec: ConnectionSpec) -> URL:
+        """The URL the engine connects with (the secret password put back, except for files)."""
+        url = make_url(spec.url)
+        if spec.password is not None and not self.embedded:
+            url = url.set(password=spec.password.get_secret_value())
+        return url
+
+    def create_engine(self, spec: ConnectionSpec) -> Engine:
+        """The pooled engine of `spec` (default: SQLAlchemy's defaults with its connect_args)."""
+        return create_engine(self.engine_url(spec), connect_args=spec.connect_args)
+
+    def confined(self, engine: Engine) -> Engine:
+        """Give every new connection of `engine` this dialect's file guards (SPEC §11)."""
+
+        @event.listens_for(engine, "do_connect")
+        def _confine_params(_d: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            self.confine_connect(cparams)
+
+        @event.listens_for(engine, "connect")
+        def _session_guards(dbapi_connection: Any, _record: Any) -> None:
+            self.on_connect(dbapi_connection)
+
+        return engine
+
+    # --- quoting
     def quote(self, identifier: str) -> str:
         """Quote one identifier the way this database wants it."""
         if self.sa_dialect is None:
@@ -130,7 +208,69 @@ class Dialect:
         names = inspect(connection).get_table_names(schema=schema)
         return [name for name in names if pattern.fullmatch(name)]
 
-    # --- comparison: canonical row hash (ANSI defaults; engines override where they differ)
+    # --- types: how this database's reflected column types read as canonical kinds
+    def column_kind(self, sa_type: Any) -> tuple[str, int]:
+        """(kind, scale) of a reflected SQLAlchemy type: bool int float decimal timestamp date
+        time uuid binary char text other (dialects/types.py `column_kind`)."""
+        return column_kind(sa_type)
+
+    # --- catalog (metadata/extract.py): one statement per kind, rows of the shapes it documents
+    #: SQL per kind (database, schemas, tables, columns, primary_keys, foreign_keys): a string,
+    #: alternatives tried in order (a tuple), or None (served by another kind's query). None for
+    #: the whole map: SQLAlchemy's reflection (get_multi_*) is used instead.
+    catalog_sql: ClassVar[dict[str, Any] | None] = None
+    #: per kind, the dialect's column names and the names extract.py expects
+    catalog_row_aliases: ClassVar[dict[str, dict[str, str]]] = {}
+
+    def catalog_count(self) -> Any:
+        """The aggregate that counts a table's rows exactly (SQL Server: COUNT_BIG)."""
+        return func.count()
+
+    def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
+        """The database's cheap row estimate (catalog, planner or metadata); None: it has none."""
+        return None
+
+    # --- comparison: canonical row hash (validation/comparison.py; reference/peers-validation.md §8)
+    @abc.abstractmethod
+    def canonical_text(self, expr: Any, field: Any) -> Any:
+        """The canonical text of one value (`field.kind` both sides agreed on, `field.own` this
+        side's kind, `field.scale`): the same characters on every database for equal values."""
+
+    @abc.abstractmethod
+    def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
+        """The row's 64-bit hash of `build_text()` (the canonical row text: MD5, its last 8
+        bytes), as one or more summable parts (`hash_parts`); the client folds sums mod 2^64."""
+
+    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
+        """The engine's own 64-bit row hash (used when both sides are this engine with equal
+        column types); None: it has none."""
+        return None
+
+    def native_hash_compatible(self, other: Dialect) -> bool:
+        """Whether `other`'s native row hash gives the same values as this one's."""
+        return type(other) is type(self)
+
+    def hash_parts(self, columns: list[Any]) -> list[Any]:
+        """The summable parts of the hash columns (split where SUM would overflow)."""
+        return list(columns)
+
+    def hash_bucket(self, part: Any, buckets: int) -> Any:
+        """The bucket (0 .. buckets-1, a power of two) of a row from its last hash part."""
+        return part.op("&")(buckets - 1)
+
+    def hash_sum(self, part: Any) -> Any:
+        """SUM of one hash part that cannot overflow."""
+        return func.sum(part)
+
+    def fence(self, query: Any) -> Any:
+        """Keep the planner from inlining a subquery whose hash is referenced twice."""
+        return query
+
+    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
+        """Session settings while a comparison runs on `connection`."""
+
+    def finish_comparison(self, connection: Any) -> None:
+        """Undo what `prepare_comparison` set."""
 
     def text_length(self, expr: Any) -> Any:
         """Characters of a text expression."""
@@ -172,6 +312,25 @@ class Dialect:
         finally:
             dbapi_connection.rollback()
 
+    # --- interrupt: stop a running statement from another thread (cancel)
+    def interrupt(self, dbapi_connection: Any, cursor: Any | None) -> None:
+        """Stop the statement running on this DBAPI connection (called from another thread).
+
+        Default: the driver's own connection-level interrupt or cancel where it has one, else
+        the cursor's cancel."""
+        raw = self.driver_connection(dbapi_connection)
+        if callable(getattr(raw, "interrupt", None)):
+            raw.interrupt()
+        elif callable(getattr(raw, "cancel", None)):
+            raw.cancel()
+        elif cursor is not None and callable(getattr(cursor, "cancel", None)):
+            cursor.cancel()
+
+    @staticmethod
+    def driver_connection(dbapi_connection: Any) -> Any:
+        """The driver's own connection behind SQLAlchemy's pool wrapper."""
+        return getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+
     # --- transient faults: errors a later retry may get past (connection loss, restart, locks)
 
     def is_transient(self, exc: BaseException) -> bool:
@@ -200,7 +359,26 @@ class Dialect:
         """This database's driver error that means "try again later" (codes per dialect)."""
         return False
 
-    # --- sections added by the engines (datagen, metadata, validation, comparison) follow in subclasses
+
+@register
+class GenericDialect(Dialect):
+    """Any other SQLAlchemy database: portable defaults, no row comparison (no canonical form)."""
+
+    name = "generic"
+
+    def canonical_text(self, expr: Any, field: Any) -> Any:
+        raise self._no_comparison()
+
+    def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
+        raise self._no_comparison()
+
+    def _no_comparison(self) -> ConfigurationError:
+        database = self.sa_dialect.name if self.sa_dialect is not None else "this database"
+        return ConfigurationError(
+            f"row comparison has no canonical row hash for {database}: no dialect is registered "
+            "for it (add one in prefect_ombudsman/dialects/ or through the entry-point group "
+            "'prefect_ombudsman.dialects')"
+        )
 
 
 def python_columns(
@@ -254,28 +432,20 @@ def python_columns(
     return columns
 
 
-def _dialect_classes() -> dict[str, type[Dialect]]:
-    from prefect_ombudsman.dialects import duckdb, postgresql, snowflake, sqlite, sqlserver
-
-    return {
-        "sqlite": sqlite.SQLiteDialect,
-        "duckdb": duckdb.DuckDBDialect,
-        "postgresql": postgresql.PostgreSQLDialect,
-        "snowflake": snowflake.SnowflakeDialect,
-        "sqlserver": sqlserver.SQLServerDialect,
-        "mssql": sqlserver.SQLServerDialect,
-    }
-
-
 def dialect_for(engine_or_kind: Engine | str) -> Dialect:
-    """The `Dialect` for an engine or a kind name (sqlite, duckdb, postgresql, snowflake, sqlserver)."""
-    classes = _dialect_classes()
+    """The `Dialect` for an engine, a dialect name or a SQLAlchemy backend name (sqlite,
+    duckdb, postgresql, snowflake, sqlserver/mssql ...); a database without a registered dialect
+    gets `GenericDialect`."""
     if isinstance(engine_or_kind, str):
-        cls = classes.get(engine_or_kind, Dialect)
-        return cls(None)
-    name = engine_or_kind.dialect.name
-    cls = classes.get(name, Dialect)
-    return cls(engine_or_kind.dialect)
+        return (dialect_class(engine_or_kind) or GenericDialect)(None)
+    sa_dialect = engine_or_kind.dialect
+    return (dialect_class(sa_dialect.name) or GenericDialect)(sa_dialect)
+
+
+def dialect_kind(backend: str) -> str:
+    """The dialect name serving a SQLAlchemy backend (`mssql` -> `sqlserver`), `other` if none."""
+    cls = dialect_class(backend)
+    return cls.name if cls is not None and cls is not GenericDialect else "other"
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
@@ -296,8 +466,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 def is_transient(exc: BaseException) -> bool:
     """Whether any database's rule calls `exc` transient (for code that does not know which
     database raised it, like the batch runner; each dialect only claims its own driver's errors)."""
-    classes = {*_dialect_classes().values(), Dialect}
-    return any(cls(None).is_transient(exc) for cls in classes)
+    return any(cls(None).is_transient(exc) for cls in dialect_classes())
 
 
 def driver_cause(exc: BaseException) -> str:

@@ -14,29 +14,25 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
-from sqlalchemy import create_engine, event
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from prefect_ombudsman.dialects.base import Dialect, dialect_for
+from prefect_ombudsman.dialects.base import Dialect, dialect_class, dialect_for, dialect_kind
+from prefect_ombudsman.dialects.registry import driver_alias
 from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.redaction import register_secret
 
-Kind = Literal["sqlite", "duckdb", "postgresql", "snowflake", "sqlserver", "other"]
+#: a dialect name (`sqlite`, `duckdb`, `postgresql`, `snowflake`, `sqlserver`, ... registered in
+#: dialects/registry.py), or `other` for a database without a registered dialect
+Kind = str
 
 DEFAULT_ODBC_DRIVER = "ODBC Driver 18 for SQL Server"
-
-_DRIVER_ALIASES = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mssql": "mssql+pyodbc",
-    "sqlserver": "mssql+pyodbc",
-}
 
 
 class ConnectionSpec(BaseModel):
@@ -55,12 +51,7 @@ class ConnectionSpec(BaseModel):
 
     @property
     def kind(self) -> Kind:
-        backend = make_url(self.url).get_backend_name()
-        if backend == "mssql":
-            return "sqlserver"
-        if backend in ("sqlite", "duckdb", "postgresql", "snowflake"):
-            return backend  # type: ignore[return-value]
-        return "other"
+        return dialect_kind(make_url(self.url).get_backend_name())
 
     @property
     def connect_args(self) -> dict[str, Any]:
@@ -271,7 +262,7 @@ def spec_from_url(
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise ConnectionReferenceError(f"not a valid database URL: {url!r} ({exc})") from None
-    drivername = _DRIVER_ALIASES.get(parsed.drivername, parsed.drivername)
+    drivername = driver_alias(parsed.drivername)
     parsed = parsed.set(drivername=drivername)
     pw = password.get_secret_value() if isinstance(password, SecretStr) else password
     pw = pw or parsed.password
@@ -322,13 +313,15 @@ def spec_from_url(
             role=query.get("role"),  # type: ignore[arg-type]
             **{k: v for k, v in (connect_args or {}).items() if k in ("host", "port", "protocol")},
         )
-    if backend in ("sqlite", "duckdb") and parsed.database and parsed.database != ":memory:":
+    dialect = dialect_class(backend)
+    embedded = dialect is not None and dialect.embedded
+    if embedded and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database).expanduser()
         if not path.is_absolute():
             path = (base_dir or Path.cwd()) / path
         parsed = parsed.set(database=str(path.resolve()))
     _register(pw)
-    default_schema = {"postgresql": "public", "duckdb": "main", "sqlite": "main"}.get(backend)
+    default_schema = dialect.default_schema if dialect is not None else None
     return ConnectionSpec(
         name=label if name else parsed.render_as_string(hide_password=True),
         url=_without_password(parsed),
@@ -440,15 +433,24 @@ def dispose_engines() -> None:
 
 
 def _create_engine(spec: ConnectionSpec) -> Engine:
-    engine = _build_engine(spec)
-    _hold_while_open(engine, dialect_for(spec.kind), spec.url)
+    """The dialect's engine for `spec`, its connections sharing the database as the dialect says."""
+    dialect = dialect_for(make_url(spec.url).get_backend_name())
+    engine = dialect.create_engine(spec)
+    _hold_while_open(engine, dialect, spec.url)
     return engine
 
 
 def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
     """Each DBAPI connection holds `dialect.exclusive_use(url)` from before it opens until
     after it closes; idle pooled connections close after `dialect.idle_release_seconds(url)`.
-    Both are no-ops except for databases one process may open at a time (DuckDB files)."""
+    Both are no-ops except for databases one process may open at a time (DuckDB files); the
+    listeners are installed only there (closing a connection before the pool does raises "Already
+    closed" on drivers such as PyMySQL)."""
+    seconds = dialect.idle_release_seconds(url)
+    if seconds is not None:
+        _IdleRelease(engine, seconds)
+    if isinstance(dialect.exclusive_use(url), nullcontext):
+        return
     held: dict[int, AbstractContextManager[None]] = {}
 
     @event.listens_for(engine, "do_connect")
@@ -474,9 +476,6 @@ def _hold_while_open(engine: Engine, dialect: Dialect, url: str) -> None:
 
     event.listen(engine, "close", _close)
     event.listen(engine, "close_detached", _close)
-    seconds = dialect.idle_release_seconds(url)
-    if seconds is not None:
-        _IdleRelease(engine, seconds)
 
 
 class _IdleRelease:
@@ -528,53 +527,3 @@ def _release_at_exit() -> None:
     # connection during shutdown would abort the process.
     for idle in list(_IDLE_RELEASES):
         idle.release()
-
-
-def _build_engine(spec: ConnectionSpec) -> Engine:
-    kind = spec.kind
-    args = spec.connect_args
-    if kind == "sqlserver":
-        return create_engine(
-            "mssql+pyodbc://",
-            creator=lambda: open_odbc(spec),
-            fast_executemany=True,
-            pool_pre_ping=True,
-            pool_size=5,
-            max_overflow=10,
-        )
-    url = make_url(spec.url)
-    if spec.password is not None and kind not in ("sqlite", "duckdb"):
-        url = url.set(password=spec.password.get_secret_value())
-    if kind == "snowflake":
-        if spec.token is not None:
-            args.update(token=spec.token.get_secret_value(), authenticator="oauth")
-        return create_engine(
-            url, connect_args=args, pool_pre_ping=True, pool_size=4, max_overflow=8
-        )
-    if kind == "sqlite":
-        args.setdefault("check_same_thread", False)
-        args.setdefault("timeout", 30)
-        return _confined(create_engine(url, connect_args=args))
-    if kind == "duckdb":
-        return _confined(create_engine(url, connect_args=args))
-    if kind == "postgresql":
-        args.setdefault("connect_timeout", spec.login_timeout)
-        return create_engine(
-            url, connect_args=args, pool_pre_ping=True, pool_size=5, max_overflow=10
-        )
-    return create_engine(url, connect_args=args)
-
-
-def _confined(engine: Engine) -> Engine:
-    """Every new connection of an embedded database gets its dialect's file guards (SPEC §11)."""
-    dialect = dialect_for(engine)
-
-    @event.listens_for(engine, "do_connect")
-    def _confine_params(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        dialect.confine_connect(cparams)
-
-    @event.listens_for(engine, "connect")
-    def _session_guards(dbapi_connection: Any, _record: Any) -> None:
-        dialect.on_connect(dbapi_connection)
-
-    return engine

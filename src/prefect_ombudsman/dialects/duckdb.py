@@ -8,10 +8,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import UserDefinedType
 
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.registry import register
 from prefect_ombudsman.file_locks import exclusive
 
 
@@ -23,8 +25,11 @@ def database_file(url: str) -> Path | None:
     return Path(database)
 
 
+@register
 class DuckDBDialect(Dialect):
     name = "duckdb"
+    backends = ("duckdb",)
+    embedded = True
     has_schemas = True
     default_schema = "main"
     sqlglot_dialect = "duckdb"
@@ -55,7 +60,12 @@ class DuckDBDialect(Dialect):
         finally:
             dbapi_connection.execute("ROLLBACK")
 
-    # --- connections
+    # --- engines and connections
+    def create_engine(self, spec: Any) -> Any:
+        return self.confined(
+            sa_create_engine(self.engine_url(spec), connect_args=spec.connect_args)
+        )
+
     # One process at a time may open a DuckDB file (DuckDB's own lock fails at once with
     # "Conflicting lock is held"): connections of other processes wait on a lock file beside it.
     # Pooled connections close a second after the last use (reopening a file costs ~0.1 s, so
@@ -187,21 +197,10 @@ class DuckDBDialect(Dialect):
 
         return [func.hash(*exprs)]
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
     def hash_bucket(self, part: Any, buckets: int) -> Any:
         from sqlalchemy import BigInteger, literal
 
         return part.op("&")(literal(buckets - 1, BigInteger))
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
-
-    def fence(self, query: Any) -> Any:
-        return query
 
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         from sqlalchemy import text
@@ -281,7 +280,7 @@ class DuckDBDialect(Dialect):
 
         found = self._bitstring_range(info, bounds)
         if found is None:
-            return None
+            return super().validation_count_distinct(expr, info, bounds)
         low, high = found
         bits = func.bitstring_agg(
             cast(expr, BigInteger), literal(low, BigInteger), literal(high, BigInteger)

@@ -6,11 +6,39 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
+from sqlalchemy import create_engine as sa_create_engine
+
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.registry import register
+from prefect_ombudsman.dialects.types import TableFacts
 
 
+@register
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
+    backends = ("postgresql",)
+    driver_aliases = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+    default_port = 5432
+
+    def create_engine(self, spec: Any) -> Any:
+        args = spec.connect_args
+        args.setdefault("connect_timeout", spec.login_timeout)
+        return sa_create_engine(
+            self.engine_url(spec),
+            connect_args=args,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+        )
+
+    def interrupt(self, dbapi_connection: Any, cursor: Any | None) -> None:
+        """psycopg 3: `cancel_safe()` (psycopg2: `cancel()`)."""
+        raw = self.driver_connection(dbapi_connection)
+        if callable(getattr(raw, "cancel_safe", None)):
+            raw.cancel_safe(timeout=5.0)
+        else:
+            raw.cancel()
+
     sqlglot_dialect = "postgres"
 
     @contextmanager
@@ -173,17 +201,6 @@ class PostgreSQLDialect(Dialect):
 
         return [func.hash_record_extended(func.row(*exprs), 0)]
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
-
     def fence(self, query: Any) -> Any:
         """OFFSET 0 keeps the planner from inlining the subquery (and hashing each row twice)."""
         return query.offset(0)
@@ -202,9 +219,6 @@ class PostgreSQLDialect(Dialect):
         saves), and work_mem enough for the bucket aggregate never to spill."""
         connection.exec_driver_sql("SET LOCAL jit = off")
         connection.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-
-    def finish_comparison(self, connection: Any) -> None:
-        return None
 
     # --- validation: aggregates and expressions
     # Every validation query runs in its own short transaction; SET LOCAL ends with it.
@@ -249,10 +263,10 @@ class PostgreSQLDialect(Dialect):
           AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
           AND k.ord <= i.indnkeyatts"""
 
+    reads_enforced_facts = True
+
     def validation_enforced_facts(self, conn: Any, schema: str | None, name: str) -> Any:
         from sqlalchemy import text
-
-        from prefect_ombudsman.validation.sql import TableFacts
 
         rows = conn.execute(
             text(self._FACTS_SQL), {"schema": schema or self.default_schema, "name": name}

@@ -4,14 +4,48 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import types as sa_types
 from sqlalchemy.ext.compiler import compiles
 
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.registry import register
 
 
+@register
 class SnowflakeDialect(Dialect):
     name = "snowflake"
+    backends = ("snowflake",)
+    default_port = 443
+
+    def create_engine(self, spec: Any) -> Any:
+        args = spec.connect_args
+        if spec.token is not None:
+            args.update(token=spec.token.get_secret_value(), authenticator="oauth")
+        return sa_create_engine(
+            self.engine_url(spec),
+            connect_args=args,
+            pool_pre_ping=True,
+            pool_size=4,
+            max_overflow=8,
+        )
+
+    def server_identity(self, url: Any, connect_args: dict[str, Any]) -> str:
+        identity = super().server_identity(url, connect_args)
+        if connect_args.get("host"):
+            return identity
+        host, _, port = identity.removeprefix("snowflake://").rpartition(":")
+        return (
+            f"snowflake://{host}.snowflakecomputing.com:{port}"  # the account locator is the server
+        )
+
+    def interrupt(self, dbapi_connection: Any, cursor: Any | None) -> None:
+        """`abort_query` of the cursor's running query (the connector has no connection cancel)."""
+        if cursor is not None and getattr(cursor, "sfqid", None) and hasattr(cursor, "abort_query"):
+            cursor.abort_query(cursor.sfqid)
+        else:
+            super().interrupt(dbapi_connection, cursor)
+
     # no read-only session: `sql_query` relies on statement classification and a read-only role
     sqlglot_dialect = "snowflake"
     has_schemas = True
@@ -181,9 +215,6 @@ class SnowflakeDialect(Dialect):
             ).scalar()
         )
 
-    def finish_comparison(self, connection: Any) -> None:
-        return None
-
     def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
         if self._md5_number is None:
             with connection.engine.connect() as probe:
@@ -261,9 +292,6 @@ class SnowflakeDialect(Dialect):
         from sqlalchemy import Numeric, cast, func
 
         return cast(func.sum(part), Numeric(38, 0))
-
-    def fence(self, query: Any) -> Any:
-        return query
 
     # --- validation: aggregates and expressions
     # REGEXP_LIKE matches the whole value (implicitly anchored). Sums keep the default

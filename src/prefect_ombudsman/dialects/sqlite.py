@@ -12,11 +12,18 @@ from functools import lru_cache
 from typing import Any, ClassVar
 from uuid import UUID
 
-from prefect_ombudsman.dialects.base import Dialect
+from sqlalchemy import create_engine as sa_create_engine
+
+from prefect_ombudsman.dialects.base import Dialect, python_columns
+from prefect_ombudsman.dialects.registry import register
+from prefect_ombudsman.dialects.types import ColumnInfo
 
 
+@register
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    backends = ("sqlite",)
+    embedded = True
     has_schemas = False
     default_schema = "main"
     sqlglot_dialect = "sqlite"
@@ -42,6 +49,13 @@ class SQLiteDialect(Dialect):
             dbapi_connection.rollback()
             dbapi_connection.execute("PRAGMA query_only=OFF")
 
+    # --- engines
+    def create_engine(self, spec: Any) -> Any:
+        args = spec.connect_args
+        args.setdefault("check_same_thread", False)
+        args.setdefault("timeout", 30)
+        return self.confined(sa_create_engine(self.engine_url(spec), connect_args=args))
+
     # --- datagen: bulk load and types
     def begin_load(self, connection: Any) -> None:
         # pysqlite opens a transaction only before DML; BEGIN IMMEDIATE puts the staging table's
@@ -52,8 +66,6 @@ class SQLiteDialect(Dialect):
 
     def bulk_insert(self, connection: Any, table: Any, batch: Any) -> None:
         """`executemany` on the sqlite3 connection (decimals as REAL, dates as ISO text)."""
-        from prefect_ombudsman.dialects.base import python_columns
-
         columns = python_columns(batch, decimals="float", temporal="iso")
         names = ", ".join(self.column_ref(name) for name in batch.column_names)
         marks = ", ".join("?" for _ in columns)
@@ -105,9 +117,6 @@ class SQLiteDialect(Dialect):
         raw.create_function("ombudsman_row_hash", -1, _sqlite_row_hash, deterministic=True)
         raw.create_function("ombudsman_canonical", 2, _sqlite_canonical, deterministic=True)
 
-    def finish_comparison(self, connection: Any) -> None:
-        return None
-
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         """COUNT(*) (SQLite keeps no row count; counting walks the smallest index, cheap next to
         the per-row Python hash that follows)."""
@@ -130,21 +139,10 @@ class SQLiteDialect(Dialect):
         spec = ",".join(field_spec(f) for f in fields)
         return [func.ombudsman_row_hash(spec, *(f.expr for f in fields))]
 
-    def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
-        return None
-
     def hash_parts(self, columns: list[Any]) -> list[Any]:
         # SUM raises on int64 overflow: sum the two 32-bit halves (the client recombines mod 2^64).
         (h,) = columns
         return [h.op(">>")(32), h.op("&")(0xFFFFFFFF)]
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
-    def hash_sum(self, part: Any) -> Any:
-        from sqlalchemy import func
-
-        return func.sum(part)
 
     def fence(self, query: Any) -> Any:
         """LIMIT -1 OFFSET 0 stops SQLite flattening the subquery (which would hash each row twice)."""
@@ -166,8 +164,6 @@ class SQLiteDialect(Dialect):
 
     def validation_columns(self, conn: Any, schema: str | None, name: str) -> Any:
         from sqlalchemy import text
-
-        from prefect_ombudsman.validation.sql import ColumnInfo
 
         names = [
             r[0]

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import func, literal_column
 
 from prefect_ombudsman.dialects.base import Dialect
+from prefect_ombudsman.dialects.connection import open_odbc
+from prefect_ombudsman.dialects.registry import register
 
 
+@register
 class SQLServerDialect(Dialect):
     name = "sqlserver"
+    backends = ("mssql",)
+    driver_aliases = {"mssql": "mssql+pyodbc", "sqlserver": "mssql+pyodbc"}
+    default_port = 1433
+
+    def create_engine(self, spec: Any) -> Any:
+        """pyodbc through the spec's full ODBC string (it holds the secret, never the URL)."""
+        return sa_create_engine(
+            "mssql+pyodbc://",
+            creator=lambda: open_odbc(spec),
+            fast_executemany=True,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+        )
+
     # no read-only session: `sql_query` relies on statement classification and a read-only role
     sqlglot_dialect = "tsql"
     has_schemas = True
@@ -213,25 +232,10 @@ class SQLServerDialect(Dialect):
         """No strong 64-bit native row hash (CHECKSUM is 32-bit and collides): use the canonical one."""
         return None
 
-    def hash_parts(self, columns: list[Any]) -> list[Any]:
-        return list(columns)
-
-    def hash_bucket(self, part: Any, buckets: int) -> Any:
-        return part.op("&")(buckets - 1)
-
     def hash_sum(self, part: Any) -> Any:
         from sqlalchemy import Numeric, cast
 
         return func.sum(cast(part, Numeric(38, 0)))
-
-    def fence(self, query: Any) -> Any:
-        return query
-
-    def prepare_comparison(self, connection: Any, *, memory_limit_mb: int | None = None) -> None:
-        return None
-
-    def finish_comparison(self, connection: Any) -> None:
-        return None
 
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         """Row count of the heap or clustered index from sys.partitions (no scan)."""

@@ -33,7 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import bindparam, func, inspect, literal, select, table, text, union_all
+from sqlalchemy import bindparam, inspect, literal, select, table, text, union_all
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.reflection import ObjectKind
 from sqlalchemy.sql.elements import quoted_name
@@ -53,7 +53,6 @@ log = logging.getLogger("prefect_ombudsman.metadata")
 
 KINDS = ("database", "schemas", "tables", "columns", "primary_keys", "foreign_keys")
 COUNT_CHUNK = 50
-_EMBEDDED = ("sqlite", "duckdb")
 _FALLBACK_SYSTEM_SCHEMAS = {"information_schema", "sys", "pg_catalog", "pg_toast"}
 _TYPE_WITH_PARAMS = re.compile(r"^\s*(?P<base>[^(]+?)\s*\((?P<params>[^)]*)\)\s*(?P<rest>.*)$")
 _CHAR_HINTS = ("CHAR", "TEXT", "STRING", "BINARY", "VARBINARY", "CLOB", "BLOB")
@@ -67,7 +66,7 @@ _TABLES = TypeAdapter(list[CatalogTable])
 
 def catalog_statements(dialect: Dialect, kind: str) -> list[Any] | None:
     """The executable statements of one kind (alternatives in order), or None without catalog SQL."""
-    sql_by_kind = getattr(dialect, "catalog_sql", None)
+    sql_by_kind = dialect.catalog_sql
     if not sql_by_kind or kind not in sql_by_kind:
         return None
     entry = sql_by_kind[kind]
@@ -97,7 +96,7 @@ class CatalogReader:
             return self._reflected(kind, schemas or [])
         if not statements:
             return []
-        aliases = getattr(self.dialect, "catalog_row_aliases", {}).get(kind, {})
+        aliases = self.dialect.catalog_row_aliases.get(kind, {})
         params = {"schemas": list(schemas or [])}
         last_error: Exception | None = None
         for i, stmt in enumerate(statements):
@@ -355,7 +354,7 @@ def extract_catalog(
     check = check_cancelled or (lambda: None)
     dialect = dialect or dialect_for(engine)
     if close_session is None:
-        close_session = engine.url.get_backend_name() not in _EMBEDDED
+        close_session = not dialect.embedded
     with engine.connect() as conn:
         try:
             reader = CatalogReader(conn, dialect)
@@ -530,14 +529,11 @@ def _count_rows(
     check: Callable[[], None],
 ) -> None:
     """Exact `COUNT(*)` per table, batched with UNION ALL; a failing batch is retried per table."""
-    count_expr = getattr(reader.dialect, "catalog_count", None)
     for start in range(0, len(tables), COUNT_CHUNK):
         check()
         chunk = tables[start : start + COUNT_CHUNK]
         selects = [
-            select(
-                literal(i).label("i"), (count_expr() if count_expr else func.count()).label("n")
-            ).select_from(
+            select(literal(i).label("i"), reader.dialect.catalog_count().label("n")).select_from(
                 table(
                     quoted_name(t.name, True),
                     schema=quoted_name(t.schema_name, True) if t.schema_name else None,

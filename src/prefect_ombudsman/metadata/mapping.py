@@ -15,40 +15,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from prefect_ombudsman.dialects.types import catalog_family
 from prefect_ombudsman.metadata.catalog import Catalog, CatalogColumn, CatalogTable
 
 MatchStatus = Literal["found_in_both", "only_in_source", "only_in_target"]
 TypeMatch = Literal["same", "compatible", "different"]
 
-_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "timestamp_tz",
-        ("TIMESTAMPTZ", "TIMESTAMP_TZ", "TIMESTAMP_LTZ", "WITH TIME ZONE", "DATETIMEOFFSET"),
-    ),
-    ("timestamp", ("TIMESTAMP", "DATETIME", "SMALLDATETIME")),
-    ("interval", ("INTERVAL",)),
-    ("time", ("TIME",)),
-    ("date", ("DATE",)),
-    ("boolean", ("BOOL", "BIT")),
-    ("uuid", ("UUID", "UNIQUEIDENTIFIER")),
-    ("json", ("JSON", "VARIANT", "OBJECT", "ARRAY", "STRUCT", "MAP", "[]")),
-    ("binary", ("BINARY", "BLOB", "BYTEA", "IMAGE")),
-    ("string", ("CHAR", "TEXT", "STRING", "CLOB", "XML")),
-    ("float", ("FLOAT", "REAL", "DOUBLE")),
-    ("decimal", ("DECIMAL", "NUMERIC", "NUMBER", "MONEY")),
-    ("integer", ("INT", "SERIAL")),
-)
-
 
 def type_family(column: CatalogColumn) -> str:
     """A coarse family (integer, decimal, string, timestamp ...) that compares across databases."""
-    name = (column.data_type or "").upper()
-    for family, needles in _FAMILIES:
-        if any(n in name for n in needles):
-            if family == "decimal" and column.scale == 0:
-                return "integer"  # NUMBER(38,0) is how Snowflake spells INTEGER
-            return family
-    return "other" if name else "unknown"
+    return catalog_family(column.data_type, column.scale)
 
 
 def type_text(column: CatalogColumn) -> str | None:

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 
+from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.dialects.connection import ConnectionSpec
 from prefect_ombudsman.errors import OperationCancelled
 
 DEFAULT_SESSIONS_PER_SERVER = 4
-_DEFAULT_PORTS = {"postgresql": 5432, "sqlserver": 1433, "snowflake": 443}
 
 
 def sessions_per_server(explicit: int | None = None) -> int:
@@ -39,16 +39,8 @@ def sessions_per_server(explicit: int | None = None) -> int:
 
 def server_identity(spec: ConnectionSpec) -> str:
     """Which server a connection talks to (no user, database or secret in it)."""
-    kind = spec.kind
     url = make_url(spec.url)
-    if kind in ("sqlite", "duckdb"):
-        return f"{kind}:{url.database or ':memory:'}"
-    args = spec.connect_args
-    host = str(args.get("host") or url.host or "localhost").lower()
-    port = args.get("port") or url.port or _DEFAULT_PORTS.get(kind)
-    if kind == "snowflake" and not args.get("host"):
-        host = f"{host}.snowflakecomputing.com"  # the account locator is the server
-    return f"{kind}://{host}:{port}" if port else f"{kind}://{host}"
+    return dialect_for(url.get_backend_name()).server_identity(url, spec.connect_args)
 
 
 @dataclass

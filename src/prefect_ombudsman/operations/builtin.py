@@ -65,16 +65,15 @@ def sql_query(
     started = time.perf_counter()
     with engine.connect() as conn:
         raw: Any = conn.connection.driver_connection
-        interrupt = getattr(raw, "interrupt", None) or getattr(raw, "cancel", None)
-        remove = ctx.on_cancel(interrupt) if callable(interrupt) else (lambda: None)
-        try:
-            with dialect.read_only(raw):
-                cursor = raw.cursor()
+        with dialect.read_only(raw):
+            cursor = raw.cursor()
+            remove = ctx.on_cancel(lambda: dialect.interrupt(raw, cursor))
+            try:
                 cursor.execute(query)
                 columns = [d[0] for d in cursor.description or []]
                 rows = [list(r) for r in cursor.fetchmany(max_rows)] if columns else []
-        finally:
-            remove()
+            finally:
+                remove()
     ctx.check_cancelled()
     return {
         "dialect": engine.dialect.name,

@@ -54,6 +54,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from prefect_ombudsman.dialects.base import Dialect, dialect_for
+from prefect_ombudsman.dialects.types import column_kind, merge_kinds  # noqa: F401
 from prefect_ombudsman.errors import ConfigurationError
 
 MOD64 = 1 << 64
@@ -192,74 +193,6 @@ class CanonicalField:
         )
 
 
-def column_kind(sa_type: Any) -> tuple[str, int]:
-    """(kind, scale) of a reflected SQLAlchemy type."""
-    name = type(sa_type).__name__.upper()
-    if isinstance(sa_type, types.Boolean) or name == "BIT":
-        return "bool", 0
-    if isinstance(sa_type, types.Integer):
-        return "int", 0
-    if isinstance(sa_type, types.Float) or name in ("REAL", "DOUBLE", "DOUBLE_PRECISION", "FLOAT"):
-        return "float", -1
-    if isinstance(sa_type, types.Numeric):
-        scale = getattr(sa_type, "scale", None)
-        return "decimal", -1 if scale is None else scale
-    if name in (
-        "DATETIMEOFFSET",
-        "TIMESTAMP_TZ",
-        "TIMESTAMP_LTZ",
-        "TIMESTAMP_NTZ",
-        "TIMESTAMPTZ",
-        "SMALLDATETIME",
-    ):
-        return "timestamp", 0
-    if isinstance(sa_type, types.DateTime):
-        return "timestamp", 0
-    if isinstance(sa_type, types.Date):
-        return "date", 0
-    if isinstance(sa_type, types.Time):
-        return "time", 0
-    if isinstance(sa_type, types.Uuid) or name in ("UNIQUEIDENTIFIER", "UUID"):
-        return "uuid", 0
-    if isinstance(sa_type, types._Binary) or name in (
-        "BINARY",
-        "VARBINARY",
-        "BLOB",
-        "BYTEA",
-        "IMAGE",
-    ):
-        return "binary", 0
-    if isinstance(sa_type, types.String):
-        return ("char" if name in ("CHAR", "NCHAR", "CHARACTER", "BPCHAR") else "text"), 0
-    return "other", 0
-
-
-def merge_kinds(
-    source: tuple[str, int], target: tuple[str, int], float_scale: int
-) -> tuple[str, int]:
-    """The kind (and decimal scale) both sides render a column pair in."""
-    (a, sa), (b, sb) = source, target
-    pair = {a, b}
-    if "float" in pair and pair <= {"float", "decimal", "int", "bool"}:
-        return "float", max(float_scale, sa, sb)
-    if "decimal" in pair and pair <= {"decimal", "int", "bool"}:
-        scale = max(sa, sb)
-        return "decimal", float_scale if scale < 0 else scale
-    if pair <= {"int", "bool"}:
-        return ("bool" if pair == {"bool"} else "int"), 0
-    if pair == {"date"}:
-        return "date", 0
-    if pair <= {"date", "timestamp"}:
-        return "timestamp", 0
-    if "uuid" in pair and pair <= {"uuid", "text", "char"}:
-        return "uuid", 0
-    if "char" in pair and pair <= {"char", "text"}:
-        return "char", 0
-    if a == b:
-        return a, 0
-    return "other", 0
-
-
 @dataclass
 class Side:
     """One side of the comparison: its engine, dialect and reflected table."""
@@ -363,7 +296,8 @@ def plan_columns(source: Side, target: Side, options: ComparisonOptions) -> Plan
     src_fields, tgt_fields = [], []
     for name in names:
         s_col, t_col = source.columns[name], target.columns[name]
-        s_kind, t_kind = column_kind(s_col["type"]), column_kind(t_col["type"])
+        s_kind = source.dialect.column_kind(s_col["type"])
+        t_kind = target.dialect.column_kind(t_col["type"])
         kind, scale = merge_kinds(s_kind, t_kind, options.float_scale)
         prefixed = kind in LENGTH_PREFIXED
         src_fields.append(
@@ -644,12 +578,12 @@ def _hash_of(parts: tuple[Any, ...]) -> int:
 def _choose_mode(source: Side, target: Side, plan: Plan, wanted: HashMode) -> str:
     if wanted == "canonical":
         return "canonical"
-    same_engine = source.dialect.name == target.dialect.name
+    same_engine = source.dialect.native_hash_compatible(target.dialect)
     probe: list[Any] = [column(f.name) for f in plan.source_fields]
     native_ok = (
         same_engine
-        and source.dialect.native_row_hash(probe) is not None  # type: ignore[attr-defined]
-        and target.dialect.native_row_hash(probe) is not None  # type: ignore[attr-defined]
+        and source.dialect.native_row_hash(probe) is not None
+        and target.dialect.native_row_hash(probe) is not None
     )
     same_types = all(
         _type_text(s.sa_type, source.engine) == _type_text(t.sa_type, target.engine)
@@ -727,7 +661,7 @@ def _bucket_count(wanted: int, estimated_rows: int | None = None) -> int:
 def _estimated_rows(side: Side, conn: Connection) -> int | None:
     """The database's cheap row estimate (catalog, planner or metadata), None when it has none."""
     try:
-        return side.dialect.estimated_rows(conn, side.schema, side.name)  # type: ignore[attr-defined]
+        return side.dialect.estimated_rows(conn, side.schema, side.name)
     except (SQLAlchemyError, LookupError, TypeError, ValueError):
         conn.rollback()
         return None
@@ -792,7 +726,7 @@ def compare_tables(
         runner = _Runner([src_conn, tgt_conn], stats, cancel_check)
         try:
             for side, conn in ((source, src_conn), (target, tgt_conn)):
-                side.dialect.prepare_comparison(conn, memory_limit_mb=options.memory_limit_mb)  # type: ignore[attr-defined]
+                side.dialect.prepare_comparison(conn, memory_limit_mb=options.memory_limit_mb)
                 prepared.append((side, conn))
             mode = _choose_mode(source, target, plan, options.hash_mode)
             stats.hash_mode = mode
@@ -807,7 +741,7 @@ def compare_tables(
         finally:
             runner.close()
             for side, conn in prepared:
-                side.dialect.finish_comparison(conn)  # type: ignore[attr-defined]
+                side.dialect.finish_comparison(conn)
     stats.seconds["total"] = round(time.perf_counter() - started, 4)
     return ComparisonOutcome(result=result, stats=stats)
 
@@ -1109,13 +1043,13 @@ def table_fingerprint(
     fields = []
     for name in names:
         col = side.columns[name]
-        kind, scale = column_kind(col["type"])
-        kind, scale = merge_kinds((kind, scale), (kind, scale), float_scale)
+        own, own_scale = side.dialect.column_kind(col["type"])
+        kind, scale = merge_kinds((own, own_scale), (own, own_scale), float_scale)
         fields.append(
             CanonicalField(
                 col["name"],
                 kind,
-                column_kind(col["type"])[0],
+                own,
                 scale,
                 kind in LENGTH_PREFIXED,
                 bool(col.get("nullable", True)),
@@ -1123,7 +1057,7 @@ def table_fingerprint(
             )
         )
     with engine.connect() as conn:
-        side.dialect.prepare_comparison(conn, memory_limit_mb=memory_limit_mb)  # type: ignore[attr-defined]
+        side.dialect.prepare_comparison(conn, memory_limit_mb=memory_limit_mb)
         try:
             query = SideQueries(side, fields, [], hash_mode, 1).level1()
             rows, total = 0, 0
@@ -1131,5 +1065,5 @@ def table_fingerprint(
                 rows += int(row[1])
                 total = (total + fold(row[2:])) % MOD64
         finally:
-            side.dialect.finish_comparison(conn)  # type: ignore[attr-defined]
+            side.dialect.finish_comparison(conn)
     return rows, total
