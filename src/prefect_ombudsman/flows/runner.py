@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import importlib
 import inspect
 import json
 import logging
 import os
 import random
 import signal
+import sys
 import threading
 import time
 import typing
@@ -111,6 +113,8 @@ class JobSettings:
     projects_dir: str | None = None
     tags: tuple[str, ...] = ()
     created_by: str | None = None
+    # where operations run: None = OMBUDSMAN_DASK_ADDRESS or threads (see flows/dask.py)
+    dask_address: str | None = None
 
     @property
     def window(self) -> int:
@@ -151,6 +155,7 @@ def settings_from(request: Any, job_type: BatchJobType, projects_dir: str | None
         projects_dir=projects_dir,
         tags=tuple(request.tags),
         created_by=request.created_by,
+        dask_address=getattr(request, "dask_address", None),
     )
 
 
@@ -189,11 +194,25 @@ database_limits.install()
 
 Executor = Callable[[OperationContext, dict[str, Any]], Any]
 EXECUTORS: dict[str, Executor] = {}
+# executor -> the module that registered it (a Dask worker process imports it to find it)
+EXECUTOR_MODULES: dict[str, str] = {}
 
 
 def register_executor(name: str, function: Executor) -> None:
     """Flows register how their operations run; the task looks the executor up by name."""
     EXECUTORS[name] = function
+    module = sys._getframe(1).f_globals.get("__name__")
+    if module and module != "__main__":
+        EXECUTOR_MODULES[name] = module
+
+
+def _find_executor(name: str, job: Mapping[str, Any]) -> Executor | None:
+    function = EXECUTORS.get(name)
+    module = (job.get("executor_modules") or {}).get(name)
+    if function is None and module:
+        importlib.import_module(module)  # registers it (a Dask worker's first operation)
+        function = EXECUTORS.get(name)
+    return function
 
 
 # ----------------------------------------------------------------------------- shared run state
@@ -263,7 +282,7 @@ def run_attempts(
     job_id: str,
 ) -> dict[str, Any] | State:
     """Run one operation, retrying transient errors with backoff; the engine of the task."""
-    function = EXECUTORS.get(executor)
+    function = _find_executor(executor, job)
     if function is None:
         raise OmbudsmanError(f"no executor {executor!r} registered for operation {operation_id}")
     record = board.record(operation_id)
@@ -344,14 +363,7 @@ def run_attempts(
             board.contexts.pop(operation_id, None)
 
 
-@task(
-    name="operation",
-    task_run_name="{operation_id}",
-    persist_result=False,  # the runner's checkpoint persists results (see Checkpoint)
-    cache_policy=NO_CACHE,
-    retries=0,
-)
-def execute_operation(
+def _operation(
     operation_id: str, executor: str, arguments: dict[str, Any], job: dict[str, Any]
 ) -> Any:
     """One operation of a batch job (retries of transient errors happen inside)."""
@@ -361,10 +373,77 @@ def execute_operation(
         if task_ctx and task_ctx.task_run.flow_run_id
         else "standalone"
     )
+    event = job.get("dask_cancel_event")
+    if event:  # in a Dask worker process: the job's board here, tripped by the job's Dask event
+        from prefect_ombudsman.flows import dask
+
+        board = dask.worker_board(flow_run_id, event, _BOARDS, _BOARDS_LOCK, RunBoard)
+        try:
+            outcome = run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
+            return _with_record(outcome, board.records.pop(operation_id, None))
+        finally:
+            dask.release_worker_board(flow_run_id, _BOARDS, _BOARDS_LOCK)
     with _BOARDS_LOCK:
         board = _BOARDS.get(flow_run_id) or RunBoard()
     with database_limits.operation_database_limits():  # per-database GCL slots, when set up
         return run_attempts(board, operation_id, executor, arguments, job, flow_run_id)
+
+
+# A plain module-level function under the task, so a Dask worker unpickles it by reference.
+execute_operation = task(
+    name="operation",
+    task_run_name="{operation_id}",
+    persist_result=False,  # the runner's checkpoint persists results (see Checkpoint)
+    cache_policy=NO_CACHE,
+    retries=0,
+)(_operation)
+
+
+def _with_record(outcome: Any, record: OperationRecord | None) -> Any:
+    """A failed or cancelled outcome of another process carries its record in the state's data
+    (the flow reads it back with `_record_of`); a completed one carries it in its payload."""
+    if not isinstance(outcome, State) or record is None:
+        return outcome
+    data = RemoteRecord(
+        ombudsman_record={
+            "started_at": record.started_at.isoformat() if record.started_at else None,
+            "attempts": record.attempts,
+            "result": record.result,
+            "error": record.error,
+            "cancelled": record.cancelled,
+        }
+    )
+    return State(type=outcome.type, name=outcome.name, message=outcome.message, data=data)
+
+
+class RemoteRecord(dict[str, Any]):
+    """An operation record in a task state's data, with a short repr (the engine logs the state)."""
+
+    def __repr__(self) -> str:
+        raw = self.get("ombudsman_record") or {}
+        return f"OperationRecord(attempts={raw.get('attempts')})"
+
+
+def _record_of(state: State) -> OperationRecord | None:
+    """The record a worker process sent back with a failed or cancelled state (see `_with_record`)."""
+    if state.is_completed():
+        return None
+    data = state.data
+    if data is not None and not isinstance(data, dict):
+        try:  # the engine wraps a returned state's data in an (in-memory) result record
+            data = state.result(raise_on_failure=False)
+        except Exception:
+            return None
+    raw = data.get("ombudsman_record") if isinstance(data, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    return OperationRecord(
+        started_at=_parse_time(raw.get("started_at")),
+        attempts=int(raw.get("attempts") or 0),
+        result=raw.get("result"),
+        error=raw.get("error"),
+        cancelled=bool(raw.get("cancelled")),
+    )
 
 
 # ----------------------------------------------------------------------------- flow-side helpers
@@ -896,19 +975,28 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     reporter = ProgressReporter(settings, _env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0))
     reporter.start(progress)
     _notify("start", None, progress)
+    try:
+        submitter = _submitter(settings, job_id, flow_ctx)
+        submitter.__enter__()
+    except Exception as exc:
+        with _BOARDS_LOCK:
+            _BOARDS.pop(job_id, None)
+        reporter.update(progress, BatchJobStatus.failed, force=True)
+        raise OmbudsmanError(f"could not start the job's task runner: {exc}") from exc
     watcher = CancelWatcher(flow_run.id, board, _env_float("OMBUDSMAN_CANCEL_POLL_SECONDS", 0.5))
     watcher.start()
-    job_payload = settings.for_task()
+    job_payload = submitter.job_payload(settings.for_task(), dict(EXECUTOR_MODULES))
     inflight: dict[cf.Future[Any], OperationPlan] = {}
     stop_reason: str | None = None
     cancel_seen_at: float | None = None
     logger.info(
-        "Job %s (%s): %d operations, %s, window %d",
+        "Job %s (%s): %d operations, %s, window %d, on %s",
         job_id,
         settings.job_type.value,
         len(plans),
         "parallel" if settings.parallel_execution else "sequential",
         window,
+        submitter.describe,
     )
     terminated: TerminationSignal | None = None
     try:
@@ -916,25 +1004,29 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             if board.cancel_event.is_set() and stop_reason is None:
                 stop_reason = "job cancelled"
                 cancel_seen_at = time.monotonic()
+                submitter.cancel()
                 logger.warning("Cancellation requested: no new operation starts")
             while pending and len(inflight) < window and stop_reason is None:
                 plan = pending.popleft()
                 op = ops[plan.operation_id]
                 op.status = BatchOperationStatus.running
                 op.started_at = utcnow()
-                future = execute_operation.submit(
-                    operation_id=plan.operation_id,
-                    executor=plan.executor,
-                    arguments=plan.arguments,
-                    job=job_payload,
+                future = submitter.submit(
+                    execute_operation,
+                    {
+                        "operation_id": plan.operation_id,
+                        "executor": plan.executor,
+                        "arguments": plan.arguments,
+                        "job": job_payload,
+                    },
                 )
-                inflight[future.wrapped_future] = plan
+                inflight[future] = plan
                 counter.started(plan.operation_id)
                 if LISTENERS:
                     _notify("started", op, counter.snapshot())
             if not inflight:
                 break
-            done, _ = cf.wait(list(inflight), timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            done = submitter.wait(list(inflight), timeout=0.1)
             for wrapped in done:
                 plan = inflight.pop(wrapped)
                 op = ops[plan.operation_id]
@@ -942,7 +1034,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                     state = wrapped.result()
                 except Exception as exc:  # the engine itself failed around the task
                     state = Failed(message=scrub(str(exc)))
-                _apply_outcome(op, state, board.records.get(plan.operation_id))
+                _apply_outcome(op, state, board.records.get(plan.operation_id) or _record_of(state))
                 counter.finished(op)
                 if op.status == BatchOperationStatus.completed:
                     checkpoint.append(plan, op)
@@ -965,6 +1057,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
                     op.status = BatchOperationStatus.skipped
                     op.error = "cancelled while running (did not stop within the grace period)"
                     op.completed_at = utcnow()
+                submitter.abandon(list(inflight))
                 inflight.clear()
     except TerminationSignal as exc:
         # A worker (runner) cancels by SIGTERM, usually before our watcher's next poll. When the
@@ -974,15 +1067,22 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
             raise
         terminated = exc
         board.cancel()
+        submitter.cancel()
         stop_reason = "job cancelled"
         logger.warning("Cancellation requested (termination signal): no new operation starts")
-        if inflight:
-            cf.wait(list(inflight), timeout=CANCEL_GRACE_SECONDS / 2)
+        deadline = time.monotonic() + CANCEL_GRACE_SECONDS / 2
+        while inflight and time.monotonic() < deadline:
+            if all(w.done() for w in inflight):
+                break
+            submitter.wait([w for w in inflight if not w.done()], timeout=0.1)
         for wrapped, plan in inflight.items():
             op = ops[plan.operation_id]
             if wrapped.done():
                 try:
-                    _apply_outcome(op, wrapped.result(), board.records.get(plan.operation_id))
+                    state = wrapped.result()
+                    _apply_outcome(
+                        op, state, board.records.get(plan.operation_id) or _record_of(state)
+                    )
                 except Exception:
                     op.status = BatchOperationStatus.skipped
                 if op.status == BatchOperationStatus.completed:
@@ -995,6 +1095,10 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
     finally:
         checkpoint.close()
         watcher.stop()
+        try:
+            submitter.__exit__(None, None, None)
+        except Exception as exc:
+            logger.warning("could not close the job's %s: %s", submitter.describe, exc)
         with _BOARDS_LOCK:
             _BOARDS.pop(job_id, None)
     with _deferred_termination():
@@ -1065,6 +1169,48 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         if terminated is not None:
             raise terminated
         return final_state(status, JobSummary(summary))
+
+
+class _ThreadSubmitter:
+    """Operations as task runs of the flow's own task runner (threads of the flow's process)."""
+
+    describe = "threads"
+
+    def __enter__(self) -> _ThreadSubmitter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def job_payload(self, payload: dict[str, Any], executor_modules: dict[str, str]) -> dict:
+        return payload
+
+    def submit(self, task: Any, parameters: dict[str, Any]) -> cf.Future[Any]:
+        return task.submit(**parameters).wrapped_future
+
+    def wait(self, futures: list[Any], timeout: float) -> set[Any]:
+        done, _ = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return done
+
+    def cancel(self) -> None:
+        pass  # the operations share the flow's board, already tripped
+
+    def abandon(self, futures: list[Any]) -> None:
+        pass
+
+
+def _submitter(settings: JobSettings, job_id: str, flow_ctx: Any) -> Any:
+    """Threads, or a Dask cluster when the job's settings, `OMBUDSMAN_DASK_ADDRESS` or the flow's
+    own task runner (a `DaskTaskRunner`) say so (see flows/dask.py)."""
+    from prefect_ombudsman.flows import dask
+
+    address = dask.resolve_address(settings.dask_address)
+    flow_runner = getattr(flow_ctx, "task_runner", None)
+    if address is not None:
+        return dask.DaskSubmitter(address, settings.window, job_id)
+    if type(flow_runner).__name__ == "DaskTaskRunner":
+        return dask.DaskSubmitter(None, settings.window, job_id, task_runner=flow_runner)
+    return _ThreadSubmitter()
 
 
 class JobSummary(dict[str, Any]):
