@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -107,6 +108,13 @@ def public_job(job: Any, root: Path) -> dict[str, Any]:
     return public_paths(data, root)
 
 
+def _json(payload: dict[str, Any]) -> Response:
+    """A large answer serialized once, in pydantic's Rust encoder: `payload` is JSON-safe already
+    (jobs dumped in JSON mode), so FastAPI's second validation against the response model is skipped
+    (the model still documents the route)."""
+    return Response(content=pydantic_core.to_json(payload), media_type="application/json")
+
+
 def _job_or_404(job_id: str, *, with_operations: bool = True) -> Any:
     try:
         return service.get_job(job_id, with_operations=with_operations)
@@ -158,7 +166,7 @@ def list_jobs(
     project_id: str | None = None,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
-) -> dict[str, Any]:
+) -> Response:
     """Jobs newest first with their operations; filters, sort and paging run in Prefect."""
     jobs, total = service.list_jobs(
         status=status,
@@ -169,16 +177,18 @@ def list_jobs(
         with_operations=True,
     )
     root = _root(http)
-    return {
-        "jobs": [public_job(j, root) for j in jobs],
-        "total": total,
-        "page": offset // limit + 1,
-        "page_size": limit,
-    }
+    return _json(
+        {
+            "jobs": [public_job(j, root) for j in jobs],
+            "total": total,
+            "page": offset // limit + 1,
+            "page_size": limit,
+        }
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=BatchJobStatusResponse)
-def get_job(job_id: str, http: Request) -> dict[str, Any]:
+def get_job(job_id: str, http: Request) -> Response:
     job = _job_or_404(job_id)
     progress = job.progress or BatchProgress(
         total_operations=len(job.operations),
@@ -186,7 +196,7 @@ def get_job(job_id: str, http: Request) -> dict[str, Any]:
         failed_operations=0,
         skipped_operations=0,
     )
-    return {"job": public_job(job, _root(http)), "current_progress": progress.model_dump()}
+    return _json({"job": public_job(job, _root(http)), "current_progress": progress.model_dump()})
 
 
 @router.get("/jobs/{job_id}/progress")
