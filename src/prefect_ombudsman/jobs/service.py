@@ -8,6 +8,7 @@ job runs. The CLI (`ombudsman jobs ...`) and the REST API call these functions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
@@ -217,8 +218,9 @@ def _client() -> Iterator[SyncPrefectClient]:
         with get_client(sync_client=True) as client:
             yield client
         return
-    secret = [v.get_secret_value() if v is not None else None for v in (api.key, api.auth_string)]
-    key = (os.getpid(), str(api.url), *secret, api.request_timeout, api.tls_insecure_skip_verify)
+    secrets = "\0".join(v.get_secret_value() if v else "" for v in (api.key, api.auth_string))
+    credential = hashlib.sha256(secrets.encode()).hexdigest()  # the key holds no secret itself
+    key = (os.getpid(), str(api.url), credential, api.request_timeout, api.tls_insecure_skip_verify)
     with _SHARED_LOCK:
         client = _SHARED_CLIENTS.get(key)
         if client is None:
