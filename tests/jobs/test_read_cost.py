@@ -4,13 +4,22 @@ asked for), statistics come from one run history per flow and agree with exact c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from prefect_ombudsman.jobs import service
-from prefect_ombudsman.jobs.models import BatchJobStatus, BatchJobType
+from prefect_ombudsman.jobs.api import public_job
+from prefect_ombudsman.jobs.models import (
+    BatchJob,
+    BatchJobStatus,
+    BatchJobType,
+    BatchOperation,
+    BatchOperationStatus,
+)
+from prefect_ombudsman.jobs.studio_report import public_paths, studio_operation
 from support import wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -121,3 +130,36 @@ def test_statistics_agree_with_exact_counts_as_jobs_end(client: TestClient):
     assert after["active_jobs"] == after["status_distribution"]["running"]
     recent = {r["job_id"]: r["status"] for r in after["recent_jobs"]}
     assert recent.get(ok) == "completed" and recent.get(bad) == "failed"
+
+
+def test_public_job_walks_only_operations_holding_paths(tmp_path: Path):
+    """The fast path keeps the answer `public_paths` gives for the whole job."""
+    root = tmp_path / "projects"
+    ops = [
+        BatchOperation(operation_id="custom_0_noop", operation_type="custom", result={"ok": 1}),
+        BatchOperation(
+            operation_id="custom_1_write",
+            operation_type="custom",
+            status=BatchOperationStatus.failed,
+            error=f"cannot write {root}/out/x.csv",
+            result={"report_path": "/srv/elsewhere/r.json", "files": [f"{root}/a/b.json"]},
+            metadata={"csv": "/var/tmp/out.csv", "note": "no path here"},
+        ),
+        BatchOperation(operation_id="custom_2_noop", operation_type="custom"),
+    ]
+    job = BatchJob(
+        job_id="j",
+        job_type=BatchJobType.custom,
+        name="paths",
+        operations=ops,
+        result_summary={"report_path": f"{root}/.ombudsman/jobs/batch_j.json"},
+    )
+    whole = job.model_dump(mode="json")
+    whole["operations"] = [studio_operation(op) for op in whole["operations"]]
+    expected = public_paths(whole, root)
+    answer = public_job(job, root)
+    assert answer == expected and list(answer) == list(expected)
+    assert answer["operations"][1]["error"] == "cannot write out/x.csv"
+    assert answer["operations"][1]["result"] == {"report_path": "r.json", "files": ["a/b.json"]}
+    assert answer["operations"][1]["metadata"]["csv"] == "out.csv"
+    assert answer["result_summary"]["report_path"] == ".ombudsman/jobs/batch_j.json"

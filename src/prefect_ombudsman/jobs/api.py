@@ -102,10 +102,22 @@ def _root(http: Request) -> Path:
 
 
 def public_job(job: Any, root: Path) -> dict[str, Any]:
-    """A job as the Studio reads it: pipeline results in its words, no server paths."""
+    """A job as the Studio reads it: pipeline results in its words, no server paths.
+
+    `public_paths` only changes strings holding the projects root or starting with `/`; an
+    operation whose JSON text has neither (most of them) is kept as it is instead of walked, which
+    matters for pages and jobs of thousands of operations."""
     data = job.model_dump(mode="json")
-    data["operations"] = [studio_operation(op) for op in data["operations"]]
-    return public_paths(data, root)
+    operations, data["operations"] = data["operations"], []
+    public = public_paths(data, root)
+    marks = (json.dumps(str(root).rstrip("/") + "/")[1:-1].encode(), b'"/')
+    ops = []
+    for op in operations:
+        op = studio_operation(op)
+        text = pydantic_core.to_json(op)
+        ops.append(public_paths(op, root) if any(m in text for m in marks) else op)
+    public["operations"] = ops
+    return public
 
 
 def _json(payload: dict[str, Any]) -> Response:
