@@ -33,7 +33,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from runner_overhead import free_port, start_server
 
@@ -262,6 +261,7 @@ async def websocket_latency(base: str, token: str, subscribers: int, changes: in
     """Seconds from a job's state change to its `job_update` at each subscriber."""
     import websockets
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.states import Completed, Running
 
     ws_url = base.replace("http://", "ws://") + f"/batch/ws/wsbench?token={token}"
@@ -298,8 +298,11 @@ async def websocket_latency(base: str, token: str, subscribers: int, changes: in
     for ws in sockets:
         await ws.close()
     async with get_client() as client:  # a reused --workdir keeps its 1,000 + 1 jobs only
-        for job_id, _ in {key for key in changed_at}:
-            await client.delete_flow_run(UUID(job_id))
+        for run in await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["project:wsbench"])),
+            limit=200,
+        ):
+            await client.delete_flow_run(run.id)
     return latencies
 
 
