@@ -14,7 +14,15 @@ The 1,000 finished jobs are made cheaply, as the service reads them: flow runs o
 `custom-batch` flow created through the Prefect client with the jobs' tags and parameters,
 moved Running -> Completed / Failed / PartialSuccess, each with the runner's progress artifact
 and a one-operation report file. The 1,000-operation job is a real `custom_batch` run of the
-built-in `noop` operation. Usage: `python benchmarks/jobs_api.py [--jobs 1000] [--subscribers 50]`.
+built-in `noop` operation.
+
+Each route is printed beside its floor: the bare Prefect client calls it needs (e.g.
+`read_flow_runs(limit=100)` + `count_flow_runs` for the list, `read_flow_run` + `read_artifacts`
+for progress), timed the same way on one warm client and interleaved with the route in rounds of
+10, so a goal below the floor shows as unreachable on that machine.
+
+Usage: `python benchmarks/jobs_api.py [--jobs 1000] [--subscribers 50] [--workdir DIR]`
+(`--workdir` keeps the Prefect home and jobs and reuses them on the next run).
 """
 
 from __future__ import annotations
