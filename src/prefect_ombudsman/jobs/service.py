@@ -425,7 +425,7 @@ def final_summary(progress: dict[str, Any] | None, status: BatchJobStatus) -> di
         not progress
         or status not in TERMINAL_JOB_STATUSES
         or progress.get("job_status") not in {s.value for s in TERMINAL_JOB_STATUSES}
-        or not progress.get("report_path")
+        or not (progress.get("report_path") or progress.get("report_id"))  # a report was kept
     ):
         return None
     return {
@@ -434,7 +434,7 @@ def final_summary(progress: dict[str, Any] | None, status: BatchJobStatus) -> di
         "completed": progress.get("completed_operations"),
         "failed": progress.get("failed_operations"),
         "skipped": progress.get("skipped_operations"),
-        "report_path": progress["report_path"],
+        "report_path": progress.get("report_path"),
     }
 
 
