@@ -14,7 +14,15 @@ The 1,000 finished jobs are made cheaply, as the service reads them: flow runs o
 `custom-batch` flow created through the Prefect client with the jobs' tags and parameters,
 moved Running -> Completed / Failed / PartialSuccess, each with the runner's progress artifact
 and a one-operation report file. The 1,000-operation job is a real `custom_batch` run of the
-built-in `noop` operation. Usage: `python benchmarks/jobs_api.py [--jobs 1000] [--subscribers 50]`.
+built-in `noop` operation.
+
+Each route is printed beside its floor: the bare Prefect client calls it needs (e.g.
+`read_flow_runs(limit=100)` + `count_flow_runs` for the list, `read_flow_run` + `read_artifacts`
+for progress), timed the same way on one warm client and interleaved with the route in rounds of
+10, so a goal below the floor shows as unreachable on that machine.
+
+Usage: `python benchmarks/jobs_api.py [--jobs 1000] [--subscribers 50] [--workdir DIR]`
+(`--workdir` keeps the Prefect home and jobs and reuses them on the next run).
 """
 
 from __future__ import annotations
@@ -176,10 +184,92 @@ def timed(client: Any, url: str, n: int) -> list[float]:
     return samples
 
 
+def timed_call(call: Any, n: int) -> list[float]:
+    """Milliseconds of `call()`, n times after one warm-up (the floors)."""
+    call()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def floors(job_id: str) -> dict[str, tuple[str, Any]]:
+    """The bare Prefect client calls each route needs, on one warm client (no model building,
+    no files, no HTTP in front): what the route cannot go below on this machine and server."""
+    from concurrent.futures import ThreadPoolExecutor
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+        FlowFilter,
+        FlowFilterName,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+
+    from prefect_ombudsman.jobs.service import FLOW_NAMES
+
+    client = get_client(sync_client=True)
+    client.__enter__()
+    flows = FlowFilter(name=FlowFilterName(any_=list(FLOW_NAMES)))
+    pool = ThreadPoolExecutor(8)
+
+    def artifacts(ids: list[Any]) -> Any:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=ids),
+                type=ArtifactFilterType(any_=["progress", "ombudsman-cancel", "ombudsman-retry"]),
+            ),
+            sort=ArtifactSort.UPDATED_DESC,
+            limit=200,
+        )
+
+    def listing() -> None:
+        client.read_flow_runs(
+            flow_filter=flows, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=100
+        )
+        client.count_flow_runs(flow_filter=flows)
+
+    def one() -> None:
+        run = client.read_flow_run(UUID(job_id))
+        artifacts([run.id])
+
+    def history(name: str) -> Any:
+        body = {
+            "history_start": "1970-01-01T00:00:00Z",
+            "history_end": "2200-01-01T00:00:00Z",
+            "history_interval_seconds": 231 * 365 * 86400,
+            "flows": FlowFilter(name=FlowFilterName(any_=[name])).model_dump(mode="json"),
+        }
+        return client.request("POST", "/flow_runs/history", json=body).json()
+
+    def stats() -> None:
+        recent = pool.submit(
+            client.read_flow_runs,
+            flow_filter=flows,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=10,
+        )
+        list(pool.map(history, FLOW_NAMES))
+        recent.result()
+
+    return {
+        "list": ("read_flow_runs(limit=100) + count_flow_runs", listing),
+        "job": ("read_flow_run + read_artifacts", one),
+        "progress": ("read_flow_run + read_artifacts", one),
+        "statistics": ("6 x POST /flow_runs/history + read_flow_runs(10), concurrent", stats),
+    }
+
+
 async def websocket_latency(base: str, token: str, subscribers: int, changes: int) -> list[float]:
     """Seconds from a job's state change to its `job_update` at each subscriber."""
     import websockets
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.states import Completed, Running
 
     ws_url = base.replace("http://", "ws://") + f"/batch/ws/wsbench?token={token}"
@@ -215,7 +305,42 @@ async def websocket_latency(base: str, token: str, subscribers: int, changes: in
         task.cancel()
     for ws in sockets:
         await ws.close()
+    async with get_client() as client:  # a reused --workdir keeps its 1,000 + 1 jobs only
+        for run in await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["project:wsbench"])),
+            limit=200,
+        ):
+            await client.delete_flow_run(run.id)
     return latencies
+
+
+def make_jobs(args: Any, projects: Path) -> str:
+    """The 1,000 finished jobs and the real 1,000-operation job; returns the big job's id."""
+    from prefect_ombudsman.jobs import service
+    from prefect_ombudsman.jobs.models import BatchCustomRequest, BatchJobType
+
+    t = time.perf_counter()
+    asyncio.run(make_finished_jobs(args.jobs, projects))
+    print(f"{args.jobs} finished jobs created in {time.perf_counter() - t:.1f} s", flush=True)
+    big = service.submit_job(
+        BatchJobType.custom,
+        BatchCustomRequest(
+            job_name="big",
+            items=[{"operation": "noop"}] * args.operations,
+            parallel_execution=True,
+            max_parallel=8,
+            project_id="bench",
+        ),
+        projects_dir=str(projects),
+        execution="local",
+    )
+    t = time.perf_counter()
+    while service.get_job(big.job_id, with_operations=False).status.value != "completed":
+        time.sleep(0.5)
+        if time.perf_counter() - t > 600:
+            raise SystemExit("the 1,000-operation job did not finish within 600 s")
+    print(f"{args.operations}-operation job ran in {time.perf_counter() - t:.1f} s", flush=True)
+    return big.job_id
 
 
 def main() -> None:
@@ -226,11 +351,17 @@ def main() -> None:
     parser.add_argument("--operations", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--changes", type=int, default=10)
+    parser.add_argument(
+        "--workdir",
+        help="keep the Prefect home and jobs here and reuse them on the next run "
+        "(default: a temporary folder, removed at the end)",
+    )
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="ombudsman-jobs-api-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ombudsman-jobs-api-"))
     home, projects = workdir / "prefect-home", workdir / "projects"
-    projects.mkdir()
+    projects.mkdir(parents=True, exist_ok=True)
+    made = workdir / "bench.json"
     print(f"starting prefect server (PREFECT_HOME={home}) ...", flush=True)
     proc, url = start_server(home)
     os.environ.update(
@@ -244,73 +375,77 @@ def main() -> None:
     try:
         import httpx
 
-        from prefect_ombudsman.jobs import service
-        from prefect_ombudsman.jobs.models import BatchCustomRequest, BatchJobType
-
-        t = time.perf_counter()
-        asyncio.run(make_finished_jobs(args.jobs, projects))
-        print(f"{args.jobs} finished jobs created in {time.perf_counter() - t:.1f} s", flush=True)
-        big = service.submit_job(
-            BatchJobType.custom,
-            BatchCustomRequest(
-                job_name="big",
-                items=[{"operation": "noop"}] * args.operations,
-                parallel_execution=True,
-                max_parallel=8,
-                project_id="bench",
-            ),
-            projects_dir=str(projects),
-            execution="local",
-        )
-        t = time.perf_counter()
-        while service.get_job(big.job_id, with_operations=False).status.value != "completed":
-            time.sleep(0.5)
-            if time.perf_counter() - t > 600:
-                raise SystemExit("the 1,000-operation job did not finish within 600 s")
-        print(f"{args.operations}-operation job ran in {time.perf_counter() - t:.1f} s", flush=True)
+        if made.exists():
+            big_id = json.loads(made.read_text())["big"]
+            print(f"reusing the jobs of {workdir}", flush=True)
+        else:
+            big_id = make_jobs(args, projects)
+            if args.workdir:
+                made.write_text(json.dumps({"big": big_id}))
 
         from prefect_ombudsman.jobs.accounts import create_token
 
         auth_file = workdir / "auth.json"
+        auth_file.unlink(missing_ok=True)
         token = create_token(auth_file, "bench", read_only=True)
         server, base = serve_api(projects, auth_file)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, timeout=60, headers=headers) as http:
-            for path in ("/batch/jobs?limit=100", f"/batch/jobs/{big.job_id}", "/batch/statistics"):
+            for path in ("/batch/jobs?limit=100", f"/batch/jobs/{big_id}", "/batch/statistics"):
                 http.get(path).raise_for_status()  # warm-up
             listing = http.get("/batch/jobs?limit=100").json()
             assert listing["total"] >= args.jobs + 1 and len(listing["jobs"]) == 100
-            one = http.get(f"/batch/jobs/{big.job_id}").json()["job"]
+            one = http.get(f"/batch/jobs/{big_id}").json()["job"]
             assert len(one["operations"]) == args.operations
-            results = {
-                "GET /batch/jobs?limit=100": (timed(http, "/batch/jobs?limit=100", 30), 300),
+            floor = floors(big_id)
+            started_load = os.getloadavg()[0]
+            # route and floor interleaved in rounds, so a load spike on the shared machine hits both
+            plan = {
+                "GET /batch/jobs?limit=100": ("/batch/jobs?limit=100", "list", 30, 300),
                 f"GET /batch/jobs/{{id}} ({args.operations} ops)": (
-                    timed(http, f"/batch/jobs/{big.job_id}", 30),
+                    f"/batch/jobs/{big_id}",
+                    "job",
+                    30,
                     None,
                 ),
                 "GET /batch/jobs/{id}/progress": (
-                    timed(http, f"/batch/jobs/{big.job_id}/progress", 50),
+                    f"/batch/jobs/{big_id}/progress",
+                    "progress",
+                    50,
                     100,
                 ),
-                "GET /batch/statistics": (timed(http, "/batch/statistics", 30), 500),
+                "GET /batch/statistics": ("/batch/statistics", "statistics", 30, 500),
             }
+            results = {}
+            for name, (path, key, n, goal) in plan.items():
+                ours: list[float] = []
+                bare: list[float] = []
+                for _ in range(n // 10):
+                    ours += timed(http, path, 10)
+                    bare += timed_call(floor[key][1], 10)
+                results[name] = (ours, bare, floor[key][0], goal)
         latencies = asyncio.run(websocket_latency(base, token, args.subscribers, args.changes))
         expected = args.subscribers * args.changes * 2
+        load = os.getloadavg()
         print()
         print(
             f"jobs API, {args.jobs} finished jobs + one {args.operations}-operation job, "
-            f"local prefect server, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"local prefect server, load average {started_load:.1f} at the start, {load[0]:.1f} at the end (1 min) on {os.cpu_count()} cores"
         )
-        print(f"{'request':44}{'p50 ms':>10}{'p95 ms':>10}{'goal':>16}")
-        for name, (samples, goal) in results.items():
+        print(
+            f"{'request':44}{'p50 ms':>9}{'p95 ms':>9}{'floor p50':>11}{'floor p95':>11}"
+            f"{'goal':>16}  floor = bare Prefect calls"
+        )
+        for name, (samples, bare, calls, goal) in results.items():
             goal_text = f"p95 <= {goal} ms" if goal else "-"
             print(
-                f"{name:44}{statistics.median(samples):>10.1f}{pct(samples, 95):>10.1f}{goal_text:>16}"
+                f"{name:44}{statistics.median(samples):>9.1f}{pct(samples, 95):>9.1f}"
+                f"{statistics.median(bare):>11.1f}{pct(bare, 95):>11.1f}{goal_text:>16}  {calls}"
             )
         if latencies:
             print(
-                f"{'WebSocket state change -> job_update':44}{statistics.median(latencies) * 1000:>10.1f}"
-                f"{pct(latencies, 95) * 1000:>10.1f}{'p95 <= 1000 ms':>16}"
+                f"{'WebSocket state change -> job_update':44}{statistics.median(latencies) * 1000:>9.1f}"
+                f"{pct(latencies, 95) * 1000:>9.1f}{'-':>11}{'-':>11}{'p95 <= 1000 ms':>16}"
             )
         print(
             f"WebSocket: {args.subscribers} subscribers, {args.changes * 2} state changes, "
@@ -325,7 +460,8 @@ def main() -> None:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

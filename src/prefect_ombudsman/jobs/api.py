@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -102,10 +103,29 @@ def _root(http: Request) -> Path:
 
 
 def public_job(job: Any, root: Path) -> dict[str, Any]:
-    """A job as the Studio reads it: pipeline results in its words, no server paths."""
+    """A job as the Studio reads it: pipeline results in its words, no server paths.
+
+    `public_paths` only changes strings holding the projects root or starting with `/`; an
+    operation whose JSON text has neither (most of them) is kept as it is instead of walked, which
+    matters for pages and jobs of thousands of operations."""
     data = job.model_dump(mode="json")
-    data["operations"] = [studio_operation(op) for op in data["operations"]]
-    return public_paths(data, root)
+    operations, data["operations"] = data["operations"], []
+    public = public_paths(data, root)
+    marks = (json.dumps(str(root).rstrip("/") + "/")[1:-1].encode(), b'"/')
+    ops = []
+    for op in operations:
+        op = studio_operation(op)
+        text = pydantic_core.to_json(op)
+        ops.append(public_paths(op, root) if any(m in text for m in marks) else op)
+    public["operations"] = ops
+    return public
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    """A large answer serialized once, in pydantic's Rust encoder: `payload` is JSON-safe already
+    (jobs dumped in JSON mode), so FastAPI's second validation against the response model is skipped
+    (the model still documents the route)."""
+    return Response(content=pydantic_core.to_json(payload), media_type="application/json")
 
 
 def _job_or_404(job_id: str, *, with_operations: bool = True) -> Any:
@@ -159,7 +179,7 @@ def list_jobs(
     project_id: str | None = None,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
-) -> dict[str, Any]:
+) -> Response:
     """Jobs newest first with their operations; filters, sort and paging run in Prefect."""
     jobs, total = service.list_jobs(
         status=status,
@@ -170,16 +190,18 @@ def list_jobs(
         with_operations=True,
     )
     root = _root(http)
-    return {
-        "jobs": [public_job(j, root) for j in jobs],
-        "total": total,
-        "page": offset // limit + 1,
-        "page_size": limit,
-    }
+    return _json(
+        {
+            "jobs": [public_job(j, root) for j in jobs],
+            "total": total,
+            "page": offset // limit + 1,
+            "page_size": limit,
+        }
+    )
 
 
 @router.get("/jobs/{job_id}", response_model=BatchJobStatusResponse)
-def get_job(job_id: str, http: Request) -> dict[str, Any]:
+def get_job(job_id: str, http: Request) -> Response:
     job = _job_or_404(job_id)
     progress = job.progress or BatchProgress(
         total_operations=len(job.operations),
@@ -187,7 +209,7 @@ def get_job(job_id: str, http: Request) -> dict[str, Any]:
         failed_operations=0,
         skipped_operations=0,
     )
-    return {"job": public_job(job, _root(http)), "current_progress": progress.model_dump()}
+    return _json({"job": public_job(job, _root(http)), "current_progress": progress.model_dump()})
 
 
 @router.get("/jobs/{job_id}/progress")

@@ -8,12 +8,15 @@ job runs. The CLI (`ombudsman jobs ...`) and the REST API call these functions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -152,9 +155,13 @@ def job_status(flow_run: FlowRun) -> BatchJobStatus:
     state = flow_run.state
     if state is None:
         return BatchJobStatus.pending
-    kind = state.type
+    return status_of_state(state.type, state.name)
+
+
+def status_of_state(kind: StateType, name: str | None) -> BatchJobStatus:
+    """A Prefect state's type and name -> job status."""
     if kind in (StateType.SCHEDULED, StateType.PENDING):
-        return BatchJobStatus.queued if state.name in _RETRY_STATE_NAMES else BatchJobStatus.pending
+        return BatchJobStatus.queued if name in _RETRY_STATE_NAMES else BatchJobStatus.pending
     if kind == StateType.RUNNING:
         return BatchJobStatus.running
     if kind == StateType.PAUSED:
@@ -163,7 +170,7 @@ def job_status(flow_run: FlowRun) -> BatchJobStatus:
         return BatchJobStatus.completed
     if kind in (StateType.CANCELLING, StateType.CANCELLED):
         return BatchJobStatus.cancelled
-    if kind == StateType.FAILED and state.name == "PartialSuccess":
+    if kind == StateType.FAILED and name == "PartialSuccess":
         return BatchJobStatus.partial_success
     return BatchJobStatus.failed
 
@@ -194,8 +201,33 @@ def state_filter(status: BatchJobStatus | None) -> FlowRunFilterState | None:
     return FlowRunFilterState(type=FlowRunFilterStateType(any_=types), name=names)
 
 
-def _client() -> Any:
-    return get_client(sync_client=True)
+# concurrent Prefect reads of one request (statistics' histories, a page's count beside its runs)
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ombudsman-prefect")
+_SHARED_CLIENTS: dict[tuple[Any, ...], SyncPrefectClient] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+@contextmanager
+def _client() -> Iterator[SyncPrefectClient]:
+    """The process's Prefect client for the current API (one per process and API URL/credential):
+    its connection pool and TLS context are reused by every request instead of built per call
+    (tens of milliseconds each). An in-process (ephemeral) API gets a fresh client per call."""
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api
+    if not api.url:
+        with get_client(sync_client=True) as client:
+            yield client
+        return
+    secrets = "\0".join(v.get_secret_value() if v else "" for v in (api.key, api.auth_string))
+    credential = hashlib.sha256(secrets.encode()).hexdigest()  # the key holds no secret itself
+    key = (os.getpid(), str(api.url), credential, api.request_timeout, api.tls_insecure_skip_verify)
+    with _SHARED_LOCK:
+        client = _SHARED_CLIENTS.get(key)
+        if client is None:
+            client = _SHARED_CLIENTS[key] = get_client(sync_client=True)
+            client.__enter__()
+    yield client
 
 
 def _parse_id(job_id: str) -> UUID:
@@ -398,6 +430,30 @@ def _read_report(
     return None
 
 
+def final_summary(progress: dict[str, Any] | None, status: BatchJobStatus) -> dict[str, Any] | None:
+    """The job summary of a finished run from its final progress artifact, without its report file.
+
+    The runner's last update of the artifact (forced, after the report is written) carries the
+    final status, the counters and `report_path`; an artifact still saying running (a crash) or
+    without a report does not describe the finished job (None: read the report, or plan).
+    """
+    if (
+        not progress
+        or status not in TERMINAL_JOB_STATUSES
+        or progress.get("job_status") not in {s.value for s in TERMINAL_JOB_STATUSES}
+        or not (progress.get("report_path") or progress.get("report_id"))  # a report was kept
+    ):
+        return None
+    return {
+        "status": progress["job_status"],
+        "total_operations": progress.get("total_operations"),
+        "completed": progress.get("completed_operations"),
+        "failed": progress.get("failed_operations"),
+        "skipped": progress.get("skipped_operations"),
+        "report_path": progress.get("report_path"),
+    }
+
+
 def _planned(plan: list[dict[str, Any]]) -> dict[str, BatchOperation]:
     return {
         p["operation_id"]: BatchOperation(
@@ -450,13 +506,14 @@ def build_job(
     if arts is None:
         arts = read_run_artifacts(client, [run.id])[run.id]
     progress_data = arts.progress
+    final = final_summary(progress_data, status)
     report = (
         _read_report(
             progress_data.get("report_path"),
             params.get("projects_dir"),
             {**progress_data, "job_id": str(run.id)},
         )
-        if progress_data
+        if progress_data and (with_operations or final is None)
         else None
     )
     if report is not None and (
@@ -476,7 +533,9 @@ def build_job(
                 if op.status == BatchOperationStatus.skipped:
                     op.error = f"Cancelled: {arts.cancel_reason}"
     progress = None
-    if progress_data is not None and (report is not None or status not in TERMINAL_JOB_STATUSES):
+    if progress_data is not None and (
+        report is not None or final is not None or status not in TERMINAL_JOB_STATUSES
+    ):
         progress = BatchProgress.model_validate(
             {k: progress_data.get(k) for k in BatchProgress.model_fields if k in progress_data}
         )
@@ -535,7 +594,7 @@ def build_job(
                 if k in report
             }
             if report
-            else None
+            else final
         ),
         created_by=params.get("created_by"),
         project_id=params.get("project_id"),
@@ -644,12 +703,13 @@ def list_jobs(
     """Jobs newest first, filtered in Prefect; returns (page, total matching).
 
     Prefect calls per page: one `read_flow_runs` per 200 jobs (filter, sort, limit/offset), one
-    `count_flow_runs`, two `read_artifacts`, one `read_task_runs` (when operations are asked for
+    `count_flow_runs` (beside them, on another thread), two `read_artifacts`, one `read_task_runs` (when operations are asked for
     and some job is unfinished); "newest" is the expected start time, the creation time of a
     submitted job.
     """
     filters = run_filters(status=status, job_type=job_type, project_id=project_id)
     with _client() as client:
+        counted = _POOL.submit(client.count_flow_runs, **filters)
         runs: list[FlowRun] = []
         while len(runs) < limit:  # Prefect serves at most 200 runs a request
             want = min(_PAGE, limit - len(runs))
@@ -662,34 +722,59 @@ def list_jobs(
             runs.extend(page)
             if len(page) < want:
                 break
-        total = client.count_flow_runs(**filters)
+        total = counted.result()
         return build_jobs(client, runs, with_operations=with_operations), total
 
 
-async def job_statistics_async() -> dict[str, Any]:
-    """Counts by status and type (one `count_flow_runs` each, concurrently) and the ten newest."""
-    from prefect.client.orchestration import get_client as get_async_client
+# one history interval covering every run: Prefect buckets runs by expected start time, which it
+# sets on every run (the creation time of a submitted job, the slot of a scheduled one)
+_HISTORY_SPAN = {"history_start": "1970-01-01T00:00:00Z", "history_end": "2200-01-01T00:00:00Z"}
 
-    async with get_async_client() as client:
-        statuses = list(BatchJobStatus)
-        types = list(BatchJobType)
-        counts = await asyncio.gather(
-            client.count_flow_runs(**run_filters()),
-            *(client.count_flow_runs(**run_filters(status=s)) for s in statuses),
-            *(client.count_flow_runs(**run_filters(job_type=t)) for t in types),
-            client.read_flow_runs(
-                **run_filters(), sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=10
-            ),
+
+def _state_counts(client: SyncPrefectClient, flow_name: str) -> dict[BatchJobStatus, int]:
+    """Runs of one flow by job status: one `POST /flow_runs/history` (counts per state type and name)."""
+    response = client.request(
+        "POST",
+        "/flow_runs/history",
+        json={
+            **_HISTORY_SPAN,
+            "history_interval_seconds": 231 * 365 * 86400,
+            "flows": FlowFilter(name=FlowFilterName(any_=[flow_name])).model_dump(mode="json"),
+        },
+    )
+    response.raise_for_status()
+    counts = dict.fromkeys(BatchJobStatus, 0)
+    for interval in response.json():
+        for state in interval.get("states") or []:
+            status = status_of_state(StateType(state["state_type"]), state.get("state_name"))
+            counts[status] += int(state.get("count_runs") or 0)
+    return counts
+
+
+def job_statistics() -> dict[str, Any]:
+    """Counts by status and type, running jobs, and the ten newest (the Studio's statistics shape).
+
+    Seven Prefect requests, concurrently: one run history per flow (its runs counted by state type
+    and name in one interval, which gives both distributions and the total) and the ten newest runs.
+    """
+    with _client() as client:
+        recent_call = _POOL.submit(
+            client.read_flow_runs,
+            **run_filters(),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=10,
         )
-    total = counts[0]
-    by_status = counts[1 : 1 + len(statuses)]
-    by_type = counts[1 + len(statuses) : 1 + len(statuses) + len(types)]
-    recent: list[FlowRun] = counts[-1]
+        per_flow = list(_POOL.map(lambda name: _state_counts(client, name), FLOW_NAMES))
+        recent: list[FlowRun] = recent_call.result()
+    by_status = {s: sum(c[s] for c in per_flow) for s in BatchJobStatus}
+    by_type = dict.fromkeys(BatchJobType, 0)
+    for name, counts in zip(FLOW_NAMES, per_flow, strict=True):
+        by_type[FLOW_NAMES[name]] += sum(counts.values())
     return {
-        "total_jobs": total,
-        "status_distribution": {s.value: n for s, n in zip(statuses, by_status, strict=True)},
-        "type_distribution": {t.value: n for t, n in zip(types, by_type, strict=True)},
-        "active_jobs": by_status[statuses.index(BatchJobStatus.running)],
+        "total_jobs": sum(by_status.values()),
+        "status_distribution": {s.value: n for s, n in by_status.items()},
+        "type_distribution": {t.value: n for t, n in by_type.items()},
+        "active_jobs": by_status[BatchJobStatus.running],
         "recent_jobs": [
             {
                 "job_id": str(r.id),
@@ -702,9 +787,9 @@ async def job_statistics_async() -> dict[str, Any]:
     }
 
 
-def job_statistics() -> dict[str, Any]:
-    """Counts by status and type, running jobs, and the ten newest (the Studio's statistics shape)."""
-    return asyncio.run(job_statistics_async())
+async def job_statistics_async() -> dict[str, Any]:
+    """`job_statistics` off the event loop."""
+    return await asyncio.to_thread(job_statistics)
 
 
 def _create_run_artifact(
