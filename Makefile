@@ -50,10 +50,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/mypy src/prefect_ombudsman/dialects src/prefect_ombudsman/datagen src/prefect_ombudsman/metadata \
-	  src/prefect_ombudsman/validation src/prefect_ombudsman/operations src/prefect_ombudsman/projects.py \
-	  src/prefect_ombudsman/errors.py src/prefect_ombudsman/redaction.py \
-	  src/prefect_ombudsman/confinement.py src/prefect_ombudsman/admission.py
+	$(BIN)/mypy src/prefect_ombudsman
 
 format: setup
 	$(BIN)/ruff format src tests benchmarks

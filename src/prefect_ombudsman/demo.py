@@ -174,7 +174,7 @@ def manifest_of(datagen_summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _steps(validation_summary: dict[str, Any]) -> list[dict[str, Any]]:
-    steps = []
+    steps: list[dict[str, Any]] = []
     for op in validation_summary.get("operations", []):
         result = op.get("result") or {}
         steps.extend(result.get("steps") or [])

@@ -22,7 +22,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
 from uuid import UUID
 
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError
@@ -72,7 +73,7 @@ def _sync(result: Any) -> Any:
     if inspect.isawaitable(result):
         from prefect.utilities.asyncutils import run_coro_as_sync
 
-        return run_coro_as_sync(result)
+        return run_coro_as_sync(cast(Coroutine[Any, Any, Any], result))
     return result
 
 
@@ -156,7 +157,8 @@ def default_store(ttl: float = _DEFAULT_TTL_SECONDS) -> StateStore:
             return _DEFAULT[1]
     from prefect.results import get_default_result_storage
 
-    store = StateStore(get_default_result_storage(_sync=True))
+    storage = get_default_result_storage(_sync=True)  # type: ignore[call-arg]
+    store = StateStore(storage)
     with _CACHE_LOCK:
         _DEFAULT = (time.monotonic(), store)
     return store
@@ -184,7 +186,7 @@ def store_for(slug: str | None) -> StateStore:
     try:
         from prefect.blocks.core import Block
 
-        block = Block.load(slug, _sync=True)
+        block = Block.load(slug, _sync=True)  # type: ignore[call-arg]
         if not (hasattr(block, "read_path") and hasattr(block, "write_path")):
             raise TypeError(f"{type(block).__name__} is not a file system")
         store = StateStore(block, slug)

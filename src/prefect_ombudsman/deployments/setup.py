@@ -185,6 +185,7 @@ def run_setup(
             done.append(ensure_work_pool(client, work_pool, pool_type))
         done.append(ensure_crash_detection(client, crash_after))
         for definition in notifications:
+            assert block is not None  # notifications are loaded only for a found block
             done.append(ensure_automation(client, definition, block.id))
         for server, slots in (database_limits or {}).items():
             done.append(ensure_database_limit(client, server, slots))

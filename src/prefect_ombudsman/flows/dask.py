@@ -173,7 +173,7 @@ class DaskSubmitter:
             dependencies=dependencies,
             asset_context=asset_context,
         )
-        future.task_run_id = task_run_id
+        setattr(future, "task_run_id", task_run_id)  # noqa: B010  (a Dask future: our tag)
         future.add_done_callback(lambda _: self._finished.set())
         return future
 
@@ -254,13 +254,16 @@ class _EventWatcher(threading.Thread):
 
     def __init__(self, job_id: str, event: Any, board: Any, boards: dict, lock: Any) -> None:
         super().__init__(name=f"ombudsman-dask-cancel-{job_id}", daemon=True)
-        self.job_id, self.event, self.board = job_id, event, board
+        self.job_id = job_id
+        self.event: Any = event
+        self.board: Any = board
         self.boards, self.lock = boards, lock
 
     def run(self) -> None:
         while True:
             with self.lock:
-                if self.boards.get(self.job_id) is not self.board:
+                current: Any = self.boards.get(self.job_id)
+                if current is not self.board:
                     return
             try:
                 if self.event.wait(timeout=1.0):
@@ -277,7 +280,7 @@ def worker_board(job_id: str, name: str, boards: dict[str, Any], lock: Any, fact
     from distributed import Event
 
     with lock:
-        board = boards.get(job_id)
+        board: Any = boards.get(job_id)
         fresh = board is None
         if fresh:
             board = boards[job_id] = factory()

@@ -158,7 +158,7 @@ def datagen_markdown(summary: dict[str, Any]) -> str:
         for table in result.get("tables", []):
             cells = []
             for target in targets:
-                match = next(
+                match: dict[str, Any] = next(
                     (
                         v
                         for k, v in loaded[target].items()

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -183,7 +183,9 @@ def batch_flow(name: str) -> Callable[[Callable[..., Any]], Any]:
         return flow(
             name=name,
             description=description,
-            task_runner=ThreadPoolTaskRunner(max_workers=64),
+            task_runner=cast(
+                Any, ThreadPoolTaskRunner(max_workers=64)
+            ),  # Prefect's generic is invariant
             validate_parameters=True,
         )(fn)
 
@@ -1114,7 +1116,7 @@ def run_batch(settings: JobSettings, plans: Iterable[OperationPlan]) -> Any:
         status = _status_of(progress.completed_operations, progress.failed_operations, cancelled)
         completed_at = utcnow()
         report_path = _report_dir(settings) / f"batch_{job_id}.json"
-        summary = {
+        summary: dict[str, Any] = {
             "job_id": job_id,
             "job_type": settings.job_type.value,
             "name": settings.name,

@@ -36,7 +36,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import AwaitingRetry, Cancelled, Cancelling
@@ -223,11 +223,11 @@ def _client() -> Iterator[SyncPrefectClient]:
     credential = hashlib.sha256(secrets.encode()).hexdigest()  # the key holds no secret itself
     key = (os.getpid(), str(api.url), credential, api.request_timeout, api.tls_insecure_skip_verify)
     with _SHARED_LOCK:
-        client = _SHARED_CLIENTS.get(key)
-        if client is None:
-            client = _SHARED_CLIENTS[key] = get_client(sync_client=True)
-            client.__enter__()
-    yield client
+        shared = _SHARED_CLIENTS.get(key)
+        if shared is None:
+            shared = _SHARED_CLIENTS[key] = get_client(sync_client=True)
+            shared.__enter__()
+    yield shared
 
 
 def _parse_id(job_id: str) -> UUID:
@@ -330,14 +330,18 @@ def read_all(read: Callable[..., list[Any]], **filters: Any) -> list[Any]:
 
 
 def _task_run_status(tr: Any) -> BatchOperationStatus:
-    kind = tr.state.type if tr.state else None
-    return {
-        StateType.COMPLETED: BatchOperationStatus.completed,
-        StateType.FAILED: BatchOperationStatus.failed,
-        StateType.CRASHED: BatchOperationStatus.failed,
-        StateType.CANCELLED: BatchOperationStatus.skipped,
-        StateType.RUNNING: BatchOperationStatus.running,
-    }.get(kind, BatchOperationStatus.pending)
+    kind: StateType | None = tr.state.type if tr.state else None
+    return (
+        {
+            StateType.COMPLETED: BatchOperationStatus.completed,
+            StateType.FAILED: BatchOperationStatus.failed,
+            StateType.CRASHED: BatchOperationStatus.failed,
+            StateType.CANCELLED: BatchOperationStatus.skipped,
+            StateType.RUNNING: BatchOperationStatus.running,
+        }.get(kind, BatchOperationStatus.pending)
+        if kind
+        else BatchOperationStatus.pending
+    )
 
 
 def read_task_runs(client: SyncPrefectClient, run_ids: list[UUID]) -> dict[UUID, list[Any]]:
@@ -553,7 +557,7 @@ def build_job(
             percent_complete=100.0 if status in TERMINAL_JOB_STATUSES or not total else 0.0,
         )
     started = run.start_time
-    completed = run.end_time if status in TERMINAL_JOB_STATUSES else None
+    completed: datetime | None = run.end_time if status in TERMINAL_JOB_STATUSES else None
     if status in TERMINAL_JOB_STATUSES and completed is None:
         completed = run.state.timestamp if run.state else None
     duration = int((completed - started).total_seconds() * 1000) if completed and started else None
@@ -572,7 +576,7 @@ def build_job(
         max_parallel=int(params.get("max_parallel") or 5),
         stop_on_error=bool(params.get("stop_on_error", False)),
         retry_failed=bool(params.get("retry_failed", True)),
-        max_retries=int(params.get("max_retries") if params.get("max_retries") is not None else 3),
+        max_retries=int(params["max_retries"] if params.get("max_retries") is not None else 3),
         created_at=run.created or datetime.now(UTC),
         started_at=started,
         completed_at=completed,
@@ -673,8 +677,7 @@ def build_jobs(
     """Many jobs with a bounded number of Prefect calls: artifacts of all runs in one request
     (plans only for runs without a final report), task runs of the unfinished ones in one more."""
     names = flow_names_by_id(client, {r.flow_id for r in runs})
-    typed = [(r, FLOW_NAMES.get(names.get(r.flow_id, ""))) for r in runs]
-    typed = [(r, jt) for r, jt in typed if jt is not None]
+    typed = [(r, jt) for r in runs if (jt := FLOW_NAMES.get(names.get(r.flow_id, ""))) is not None]
     arts = run_artifacts(client, [r for r, _ in typed])
     unfinished = [r.id for r, _ in typed if _unfinished(r, arts[r.id])]
     task_runs = read_task_runs(client, unfinished) if with_operations else {}
@@ -818,7 +821,7 @@ def cancel_job(job_id: str, reason: str | None = None) -> BatchJob:
             _create_run_artifact(
                 client, run.id, CANCEL_ARTIFACT, {"reason": reason}, f"Cancel reason: {reason}"
             )
-        state = (
+        state: State[Any] = (
             Cancelling(message=message)
             if status == BatchJobStatus.running
             else Cancelled(message=message)
@@ -989,7 +992,7 @@ def submit_job(
         "ombudsman",
         f"job-type:{job_type.value}",
         *([f"project:{project_id}"] if project_id else []),
-        *request.tags,
+        *(getattr(request, "tags", None) or []),
     ]
     mode = execution or os.environ.get("OMBUDSMAN_EXECUTION") or "auto"
     with _client() as client:

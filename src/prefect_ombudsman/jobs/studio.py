@@ -220,10 +220,10 @@ def _pipeline_entry(path: Path, root: Path, project_id: str) -> dict[str, Any] |
         return None
     if not isinstance(doc, dict):
         return None
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    body = doc.get("pipeline") if isinstance(doc.get("pipeline"), dict) else doc
-    batch = doc.get("batch") if isinstance(doc.get("batch"), dict) else None
-    source = body.get("source") if isinstance(body.get("source"), dict) else {}
+    meta: dict[str, Any] = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
+    body: dict[str, Any] = doc["pipeline"] if isinstance(doc.get("pipeline"), dict) else doc
+    batch: dict[str, Any] | None = doc["batch"] if isinstance(doc.get("batch"), dict) else None
+    source: dict[str, Any] = body["source"] if isinstance(body.get("source"), dict) else {}
     steps = body.get("steps") or body.get("validations") or doc.get("custom_queries") or []
     entry: dict[str, Any] = {
         "filename": path.name,
@@ -237,7 +237,7 @@ def _pipeline_entry(path: Path, root: Path, project_id: str) -> dict[str, Any] |
         "type": "batch" if batch is not None and "pipelines" in batch else "pipeline",
     }
     if entry["type"] == "batch":
-        listed = batch.get("pipelines") or []  # type: ignore[union-attr]
+        listed = (batch or {}).get("pipelines") or []
         entry.update(
             {
                 "name": batch.get("name") or entry["name"],  # type: ignore[union-attr]
@@ -261,7 +261,7 @@ def list_pipelines(
     root = _root(http)
     project_id = project_id or _user_state(root, user).get("active_project") or default_project_id()
     project = _project_or_404(project_id, root)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for folder in (project.pipelines_dir, project.path):
         if not folder.is_dir():
             continue
@@ -379,7 +379,11 @@ def _alert_runs(user_state: dict[str, Any]) -> list[Any]:
         state=FlowRunFilterState(
             type=FlowRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
         ),
-        end_time=FlowRunFilterEndTime(after_=datetime.fromisoformat(after)) if after else None,
+        end_time=(
+            FlowRunFilterEndTime.model_validate({"after_": datetime.fromisoformat(after)})
+            if after
+            else None
+        ),
     )
     with service.get_client(sync_client=True) as client:
         return client.read_flow_runs(

@@ -181,7 +181,7 @@ def build_studio_report(
     """The Studio's report keys from a job summary (and its validation report, when written)."""
     results = pipeline_results(summary)
     counts = {"PASS": 0, "FAIL": 0, "ERROR": 0, "SKIPPED": 0}
-    metrics = {
+    metrics: dict[str, Any] = {
         "row_count_totals": {"sql": 0, "snowflake": 0, "diff": 0},
         "orphaned_keys_total": 0,
         "null_count_total": 0,

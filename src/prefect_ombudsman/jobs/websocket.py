@@ -164,7 +164,9 @@ class JobUpdateHub:
         for r in service.read_all(
             client.read_flow_runs,
             flow_filter=flows,
-            flow_run_filter=FlowRunFilter(end_time=FlowRunFilterEndTime(after_=since)),
+            flow_run_filter=FlowRunFilter(
+                end_time=FlowRunFilterEndTime.model_validate({"after_": since})
+            ),
         ):
             runs[r.id] = r
         vanished = [rid for rid in self._unfinished if rid not in runs]
