@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_PACKAGES := postgresql unixodbc unixodbc-dev odbc-postgresql libsqliteodbc tdsodbc chromium fonts-liberation mariadb-server
 
-.PHONY: setup system-deps demo test test-fast lint format bench clean
+.PHONY: setup system-deps demo test test-scale test-fast lint format bench clean
 
 RUNTIME := $(VENV)/.installed-runtime
 TESTOPS := tests/plugins/ombudsman_testops
@@ -42,7 +42,11 @@ demo: $(RUNTIME)
 	$(BIN)/ombudsman demo
 
 test: setup system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not scale"
+
+# The team topology under load (20 bulk jobs x 50 operations on 2 workers, ~4 min): kept out of `make test`.
+test-scale: setup system-deps
+	$(BIN)/pytest -q -m scale
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"

@@ -33,6 +33,8 @@ def team(postgres_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         postgres_port,
         root,
         OMBUDSMAN_PROJECTS_DIR=str(root / "projects"),
+        # the team's shared result storage (checkpoints, reports): every host sees the same files
+        PREFECT_LOCAL_STORAGE_PATH=str(root / "shared-storage"),
         OMBUDSMAN_RETRY_BASE_SECONDS="0.05",
         # lighter on a shared CI machine: fewer progress-artifact writes, run logs on stdout only
         OMBUDSMAN_PROGRESS_INTERVAL_SECONDS="5",
@@ -92,6 +94,18 @@ def wait_final(server: PrefectServer, run_ids: list[str], timeout: float = 600) 
     return states(server, run_ids)
 
 
+def wait_online(server: PrefectServer, *names: str) -> None:
+    """Until the work pool lists these workers online (they have started polling)."""
+
+    def online() -> bool:
+        with _Client(server) as client:
+            workers = client.read_workers_for_work_pool(server.POOL)
+        return set(names) <= {w.name for w in workers if str(w.status).endswith("ONLINE")}
+
+    logs = "\n".join(server.log(f"worker-{n}") for n in names)
+    assert wait_until(online, timeout=300, interval=1), logs
+
+
 def task_runs(server: PrefectServer, run_id: str) -> list[Any]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -121,10 +135,12 @@ def submitted_by(server: PrefectServer, name: str) -> set[str]:
     return {line.rsplit("'", 2)[-2] for line in text.splitlines() if "submitting flow run" in line}
 
 
+@pytest.mark.scale  # about 4 minutes: `make test-scale` (outside `make test`'s CI budget)
 def test_bulk_jobs_on_two_workers_lose_and_repeat_no_operation(team):
     team.start_worker("bulk-a", limit=5)
     team.start_worker("bulk-b", limit=5)
     try:
+        wait_online(team, "bulk-a", "bulk-b")
         run_ids = [
             submit(
                 team,
@@ -183,6 +199,7 @@ def test_a_database_limit_from_setup_bounds_operations_across_workers(team, post
     team.start_worker("db-a", limit=1)
     team.start_worker("db-b", limit=1)
     try:
+        wait_online(team, "db-a", "db-b")  # so each takes one of the two runs
         run_ids = [
             submit(
                 team,
@@ -268,7 +285,11 @@ def test_killed_worker_run_is_crashed_by_heartbeats_and_retried_on_another_worke
     ]
     # the operations completed before the kill did not run again; only those in flight did
     assert restored and all(runs[i] == 1 for i in restored), (restored, runs)
-    assert len(runs) == 40 and sum(n == 2 for n in runs.values()) <= 2, runs
+    # again: the 2 in flight, plus at most one that completed inside the checkpoint's flush interval
+    # just before the SIGKILL (docs/runner.md "Where job state lives": recorded once its segment
+    # is written)
+    assert len(runs) == 40 and sum(n == 2 for n in runs.values()) <= 3, runs
+    assert all(n <= 2 for n in runs.values()), runs
     # the killed attempt's task runs were crashed by the retry; nothing is left Running
     assert wait_until(
         lambda: (
