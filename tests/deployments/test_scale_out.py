@@ -179,6 +179,8 @@ def test_bulk_jobs_on_two_workers_lose_and_repeat_no_operation(team):
 def _intervals(summary: dict[str, Any]) -> list[tuple[str, str]]:
     found = []
     for op in summary["operations"]:
+        if "columns" not in (op["result"] or {}):
+            continue  # the gate
         columns, rows = op["result"]["columns"], op["result"]["rows"]
         row = dict(zip(columns, rows[0], strict=True))
         found.append((row["t0"], row["t1"]))
@@ -196,30 +198,43 @@ def test_a_database_limit_from_setup_bounds_operations_across_workers(team, post
         "max(clock_timestamp())::text AS t1 FROM generate_series(1, 2000000)"
     )
     item = {"operation": "sql_query", "arguments": {"connection": postgres_url, "query": query}}
+    gates = team.root / "projects" / "gates"
+    gates.mkdir(parents=True, exist_ok=True)
     team.start_worker("db-a", limit=1)
     team.start_worker("db-b", limit=1)
     try:
-        wait_online(team, "db-a", "db-b")  # so each takes one of the two runs
+        # each job first holds at a gate: a worker (limit 1) busy with one job leaves the other
+        # job to the other worker, and both jobs reach their queries together once released
         run_ids = [
             submit(
                 team,
                 {
                     "job_name": f"db {j}",
-                    "items": [item] * 3,
-                    "parallel_execution": True,
-                    "max_parallel": 4,
+                    "items": [
+                        {
+                            "operation": "gate",
+                            "arguments": {"marker": f"gates/job{j}", "release_file": "gates/open"},
+                        },
+                        *[item] * 3,
+                    ],
+                    "parallel_execution": False,
                 },
             )
             for j in range(2)
         ]
+        assert wait_until(
+            lambda: all((gates / f"job{j}").exists() for j in range(2)), timeout=300, interval=0.5
+        ), "\n".join(team.log(f"worker-{n}") for n in ("db-a", "db-b"))
+        (gates / "open").write_text("go")
         final = wait_final(team, run_ids)
-        ran_on = [submitted_by(team, "db-a"), submitted_by(team, "db-b")]
     finally:
         team.stop_worker("db-a")
         team.stop_worker("db-b")
     assert all(state.is_completed() for state in final.values()), final
-    # one job per worker (each takes one run at a time): the limit held across processes
-    assert all(len(runs & set(run_ids)) == 1 for runs in ran_on), ran_on
+    # both jobs were held at their gates at once, in two flow-run processes (each worker takes
+    # one run at a time): the queries below came from two processes running together
+    pids = {(gates / f"job{j}.pid").read_text() for j in range(2)}
+    assert len(pids) == 2, pids
     intervals = sorted(
         (datetime.fromisoformat(t0), datetime.fromisoformat(t1))
         for run_id in run_ids
