@@ -14,7 +14,6 @@ import contextvars
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -22,13 +21,11 @@ from typing import Any
 
 from prefect_ombudsman.dialects import connection as dc
 from prefect_ombudsman.metadata.sessions import server_identity
+from prefect_ombudsman.tasks.metadata import _gcl_exists
 
 log = logging.getLogger("prefect_ombudsman.limits")
 
 DB_LIMIT_PREFIX = "ombudsman-db-"
-_CACHE_SECONDS = 10.0
-_cache: dict[str, tuple[float, bool]] = {}
-_cache_lock = threading.Lock()
 
 
 def database_limit_name(server: str) -> str:
@@ -38,26 +35,8 @@ def database_limit_name(server: str) -> str:
 
 
 def _limit_exists(name: str) -> bool:
-    now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(name)
-        if hit and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-    exists = False
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.exceptions import ObjectNotFound
-
-        with get_client(sync_client=True) as client:
-            try:
-                exists = bool(client.read_global_concurrency_limit_by_name(name).active)
-            except ObjectNotFound:
-                exists = False
-    except Exception as exc:  # no API answering: nothing to bound across hosts
-        log.debug("global concurrency limit %s not checked: %s", name, exc)
-    with _cache_lock:
-        _cache[name] = (now, exists)
-    return exists
+    """Whether the limit exists and is active: the metadata flow's cached lookup."""
+    return _gcl_exists(name)
 
 
 @dataclass
