@@ -16,8 +16,6 @@ from typing import Any
 from prefect_ombudsman.errors import ConfigurationError
 
 ALLOWED_PATHS_ENV = "OMBUDSMAN_ALLOWED_PATHS"
-#: the embedded databases whose URL names a file
-FILE_BACKENDS = ("sqlite", "duckdb")
 
 
 class PathNotAllowed(ConfigurationError):
@@ -52,36 +50,26 @@ def confine_path(
     raise PathNotAllowed(f"{field}: path {resolved} is outside the projects root {roots[0]}{extra}")
 
 
-def file_database(url: str) -> str | None:
-    """The file an SQLite / DuckDB URL names as written (None: not a file database, or memory)."""
+def _url(url: str) -> Any:
     # SQLAlchemy loaded here, not at import: reading jobs confines report paths and needs no URL
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except (ArgumentError, ValueError):
         return None
-    if parsed.get_backend_name() not in FILE_BACKENDS:
+
+
+def file_database(url: str) -> str | None:
+    """The file an embedded database's URL names as written (None: a server database, memory,
+    or not a URL); each dialect says which file its URL opens (`Dialect.database_file`)."""
+    from prefect_ombudsman.dialects import dialect_for
+
+    parsed = _url(url)
+    if parsed is None:
         return None
-    database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith(":memory:"):
-        return None
-    return database
-
-
-def _sqlite_uri(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return False
-    if parsed.get_backend_name() != "sqlite":
-        return False
-    name = (parsed.database or "").lower()
-    return "uri" in parsed.query or name.startswith("file:") or "/file:" in name
+    return dialect_for(parsed.get_backend_name()).database_file(parsed)
 
 
 def confine_url(
@@ -89,11 +77,15 @@ def confine_url(
 ) -> None:
     """Refuse an SQLite / DuckDB URL whose file lies outside the root (other URLs pass), and
     SQLite URI filenames (`?uri=true`, `file:`), whose file SQLite itself would pick."""
-    if _sqlite_uri(url):
-        raise PathNotAllowed(
-            f"{field}: SQLite URI filenames (uri=true, file:...) are not accepted; give a file path"
-        )
-    database = file_database(url)
+    from prefect_ombudsman.dialects import dialect_for
+
+    parsed = _url(url)
+    if parsed is None:
+        return
+    refused = dialect_for(parsed.get_backend_name()).unconfinable(parsed)
+    if refused:
+        raise PathNotAllowed(f"{field}: {refused}")
+    database = dialect_for(parsed.get_backend_name()).database_file(parsed)
     if database is not None:
         confine_path(database, root=root, field=field, base=base)
 

@@ -107,3 +107,47 @@ def test_two_dialects_for_one_database_are_refused(fresh_registry: None):
 
     with pytest.raises(ConfigurationError, match="two dialects"):
         registry.register(_Other)
+
+
+def test_the_migration_type_is_the_target_dialects_rule_for_its_source():
+    snowflake, sqlserver, duckdb = (
+        dialect_for("snowflake"),
+        dialect_for("sqlserver"),
+        dialect_for("duckdb"),
+    )
+    assert snowflake.migration_type("datetime2(7)", sqlserver) == "TIMESTAMP_NTZ"
+    assert snowflake.migration_type("BIT", sqlserver) == "BOOLEAN"
+    assert snowflake.migration_type("geography", sqlserver) is None
+    # no rule for other sources or other targets: nothing is guessed
+    assert snowflake.migration_type("int", duckdb) is None
+    assert duckdb.migration_type("int", sqlserver) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "file"),
+    [
+        ("sqlite:///data/a.db", "data/a.db"),
+        ("sqlite:////abs/a.db", "/abs/a.db"),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("duckdb:///w.duckdb", "w.duckdb"),
+        ("duckdb:///:memory:", None),
+        ("postgresql://u@h/db", None),
+        ("mysql+pymysql://u@h/db", None),
+    ],
+)
+def test_each_dialect_names_the_file_its_url_opens(url: str, file: str | None):
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    assert dialect_for(parsed.get_backend_name()).database_file(parsed) == file
+
+
+def test_only_sqlite_refuses_uri_filenames():
+    from sqlalchemy.engine import make_url
+
+    for url in ("sqlite:///file:a.db?uri=true", "sqlite:///x/file:a.db", "sqlite:///a.db?uri=true"):
+        parsed = make_url(url)
+        assert "URI filenames" in (dialect_for("sqlite").unconfinable(parsed) or "")
+    assert dialect_for("sqlite").unconfinable(make_url("sqlite:///a.db")) is None
+    assert dialect_for("duckdb").unconfinable(make_url("duckdb:///file:a.db")) is None

@@ -188,13 +188,6 @@ def decimal_from_units(units: np.ndarray, precision: int, scale: int) -> pa.Arra
     )
 
 
-def decimal_units(array: pa.Array) -> np.ndarray:
-    """The int64 unscaled values of a decimal128 array (nulls read as 0)."""
-    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-    words = np.frombuffer(array.buffers()[1], dtype=np.int64)
-    return words[2 * array.offset : 2 * (array.offset + len(array)) : 2].copy()
-
-
 def to_arrow(column: Column, value: Any, count: int) -> pa.Array:
     """Turn a builder's value (numpy array, Arrow array, scalar, WithNulls) into the column's Arrow type."""
     mask = None

@@ -320,11 +320,3 @@ def skewed_keys(rng: np.random.Generator, size: int, n: int, skew: float = 1.6) 
 
 def uniform_keys(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
     return rng.integers(1, size + 1, n, dtype=np.int64)
-
-
-def cents_lognormal(
-    rng: np.random.Generator, n: int, median: float, sigma: float, low: float, high: float
-) -> np.ndarray:
-    """Amounts in cents, log-normally distributed around `median` and clipped to [low, high]."""
-    values = np.exp(np.log(median) + sigma * rng.standard_normal(n))
-    return np.round(np.clip(values, low, high) * 100).astype(np.int64)

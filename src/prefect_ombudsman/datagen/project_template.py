@@ -22,8 +22,6 @@ import yaml
 
 from prefect_ombudsman.datagen.catalog import StarSchema, TableSpec, get_schema
 
-PIPELINE_KINDS = ("quality", "dimensions", "facts")
-
 
 def _logical(table: TableSpec) -> dict[str, str]:
     qualified = f"{table.schema}.{table.name}"

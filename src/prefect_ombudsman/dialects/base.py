@@ -101,6 +101,21 @@ class Dialect(ValidationPieces, abc.ABC):
         port = connect_args.get("port") or url.port or self.default_port
         return f"{self.name}://{host}:{port}" if port else f"{self.name}://{host}"
 
+    # --- confinement of files (SPEC §11): which file a URL opens, if any
+    def database_file(self, url: URL) -> str | None:
+        """The file this URL's database lives in, as written (None: a server, or in memory).
+        The admission check keeps it inside the projects root or an allowed folder."""
+        if not self.embedded:
+            return None
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith(":memory:"):
+            return None
+        return database
+
+    def unconfinable(self, url: URL) -> str | None:
+        """Why a file this URL names cannot be confined (None: it can, or it names no file)."""
+        return None
+
     # --- engines: how a resolved `ConnectionSpec` becomes a pooled SQLAlchemy engine
     def engine_url(self, spec: ConnectionSpec) -> URL:
         """The URL the engine connects with (the secret password put back, except for files)."""
@@ -213,6 +228,11 @@ class Dialect(ValidationPieces, abc.ABC):
         """(kind, scale) of a reflected SQLAlchemy type: bool int float decimal timestamp date
         time uuid binary char text other (dialects/types.py `column_kind`)."""
         return column_kind(sa_type)
+
+    def migration_type(self, source_type: str, source: Dialect) -> str | None:
+        """The type this database should give a column of `source_type` migrated from `source`
+        (shown as `expected_target_type` by schema_datatypes; None: no rule for that source)."""
+        return None
 
     # --- catalog (metadata/extract.py): one statement per kind, rows of the shapes it documents
     #: SQL per kind (database, schemas, tables, columns, primary_keys, foreign_keys): a string,

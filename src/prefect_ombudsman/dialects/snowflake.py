@@ -11,12 +11,29 @@ from sqlalchemy.ext.compiler import compiles
 from prefect_ombudsman.dialects.base import Dialect
 from prefect_ombudsman.dialects.registry import register
 
+#: SQL Server type -> the Snowflake type a migration should produce (documentation in results)
+FROM_SQLSERVER = {
+    "bigint": "NUMBER(19,0)", "int": "NUMBER(10,0)", "smallint": "NUMBER(5,0)", "tinyint": "NUMBER(3,0)",
+    "bit": "BOOLEAN", "decimal": "NUMBER(p,s)", "numeric": "NUMBER(p,s)", "money": "NUMBER(19,4)",
+    "smallmoney": "NUMBER(10,4)", "float": "FLOAT", "real": "FLOAT", "date": "DATE", "time": "TIME",
+    "datetime": "TIMESTAMP_NTZ(3)", "datetime2": "TIMESTAMP_NTZ", "smalldatetime": "TIMESTAMP_NTZ(0)",
+    "datetimeoffset": "TIMESTAMP_TZ", "char": "VARCHAR(n)", "varchar": "VARCHAR(n)", "nchar": "VARCHAR(n)",
+    "nvarchar": "VARCHAR(n)", "text": "VARCHAR", "ntext": "VARCHAR", "uniqueidentifier": "VARCHAR(36)",
+    "binary": "BINARY", "varbinary": "BINARY", "image": "BINARY", "xml": "VARIANT",
+}  # fmt: skip
+
 
 @register
 class SnowflakeDialect(Dialect):
     name = "snowflake"
     backends = ("snowflake",)
     default_port = 443
+
+    def migration_type(self, source_type: str, source: Dialect) -> str | None:
+        """The Snowflake type for a SQL Server column (the migration this product serves)."""
+        if source.name != "sqlserver":
+            return None
+        return FROM_SQLSERVER.get(source_type.split("(")[0].strip().lower())
 
     def create_engine(self, spec: Any) -> Any:
         args = spec.connect_args

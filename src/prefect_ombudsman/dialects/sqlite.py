@@ -49,6 +49,13 @@ class SQLiteDialect(Dialect):
             dbapi_connection.rollback()
             dbapi_connection.execute("PRAGMA query_only=OFF")
 
+    def unconfinable(self, url: Any) -> str | None:
+        """URI filenames (`?uri=true`, `file:`): SQLite itself picks the file and its mode."""
+        name = (url.database or "").lower()
+        if "uri" in url.query or name.startswith("file:") or "/file:" in name:
+            return "SQLite URI filenames (uri=true, file:...) are not accepted; give a file path"
+        return None
+
     # --- engines
     def create_engine(self, spec: Any) -> Any:
         args = spec.connect_args

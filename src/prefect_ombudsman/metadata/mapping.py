@@ -22,7 +22,7 @@ MatchStatus = Literal["found_in_both", "only_in_source", "only_in_target"]
 TypeMatch = Literal["same", "compatible", "different"]
 
 
-def type_family(column: CatalogColumn) -> str:
+def column_family(column: CatalogColumn) -> str:
     """A coarse family (integer, decimal, string, timestamp ...) that compares across databases."""
     return catalog_family(column.data_type, column.scale)
 
@@ -87,7 +87,7 @@ class CatalogMapping(BaseModel):
 
 def _compare_columns(src: CatalogColumn, tgt: CatalogColumn) -> tuple[TypeMatch, list[str]]:
     differences: list[str] = []
-    fs, ft = type_family(src), type_family(tgt)
+    fs, ft = column_family(src), column_family(tgt)
     if type_text(src) == type_text(tgt):
         match: TypeMatch = "same"
     elif fs == ft and fs not in ("other", "unknown"):

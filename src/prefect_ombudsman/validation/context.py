@@ -191,34 +191,6 @@ class StepContext:
         )
 
 
-def columns_or_default(
-    given: list[str] | None,
-    table: ResolvedTable,
-    *,
-    meta: Mapping[str, Any] | None = None,
-    meta_key: str | None = None,
-    numeric: bool = False,
-    temporal: bool = False,
-) -> list[str]:
-    """Configured columns, else the metadata's list, else every (numeric / temporal) column of the table."""
-    if given:
-        return [table.info(c).name for c in given]
-    if meta and meta_key and meta.get(meta_key):
-        value = meta[meta_key]
-        names = list(value) if isinstance(value, (list, dict)) else [value]
-        return [table.info(c).name for c in names]
-    if meta and not numeric and not temporal and meta.get("columns"):
-        value = meta["columns"]
-        names = list(value) if isinstance(value, (list, dict)) else [value]
-        return [table.info(c).name for c in names]
-    cols = table.columns
-    if numeric:
-        cols = [c for c in cols if c.numeric]
-    if temporal:
-        cols = [c for c in cols if c.temporal]
-    return [c.name for c in cols]
-
-
 def sample_rows(
     ctx: StepContext, label: str, table: ResolvedTable, condition: Any, limit: int = SAMPLE_LIMIT
 ) -> list[dict[str, Any]]:

@@ -38,10 +38,6 @@ _STEP_KEYS = {
 }
 # Keys the Studio writes on steps that carry no meaning for the run.
 _STEP_INFO_KEYS = {"type", "confidence", "metadata", "category", "comment", "notes"}
-_PIPELINE_INFO_KEYS = {
-    "name", "description", "generated_from", "project_id", "created_at", "updated_at", "validation_count",
-    "active", "validation_type", "type", "category", "tags", "version", "author",
-}  # fmt: skip
 _OVERRIDE_KEYS = {
     "variables",
     "vars",

@@ -18,17 +18,6 @@ from prefect_ombudsman.validation.spec import Severity
 from prefect_ombudsman.validation.sql import ColumnInfo
 from prefect_ombudsman.validation.validators.quality import _pair
 
-# SQL Server type -> the Snowflake type a migration should produce (documentation in results).
-SQLSERVER_TO_SNOWFLAKE = {
-    "bigint": "NUMBER(19,0)", "int": "NUMBER(10,0)", "smallint": "NUMBER(5,0)", "tinyint": "NUMBER(3,0)",
-    "bit": "BOOLEAN", "decimal": "NUMBER(p,s)", "numeric": "NUMBER(p,s)", "money": "NUMBER(19,4)",
-    "smallmoney": "NUMBER(10,4)", "float": "FLOAT", "real": "FLOAT", "date": "DATE", "time": "TIME",
-    "datetime": "TIMESTAMP_NTZ(3)", "datetime2": "TIMESTAMP_NTZ", "smalldatetime": "TIMESTAMP_NTZ(0)",
-    "datetimeoffset": "TIMESTAMP_TZ", "char": "VARCHAR(n)", "varchar": "VARCHAR(n)", "nchar": "VARCHAR(n)",
-    "nvarchar": "VARCHAR(n)", "text": "VARCHAR", "ntext": "VARCHAR", "uniqueidentifier": "VARCHAR(36)",
-    "binary": "BINARY", "varbinary": "BINARY", "image": "BINARY", "xml": "VARIANT",
-}  # fmt: skip
-
 # Source family -> target families that hold every source value.
 COMPATIBLE = {
     "integer": {"integer", "decimal"},
@@ -135,14 +124,14 @@ def type_problem(src: ColumnInfo, tgt: ColumnInfo, allow_narrowing: bool = False
 
 
 def schema_datatypes(ctx: StepContext, cfg: SchemaDatatypesConfig) -> Outcome:
-    """Every source column exists on the target with a type that holds its values (SQL Server -> Snowflake map)."""
+    """Every source column exists on the target with a type that holds its values (and the type the target database suggests for a migration)."""
     pair = _pair(ctx, cfg)
     src, tgt = _names(pair)
     matched: list[dict[str, Any]] = []
     mismatches: list[dict[str, Any]] = []
     for name in _selected(cfg, src):
         s = src[name]
-        expected = SQLSERVER_TO_SNOWFLAKE.get(s.data_type.split("(")[0].strip().lower())
+        expected = pair.target.side.dialect.migration_type(s.data_type, pair.source.side.dialect)
         if name not in tgt:
             mismatches.append(
                 {
