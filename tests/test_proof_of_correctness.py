@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import get_engine, resolve_connection
 from prefect_ombudsman.datagen.drift import parse_drift
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import Target
@@ -78,7 +78,9 @@ def _prove(root: Path, schema: str, folder: Path) -> None:
     )
     manifest = json.loads(manifest_path.read_text())
     results = [
-        run_project_pipeline(pid, project_id=folder.name, projects_dir=root)
+        run_project_pipeline(
+            pid, project_id=folder.name, projects_dir=root, resolve=resolve_connection
+        )
         for pid in list_project_pipelines(project)
     ]
     errors = [

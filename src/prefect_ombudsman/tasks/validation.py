@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_ombudsman.connections import resolve_connection
 from prefect_ombudsman.errors import OperationFailed
 from prefect_ombudsman.operations.context import OperationContext
 from prefect_ombudsman.projects import default_project_id
@@ -26,6 +27,7 @@ def run_pipeline_operation(ctx: OperationContext, arguments: dict[str, Any]) -> 
         max_workers=int(arguments.get("max_parallel_steps") or 4),
         ref=ref,
         on_cancel=ctx.on_cancel,
+        resolve=resolve_connection,
     )
     if arguments.get("pipeline_name"):
         result["requested_name"] = arguments["pipeline_name"]
@@ -47,6 +49,7 @@ def run_project_operation(ctx: OperationContext, arguments: dict[str, Any]) -> d
         projects_dir=ctx.projects_dir,
         check_cancelled=ctx.check_cancelled,
         on_cancel=ctx.on_cancel,
+        resolve=resolve_connection,
     )
     if result["status"] != "passed":
         raise OperationFailed(

@@ -2,8 +2,12 @@
 
 No Prefect here (the flows in `prefect_ombudsman.flows` call these functions):
 
+    from prefect_ombudsman.connections import resolve_connection
     from prefect_ombudsman.validation import run_project_pipeline, run_project
-    result = run_project_pipeline("fact_sales_checks", project_id="demo")
+    result = run_project_pipeline("fact_sales_checks", project_id="demo", resolve=resolve_connection)
+
+The engine imports no Prefect blocks: connection references are resolved by the `resolve`
+function the caller hands it (`prefect_ombudsman.connections.resolve_connection`).
 """
 
 from prefect_ombudsman.validation.execution import (

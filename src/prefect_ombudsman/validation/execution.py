@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from prefect_ombudsman.connections import resolve_connection
 from prefect_ombudsman.dialects.base import driver_cause
-from prefect_ombudsman.dialects.connection import get_engine
+from prefect_ombudsman.dialects.connection import ConnectionSpec, get_engine
 from prefect_ombudsman.errors import (
     ConfigurationError,
     OmbudsmanError,
@@ -39,6 +38,16 @@ from prefect_ombudsman.validation.tables import Side
 OnCancel = Callable[[Callable[[], None]], Callable[[], None]]
 
 
+class ConnectionResolver(Protocol):
+    """Turns a connection reference of a project into a `ConnectionSpec`: handed to the engine by
+    the layer that knows where connections live (`prefect_ombudsman.connections.resolve_connection`:
+    URLs, project aliases, Prefect blocks, sealed credentials), so the engine imports no blocks."""
+
+    def __call__(
+        self, ref: Any, *, project: Project | None = ..., env: Mapping[str, str] | None = ...
+    ) -> ConnectionSpec: ...
+
+
 def _project_for(ref: PipelineRef, project_id: str | None, root: Path) -> Project:
     """The job's project; else the project whose folder holds the pipeline file."""
     if project_id:
@@ -56,7 +65,13 @@ def _project_for(ref: PipelineRef, project_id: str | None, root: Path) -> Projec
     )
 
 
-def open_side(label: str, project: Project, pipeline: PipelineSpec | None = None) -> Side:
+def open_side(
+    label: str,
+    project: Project,
+    pipeline: PipelineSpec | None = None,
+    *,
+    resolve: ConnectionResolver,
+) -> Side:
     """The source or target side: the pipeline's own `source.connection` if set, else the project's."""
     table_spec = getattr(pipeline, label, None) if pipeline is not None else None
     ref: Any = table_spec.connection if table_spec is not None and table_spec.connection else label
@@ -65,7 +80,7 @@ def open_side(label: str, project: Project, pipeline: PipelineSpec | None = None
             "sqlserver" if label == "source" else "snowflake"
         )  # a Studio project: the legacy environment
     env = {**os.environ, **studio_environment(project)}
-    spec = resolve_connection(ref, project=project, env=env)
+    spec = resolve(ref, project=project, env=env)
     return Side(
         label, get_engine(spec), default_schema=spec.default_schema, name=scrub(spec.display())
     )
@@ -93,6 +108,7 @@ def run_project_pipeline(
     max_workers: int = 4,
     ref: PipelineRef | None = None,
     on_cancel: OnCancel | None = None,
+    resolve: ConnectionResolver,
 ) -> dict[str, Any]:
     """Load one pipeline, run it against its project's connections, write `results/<run_id>.json`.
 
@@ -106,7 +122,10 @@ def run_project_pipeline(
     pipeline = load_pipeline(
         ref.path, pipeline_id=ref.pipeline_id, override=config_override, from_batch=ref.from_batch
     )
-    source, target = open_side("source", project, pipeline), open_side("target", project, pipeline)
+    source, target = (
+        open_side("source", project, pipeline, resolve=resolve),
+        open_side("target", project, pipeline, resolve=resolve),
+    )
     removers = [on_cancel(side.interrupt) for side in (source, target)] if on_cancel else []
     try:
         for side in (source, target):
@@ -157,6 +176,7 @@ def run_project(
     check_cancelled: Callable[[], None] | None = None,
     max_workers: int = 4,
     on_cancel: OnCancel | None = None,
+    resolve: ConnectionResolver,
 ) -> dict[str, Any]:
     """Run the named pipelines (all when none) of one project; per-pipeline outcomes plus totals."""
     root = projects_root(projects_dir)
@@ -169,7 +189,10 @@ def run_project(
             refs.extend(expand_pipeline(pid, project_id, root))
         except ConfigurationError as exc:
             refs.append((pid, str(exc)))
-    for side in (open_side("source", project), open_side("target", project)):
+    for side in (
+        open_side("source", project, resolve=resolve),
+        open_side("target", project, resolve=resolve),
+    ):
         preflight(side)
     entries: list[dict[str, Any]] = []
     for item in refs:
@@ -186,6 +209,7 @@ def run_project(
                 max_workers=max_workers,
                 ref=item,
                 on_cancel=on_cancel,
+                resolve=resolve,
             )
         except (OperationCancelled, TransientError):
             raise  # a lost database retries the whole project operation
