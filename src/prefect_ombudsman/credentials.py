@@ -21,6 +21,7 @@ This module imports nothing of Prefect; the Prefect store is loaded lazily by na
 
 from __future__ import annotations
 
+import importlib
 import re
 import secrets
 import threading
@@ -32,6 +33,8 @@ from prefect_ombudsman.redaction import MASK, register_secret
 
 SECRET_REF = "secret_ref"
 BLOCK_PREFIX = "ombudsman-credential-"
+#: the module that stores and loads `BLOCK_PREFIX` credentials as Prefect Secret blocks
+BLOCK_BACKEND = "prefect_ombudsman.blocks.credentials"
 MEMORY_PREFIX = "memory:"
 
 # Mapping keys whose value is a secret (any key containing one of these words, case-insensitive).
@@ -214,9 +217,9 @@ def _load(name: str) -> Any:
                 "(`ombudsman run ...`); run the job again with the connection"
             )
     elif name.startswith(BLOCK_PREFIX):
-        from prefect_ombudsman.blocks.credentials import load_credential
-
-        raw = load_credential(name)
+        # the Prefect block backend, loaded by name when a stored credential is read (it imports
+        # Prefect, and this module's prefix; nothing here needs Prefect otherwise)
+        raw = importlib.import_module(BLOCK_BACKEND).load_credential(name)
     else:
         raise ConnectionReferenceError(
             f"credential reference {name!r} is not one of ours ({BLOCK_PREFIX}* or {MEMORY_PREFIX}*)"

@@ -23,9 +23,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from test_canonical_hash import ROWS, SPEC, reference_fingerprint
 
-from prefect_ombudsman.datagen.catalog import get_schema
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import STAGING_MARK, Target
+from prefect_ombudsman.datagen.schemas import get_schema
 from prefect_ombudsman.datagen.verify import table_fingerprint as datagen_fingerprint
 from prefect_ombudsman.datagen.warehouse import generate_warehouse
 from prefect_ombudsman.dialects.base import dialect_for, is_transient

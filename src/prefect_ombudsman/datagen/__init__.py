@@ -7,13 +7,7 @@
 - `project_template`: the shipped `project.yaml` and validation pipelines of each schema.
 """
 
-from prefect_ombudsman.datagen.catalog import (
-    StarSchema,
-    TableSpec,
-    get_schema,
-    sa_table,
-    schema_types,
-)
+from prefect_ombudsman.datagen.catalog import StarSchema, TableSpec, sa_table
 from prefect_ombudsman.datagen.drift import DriftSpec, load_drift_file, parse_drift
 from prefect_ombudsman.datagen.generator import (
     CHUNK_ROWS,
@@ -23,6 +17,7 @@ from prefect_ombudsman.datagen.generator import (
     iter_chunks,
 )
 from prefect_ombudsman.datagen.load import TableLoad, Target
+from prefect_ombudsman.datagen.schemas import get_schema, schema_types
 from prefect_ombudsman.datagen.warehouse import generate_warehouse
 
 __all__ = [

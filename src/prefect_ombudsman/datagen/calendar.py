@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from prefect_ombudsman.datagen.catalog import DATE, INT, VARCHAR, Column, TableSpec
 
 if TYPE_CHECKING:
-    from prefect_ombudsman.datagen.generator import ChunkContext
+    from prefect_ombudsman.datagen.chunks import ChunkContext
 
 # Relative activity by ISO weekday (Mon..Sun) and by month (Jan..Dec), per schema profile.
 PROFILES: dict[str, dict[str, Any]] = {

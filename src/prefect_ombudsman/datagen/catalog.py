@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prefect_ombudsman.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from prefect_ombudsman.datagen.generator import ChunkContext
+    from prefect_ombudsman.datagen.chunks import ChunkContext
     from prefect_ombudsman.dialects.base import Dialect
 
 TypeKind = Literal["int32", "int64", "decimal", "string", "date", "timestamp"]
@@ -141,25 +141,6 @@ class StarSchema:
         for name, rows in (overrides or {}).items():
             sizes[self.table(name).name] = int(rows)
         return sizes
-
-
-def get_schema(schema_type: str) -> StarSchema:
-    """The catalog entry of a `schema_type` (case-insensitive); the error lists the valid ones."""
-    from prefect_ombudsman.datagen.schemas import SCHEMAS
-
-    key = str(getattr(schema_type, "value", schema_type)).strip().lower()
-    for name, schema in SCHEMAS.items():
-        if name.lower() == key:
-            return schema
-    raise ConfigurationError(
-        f"unknown schema_type {schema_type!r}; valid schema types: {', '.join(SCHEMAS)}"
-    )
-
-
-def schema_types() -> list[str]:
-    from prefect_ombudsman.datagen.schemas import SCHEMAS
-
-    return list(SCHEMAS)
 
 
 def sa_table(

@@ -40,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.datagen.catalog import Column, StarSchema, TableSpec
-from prefect_ombudsman.datagen.generator import GenerationPlan, name_hash, rows_at
+from prefect_ombudsman.datagen.chunks import name_hash
+from prefect_ombudsman.datagen.generator import GenerationPlan, rows_at
 from prefect_ombudsman.errors import ConfigurationError
 
 MANIFEST_FORMAT = "ombudsman-drift-manifest/1"

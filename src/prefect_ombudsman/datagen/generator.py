@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prefect_ombudsman.datagen.calendar import Calendar
-from prefect_ombudsman.datagen.catalog import Column, ColumnType, StarSchema, TableSpec, get_schema
+from prefect_ombudsman.datagen.catalog import Column, ColumnType, StarSchema, TableSpec
+from prefect_ombudsman.datagen.chunks import (
+    ChunkContext,
+    WithNulls,
+    chunk_rng,
+)
+from prefect_ombudsman.datagen.schemas import get_schema
 from prefect_ombudsman.errors import ConfigurationError
 
 CHUNK_ROWS = 100_000
@@ -31,57 +37,8 @@ DEFAULT_END = date(2024, 12, 31)
 MAX_SEED = 2**63 - 1
 
 
-def name_hash(name: str) -> int:
-    """A stable 63-bit number for a name (Python's `hash()` is salted per process)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
-
-
-def chunk_rng(seed: int, table: str, chunk_index: int) -> np.random.Generator:
-    """The RNG of one logical chunk of one table."""
-    return np.random.default_rng(np.random.SeedSequence([seed, name_hash(table), chunk_index]))
-
-
-def stream_rng(seed: int, name: str) -> np.random.Generator:
-    """The RNG of a whole-table attribute stream (e.g. product list prices) that facts also read."""
-    return np.random.default_rng(np.random.SeedSequence([seed, name_hash("stream:" + name)]))
-
-
 def random_seed() -> int:
     return secrets.randbits(62)
-
-
-@dataclass(frozen=True)
-class WithNulls:
-    """A column value plus a null mask (True = NULL)."""
-
-    values: Any
-    mask: np.ndarray
-
-
-@dataclass
-class ChunkContext:
-    """What a table builder gets: the positions to build, their RNG, the plan's sizes and calendar."""
-
-    seed: int
-    table: str
-    start: int
-    count: int
-    rng: np.random.Generator
-    sizes: Mapping[str, int]
-    calendar: Calendar
-    profile: str
-
-    @property
-    def keys(self) -> np.ndarray:
-        """Surrogate keys of the rows: positions + 1."""
-        return np.arange(self.start + 1, self.start + self.count + 1, dtype=np.int64)
-
-    def size(self, table: str) -> int:
-        return int(self.sizes[table])
-
-    def fact_dates(self) -> np.ndarray:
-        """Indexes into the calendar, with the schema's weekday and seasonal pattern."""
-        return self.calendar.sample(self.rng, self.count, self.profile)
 
 
 @dataclass(frozen=True)

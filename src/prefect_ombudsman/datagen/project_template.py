@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from prefect_ombudsman.datagen.catalog import StarSchema, TableSpec, get_schema
+from prefect_ombudsman.datagen.catalog import StarSchema, TableSpec
+from prefect_ombudsman.datagen.schemas import get_schema, schema_types
 
 
 def _logical(table: TableSpec) -> dict[str, str]:
@@ -263,7 +264,6 @@ def install_template(schema_type: str, project_dir: Path, *, overwrite: bool = F
 
 def write_templates(root: Path) -> None:
     """Regenerate the shipped files (`python -m prefect_ombudsman.datagen.project_template`)."""
-    from prefect_ombudsman.datagen.catalog import schema_types
 
     for schema_type in schema_types():
         folder = root / schema_type

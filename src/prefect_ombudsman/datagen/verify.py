@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.datagen.catalog import Column, TableSpec, get_schema, sa_table
+from prefect_ombudsman.datagen.catalog import Column, TableSpec, sa_table
+from prefect_ombudsman.datagen.schemas import get_schema
 from prefect_ombudsman.dialects.base import dialect_for
 
 

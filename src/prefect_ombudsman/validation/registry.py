@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.validation.loader import normalise_validator_name
 from prefect_ombudsman.validation.spec import Severity
 
 
@@ -56,8 +57,6 @@ def register_validator(
     description: str = "",
 ) -> Validator:
     """Add (or replace) a validator; `name` may carry the `validate_` prefix."""
-    from prefect_ombudsman.validation.loader import normalise_validator_name
-
     key = normalise_validator_name(name)
     validator = Validator(
         name=key,
@@ -88,7 +87,10 @@ def validator(
 
 
 _LOAD_LOCK = threading.Lock()
-# Validators that live outside `validators/` and register themselves on import.
+#: Modules whose import registers the built-in validators, loaded by name on the first lookup
+#: as a plugin's would be (the validators import this registry; the registry names them only).
+BUILTIN_MODULES = ("prefect_ombudsman.validation.validators",)
+#: Validators that live outside `validators/` and register themselves on import, when present.
 OPTIONAL_MODULES = ("prefect_ombudsman.validation.row_checksum",)
 
 
@@ -99,8 +101,8 @@ def _ensure_builtins() -> None:
         return
     with _LOAD_LOCK:
         if not _LOADED:
-            import prefect_ombudsman.validation.validators  # noqa: F401  (registers the built-ins)
-
+            for module in BUILTIN_MODULES:
+                importlib.import_module(module)
             for module in OPTIONAL_MODULES:
                 try:
                     importlib.import_module(module)
@@ -111,8 +113,6 @@ def _ensure_builtins() -> None:
 
 def get_validator(name: str) -> Validator:
     """The validator for `name` (with or without `validate_`), else an error listing close matches."""
-    from prefect_ombudsman.validation.loader import normalise_validator_name
-
     _ensure_builtins()
     key = normalise_validator_name(name)
     with _LOCK:

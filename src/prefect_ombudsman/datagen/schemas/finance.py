@@ -26,7 +26,7 @@ from prefect_ombudsman.datagen.catalog import (
     StarSchema,
     TableSpec,
 )
-from prefect_ombudsman.datagen.generator import ChunkContext, WithNulls, stream_rng
+from prefect_ombudsman.datagen.chunks import ChunkContext, WithNulls, stream_rng
 
 # account type: (weight, median balance, sigma, annual interest rate as a fraction in 1/10000)
 ACCOUNT_TYPES: dict[str, tuple[float, float, float, int]] = {

@@ -25,7 +25,7 @@ from prefect_ombudsman.datagen.catalog import (
     StarSchema,
     TableSpec,
 )
-from prefect_ombudsman.datagen.generator import ChunkContext
+from prefect_ombudsman.datagen.chunks import ChunkContext
 
 # (ICD-10-CM code, description, chapter, relative prevalence, chronic)
 DIAGNOSES: tuple[tuple[str, str, str, float, int], ...] = (

@@ -22,7 +22,7 @@ from prefect_ombudsman.datagen.catalog import (
     StarSchema,
     TableSpec,
 )
-from prefect_ombudsman.datagen.generator import ChunkContext, stream_rng
+from prefect_ombudsman.datagen.chunks import ChunkContext, stream_rng
 
 # Census regions folded into the Studio's four regions.
 _REGION_OF_STATE = {
