@@ -17,7 +17,7 @@ from prefect_ombudsman.datagen import (
     sa_table,
 )
 from prefect_ombudsman.datagen.drift import check_drift
-from prefect_ombudsman.datagen.verify import read_rows, table_fingerprint
+from prefect_ombudsman.datagen.verify import read_rows, stored_digest
 from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.errors import ConfigurationError
 
@@ -149,7 +149,7 @@ def test_drift_is_deterministic_and_leaves_other_targets_untouched(
     clean = build_plan("Finance", 2000, 5)
     untouched = [t.name for t in clean.tables if t.name != "fact_balances"]
     for table in untouched:
-        assert table_fingerprint(sqlite_engine, "Finance", table) == table_fingerprint(
+        assert stored_digest(sqlite_engine, "Finance", table) == stored_digest(
             duckdb_engine, "Finance", table
         )
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from prefect_ombudsman.cli import app
 from prefect_ombudsman.connections import get_engine
-from prefect_ombudsman.datagen.verify import table_fingerprint
+from prefect_ombudsman.datagen.verify import stored_digest
 from prefect_ombudsman.flows.datagen import batch_data_generation, job_seed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -65,10 +65,10 @@ def test_items_fail_alone_and_default_targets_are_the_projects(tmp_projects: Pat
     assert json.loads(manifest.read_text())["tables"]["fact_sales"]["counts"]["missing_rows"] == 3
     source = get_engine(f"sqlite:///{folder / 'data' / 'source.db'}")
     target = get_engine(f"duckdb:///{folder / 'data' / 'target.duckdb'}")
-    assert table_fingerprint(source, "Retail", "dim_customer") == table_fingerprint(
+    assert stored_digest(source, "Retail", "dim_customer") == stored_digest(
         target, "Retail", "dim_customer"
     )
-    assert table_fingerprint(source, "Retail", "fact_sales") != table_fingerprint(
+    assert stored_digest(source, "Retail", "fact_sales") != stored_digest(
         target, "Retail", "fact_sales"
     )
     target.dispose()

@@ -21,7 +21,7 @@ from prefect_ombudsman.datagen import (
     iter_chunks,
     sa_table,
 )
-from prefect_ombudsman.datagen.verify import table_fingerprint
+from prefect_ombudsman.datagen.verify import stored_digest
 from prefect_ombudsman.dialects.base import Dialect, dialect_for
 from prefect_ombudsman.dialects.sqlserver import SQLServerDialect
 from prefect_ombudsman.errors import ConfigurationError, OmbudsmanError, OperationCancelled
@@ -30,9 +30,7 @@ ROWS = 3000
 
 
 def _fingerprints(engine, schema_type: str) -> dict[str, dict]:
-    return {
-        t.name: table_fingerprint(engine, schema_type, t) for t in get_schema(schema_type).tables
-    }
+    return {t.name: stored_digest(engine, schema_type, t) for t in get_schema(schema_type).tables}
 
 
 def _count(engine, schema_type: str, table: str) -> int:
@@ -96,7 +94,7 @@ def test_batch_size_does_not_change_what_is_loaded(sqlite_engine, duckdb_engine)
     generate_warehouse(
         build_plan("Healthcare", 2500, 5, table_name="fact_visits"), [Target("b", duckdb_engine)]
     )
-    assert table_fingerprint(sqlite_engine, "Healthcare", "fact_visits") == table_fingerprint(
+    assert stored_digest(sqlite_engine, "Healthcare", "fact_visits") == stored_digest(
         duckdb_engine, "Healthcare", "fact_visits"
     )
 
@@ -104,13 +102,13 @@ def test_batch_size_does_not_change_what_is_loaded(sqlite_engine, duckdb_engine)
 def test_if_exists_fail_refuses_before_loading_and_append_adds_rows(duckdb_engine):
     target = Target("t", duckdb_engine)
     generate_warehouse(build_plan("Finance", 500, 1, table_name="fact_balances"), [target])
-    before = table_fingerprint(duckdb_engine, "Finance", "fact_balances")
+    before = stored_digest(duckdb_engine, "Finance", "fact_balances")
     with pytest.raises(
         ConfigurationError,
         match=r"fact\.fact_balances already exists in target 't' \(if_exists=fail\)",
     ):
         generate_warehouse(build_plan("Finance", 500, 2), [target], if_exists="fail")
-    assert table_fingerprint(duckdb_engine, "Finance", "fact_balances") == before
+    assert stored_digest(duckdb_engine, "Finance", "fact_balances") == before
     assert not sa.inspect(duckdb_engine).has_table(
         "dim_account", schema="dim"
     )  # nothing was loaded
@@ -119,7 +117,7 @@ def test_if_exists_fail_refuses_before_loading_and_append_adds_rows(duckdb_engin
         generate_warehouse(
             build_plan("Finance", 500, 2, table_name="fact_balances"), [target], if_exists="append"
         )
-    assert table_fingerprint(duckdb_engine, "Finance", "fact_balances") == before
+    assert stored_digest(duckdb_engine, "Finance", "fact_balances") == before
     # append into a table holding other keys
     with duckdb_engine.begin() as connection:
         connection.exec_driver_sql("UPDATE fact.fact_balances SET balance_id = balance_id + 10000")
@@ -169,7 +167,7 @@ def test_a_failure_mid_load_leaves_the_old_table(
     engine = _engine(request, monkeypatch, engine_fixture)
     target = Target("t", engine)
     generate_warehouse(build_plan("Retail", 1000, 1, table_name="fact_inventory"), [target])
-    before = table_fingerprint(engine, "Retail", "fact_inventory")
+    before = stored_digest(engine, "Retail", "fact_inventory")
     _fail_on_second_batch(monkeypatch, type(dialect_for(engine)))
     with pytest.raises(
         OmbudsmanError, match=r"target 't', table (fact\.)?fact_inventory: _Boom: disk full"
@@ -177,7 +175,7 @@ def test_a_failure_mid_load_leaves_the_old_table(
         generate_warehouse(
             build_plan("Retail", 2500, 2, table_name="fact_inventory"), [target], batch_rows=1000
         )
-    assert table_fingerprint(engine, "Retail", "fact_inventory") == before
+    assert stored_digest(engine, "Retail", "fact_inventory") == before
     assert staging_tables(engine) == []
 
 
@@ -186,7 +184,7 @@ def test_a_cancel_between_chunks_leaves_the_old_tables(
 ):
     targets = [Target("s", sqlite_engine), Target("t", duckdb_engine)]
     generate_warehouse(build_plan("Retail", 1000, 1, table_name="fact_sales"), targets)
-    before = [table_fingerprint(t.engine, "Retail", "fact_sales") for t in targets]
+    before = [stored_digest(t.engine, "Retail", "fact_sales") for t in targets]
     calls = {"n": 0}
 
     def check_cancelled() -> None:
@@ -201,7 +199,7 @@ def test_a_cancel_between_chunks_leaves_the_old_tables(
             batch_rows=1000,
             check_cancelled=check_cancelled,
         )
-    assert [table_fingerprint(t.engine, "Retail", "fact_sales") for t in targets] == before
+    assert [stored_digest(t.engine, "Retail", "fact_sales") for t in targets] == before
     assert staging_tables(sqlite_engine) == staging_tables(duckdb_engine) == []
 
 
@@ -238,7 +236,7 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, monkeypatch
     generate_warehouse(
         build_plan("Retail", 1000, 1, table_name="fact_sales"), [Target("t", engine)]
     )
-    before = table_fingerprint(engine, "Retail", "fact_sales")
+    before = stored_digest(engine, "Retail", "fact_sales")
     engine.dispose()  # DuckDB allows one process per file
     url = engine.url.render_as_string(hide_password=False)
     child = subprocess.Popen(
@@ -254,14 +252,14 @@ def test_a_killed_load_leaves_the_old_table(engine_fixture, request, monkeypatch
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
-    assert table_fingerprint(engine, "Retail", "fact_sales") == before
+    assert stored_digest(engine, "Retail", "fact_sales") == before
     if batched:  # the committed staging table outlives the process; the next load sweeps it,
         # even one small enough for a single transaction (no committed staging of its own)
         assert len(staging_tables(engine)) == 1
         generate_warehouse(
             build_plan("Retail", 800, 3, table_name="fact_sales"), [Target("t", engine)]
         )
-        assert table_fingerprint(engine, "Retail", "fact_sales")["rows"] == 800
+        assert stored_digest(engine, "Retail", "fact_sales")["rows"] == 800
     assert staging_tables(engine) == []
 
 
@@ -273,7 +271,7 @@ def test_the_next_load_drops_staging_tables_a_killed_load_left(
     dialect = dialect_for(engine)
     plan = build_plan("Retail", 1000, 1, table_name="fact_sales")
     generate_warehouse(plan, [Target("t", engine)])
-    expected = table_fingerprint(engine, "Retail", "fact_sales")
+    expected = stored_digest(engine, "Retail", "fact_sales")
     schema = dialect.datagen_schema(get_schema("Retail").table("fact_sales").schema)
     leftover = "fact_sales__stg_0badc0de"
     kept = ["fact_sales__stg_backup", "fact_inventory__stg_12345678"]  # not this table's staging
@@ -286,7 +284,7 @@ def test_the_next_load_drops_staging_tables_a_killed_load_left(
     assert set(staging_tables(engine)) == {leftover, *kept}
     generate_warehouse(plan, [Target("t", engine)])  # one transaction: no staging of its own
     assert set(staging_tables(engine)) == set(kept)
-    assert table_fingerprint(engine, "Retail", "fact_sales") == expected
+    assert stored_digest(engine, "Retail", "fact_sales") == expected
     with engine.begin() as connection:
         for name in kept:
             connection.exec_driver_sql(f"DROP TABLE {dialect.qualified(schema, name)}")
@@ -327,12 +325,12 @@ def test_snowflake_loads_through_put_and_copy_and_matches_sqlite(snowflake_engin
     result = generate_warehouse(plan, targets)
     assert result["targets"][1]["tables"]["fact.fact_transactions"]["rows"] == 1500
     for table in ("dim_account", "dim_merchant", "fact_transactions", "fact_balances"):
-        assert table_fingerprint(snowflake_engine, "Finance", table) == table_fingerprint(
+        assert stored_digest(snowflake_engine, "Finance", table) == stored_digest(
             sqlite_engine, "Finance", table
         )
     # a second load replaces the table (SWAP WITH where Snowflake has it, drop + rename on fakesnow)
     generate_warehouse(build_plan("Finance", 700, 22, table_name="fact_balances"), [targets[1]])
-    assert table_fingerprint(snowflake_engine, "Finance", "fact_balances")["rows"] == 700
+    assert stored_digest(snowflake_engine, "Finance", "fact_balances")["rows"] == 700
     with snowflake_engine.connect() as connection:
         names = {row[1].lower() for row in connection.exec_driver_sql("SHOW TABLES IN SCHEMA FACT")}
     assert {"fact_transactions", "fact_balances"} <= names
@@ -365,11 +363,9 @@ def test_sqlserver_fast_executemany_loads_through_pyodbc(pg_engine, postgres_por
         connection.commit()
     finally:
         connection.close()
-    reference = table_fingerprint(pg_engine, "Healthcare", spec)
+    reference = stored_digest(pg_engine, "Healthcare", spec)
     assert reference["rows"] == 1200
-    assert (
-        table_fingerprint(pg_engine, "Healthcare", spec, name="fact_medications_odbc") == reference
-    )
+    assert stored_digest(pg_engine, "Healthcare", spec, name="fact_medications_odbc") == reference
 
 
 def test_targets_must_be_distinct(sqlite_engine):

@@ -20,8 +20,8 @@ from prefect_ombudsman.datagen.project_template import (
 )
 from prefect_ombudsman.projects import load_project
 from prefect_ombudsman.validation.loader import load_pipeline
+from prefect_ombudsman.validation.pipeline_run import run_pipeline
 from prefect_ombudsman.validation.registry import available_validators
-from prefect_ombudsman.validation.runner import run_pipeline
 from prefect_ombudsman.validation.tables import Side
 
 

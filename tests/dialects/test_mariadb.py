@@ -26,7 +26,7 @@ from test_canonical_hash import ROWS, SPEC, reference_fingerprint
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import STAGING_MARK, Target
 from prefect_ombudsman.datagen.schemas import get_schema
-from prefect_ombudsman.datagen.verify import table_fingerprint as datagen_fingerprint
+from prefect_ombudsman.datagen.verify import stored_digest as datagen_fingerprint
 from prefect_ombudsman.datagen.warehouse import generate_warehouse
 from prefect_ombudsman.dialects.base import dialect_for, is_transient
 from prefect_ombudsman.dialects.connection import get_engine, spec_from_url

@@ -48,7 +48,7 @@ def canonical(column: Column, value: Any) -> str:
     return str(value)
 
 
-def table_fingerprint(
+def stored_digest(
     engine: Engine, schema_type: str, table: str | TableSpec, *, name: str | None = None
 ) -> dict[str, Any]:
     """`{rows, sha256}` of one generated table as stored in `engine`'s database (`name`: a copy's name)."""

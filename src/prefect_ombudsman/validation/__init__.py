@@ -23,13 +23,13 @@ from prefect_ombudsman.validation.loader import (
     load_pipeline,
     parse_pipeline,
 )
+from prefect_ombudsman.validation.pipeline_run import new_run_id, run_pipeline
 from prefect_ombudsman.validation.registry import (
     available_validators,
     get_validator,
     register_validator,
     validator_catalog,
 )
-from prefect_ombudsman.validation.runner import new_run_id, run_pipeline
 from prefect_ombudsman.validation.spec import PipelineSpec, Severity, Status, Tolerance
 from prefect_ombudsman.validation.tables import Side
 

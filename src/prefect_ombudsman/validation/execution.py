@@ -31,7 +31,7 @@ from prefect_ombudsman.validation.loader import (
     load_pipeline,
     not_found_message,
 )
-from prefect_ombudsman.validation.runner import run_pipeline
+from prefect_ombudsman.validation.pipeline_run import run_pipeline
 from prefect_ombudsman.validation.spec import PipelineSpec
 from prefect_ombudsman.validation.tables import Side
 

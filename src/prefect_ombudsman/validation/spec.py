@@ -102,7 +102,7 @@ class Tolerance(BaseModel):
         return self.absolute == 0 and self.relative == 0
 
 
-class TableSpec(BaseModel):
+class PipelineTable(BaseModel):
     """`source:` / `target:` of a pipeline: a connection and a table."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -188,8 +188,8 @@ class PipelineSpec(BaseModel):
     type: str | None = None
     category: str | None = None
 
-    source: TableSpec | None = None
-    target: TableSpec | None = None
+    source: PipelineTable | None = None
+    target: PipelineTable | None = None
     mapping: dict[str, MappingEntry] = Field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = Field(default_factory=dict)
     steps: list[StepSpec] = Field(default_factory=list)

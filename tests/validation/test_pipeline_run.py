@@ -16,7 +16,7 @@ from prefect_ombudsman.validation import Side, parse_pipeline, register_validato
 from prefect_ombudsman.validation.configs import StepConfig
 from prefect_ombudsman.validation.context import passed
 from prefect_ombudsman.validation.loader import PipelineError
-from prefect_ombudsman.validation.runner import new_run_id
+from prefect_ombudsman.validation.pipeline_run import new_run_id
 from support import wait_until
 
 
