@@ -42,7 +42,7 @@ demo: $(RUNTIME)
 	$(BIN)/ombudsman demo
 
 test: setup system-deps
-	$(BIN)/pytest -q -m "not scale"
+	$(BIN)/pytest -q -m "not scale" --durations=25
 
 # The team topology under load (20 bulk jobs x 50 operations on 2 workers, ~4 min): kept out of `make test`.
 test-scale: setup system-deps
