@@ -6,9 +6,12 @@ Exit codes of `run ...`: 0 all operations completed, 1 some failed or the job wa
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,11 +28,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-# Runs started here keep their full logs in the Prefect API; the terminal shows the progress bar
-# and the summary instead of Prefect's console lines (set the variable to see them).
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+from prefect_ombudsman.jobs.models import BatchJobType
+from prefect_ombudsman.jobs.types import JobType, entry_for
 
 app = typer.Typer(
     help="Ombudsman batch operations on Prefect 3.", no_args_is_help=True, add_completion=False
@@ -58,8 +58,18 @@ def main_options(
         os.environ["OMBUDSMAN_NO_DAEMON"] = "1"
 
 
+def quiet_prefect() -> None:
+    """Before Prefect is imported: runs started here keep their full logs in the Prefect API, the
+    terminal shows the progress bar and the summary instead of Prefect's console lines (set the
+    variable to see them); no analytics."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
 def use_prefect() -> None:
     """Point Prefect at the shared local server (started on first use) unless an API is set."""
+    quiet_prefect()
     from prefect_ombudsman.errors import OmbudsmanError
     from prefect_ombudsman.localserver import connect
 
@@ -85,19 +95,7 @@ ProjectsDir = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the job summary as JSON.")]
-Parallel = Annotated[
-    bool, typer.Option("--parallel/--sequential", help="Run operations in parallel.")
-]
-MaxParallelOpt = Annotated[
-    int, typer.Option("--max-parallel", help="Operations in flight at once (1-64).")
-]
-StopOnError = Annotated[
-    bool, typer.Option("--stop-on-error", help="Start nothing new after the first failure.")
-]
-MaxRetriesOpt = Annotated[
-    int, typer.Option("--max-retries", help="Retries of transient errors per operation.")
-]
-JobNameOpt = Annotated[str | None, typer.Option("--name", help="Job name.")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="Project id.")]
 MAX_REPEAT = 1000  # `run custom --repeat`: more is a load test, not a batch
 
 
@@ -209,28 +207,118 @@ def execute_job(
     raise typer.Exit(0 if summary["status"] == "completed" else 1)
 
 
-def execute_request(
-    flow: Any,
-    request: BaseModel,
-    projects_dir: Path | None,
-    *,
-    as_json: bool,
-    label: str,
-    extra_progress: Any = None,
-) -> None:
+# ----------------------------------------------------------------------------- run commands
+
+# The options every `run` command shares, declared once; their defaults are the job type's request
+# model's (`run generate` runs in parallel by default because `BatchDataGenRequest` does).
+RUN_OPTIONS: dict[str, tuple[str, Any, Any]] = {
+    # parameter: (request field, type, typer option)
+    "parallel": (
+        "parallel_execution",
+        bool,
+        typer.Option("--parallel/--sequential", help="Run operations in parallel."),
+    ),
+    "max_parallel": (
+        "max_parallel",
+        int,
+        typer.Option("--max-parallel", help="Operations in flight at once (1-64)."),
+    ),
+    "stop_on_error": (
+        "stop_on_error",
+        bool,
+        typer.Option("--stop-on-error", help="Start nothing new after the first failure."),
+    ),
+    "max_retries": (
+        "max_retries",
+        int,
+        typer.Option("--max-retries", help="Retries of transient errors per operation."),
+    ),
+    "name": ("job_name", str | None, typer.Option("--name", help="Job name.")),
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a `run` command's shared options asked for."""
+
+    entry: JobType
+    fields: dict[str, Any]
+    """Request fields given by the shared options (`job_name` only when `--name` was given)."""
+    projects_dir: Path | None
+    as_json: bool
+
+    def submit(self, *, extra_progress: Any = None, **fields: Any) -> None:
+        """Validate the request (exit 2 naming the field) and run its flow in process."""
+        request = build_request(self.entry.request, **(fields | self.fields))
+        execute_request(self, request, extra_progress=extra_progress)
+
+
+def run_command(job_type: BatchJobType) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """`ombudsman run <command>` of a job type (command name from the job-type registry): the
+    function's own options, then the shared ones of `RUN_OPTIONS` with the request model's
+    defaults, `--projects-dir` and `--json`; the function gets them as `options: RunOptions`."""
+    entry = entry_for(job_type)
+    defaults = entry.request()
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        kw = inspect.Parameter.KEYWORD_ONLY
+        own = [
+            p.replace(kind=kw)
+            for p in inspect.signature(fn, eval_str=True).parameters.values()
+            if p.name != "options"
+        ]
+        shared = [
+            inspect.Parameter(
+                name,
+                kw,
+                annotation=Annotated[kind, option],
+                default=None if field == "job_name" else getattr(defaults, field),
+            )
+            for name, (field, kind, option) in RUN_OPTIONS.items()
+        ]
+        shared += [
+            inspect.Parameter("projects_dir", kw, annotation=ProjectsDir, default=None),
+            inspect.Parameter("as_json", kw, annotation=JsonFlag, default=False),
+        ]
+
+        def command(**values: Any) -> None:
+            quiet_prefect()
+            fields = {RUN_OPTIONS[n][0]: values.pop(n) for n in RUN_OPTIONS}
+            if fields["job_name"] is None:
+                del fields["job_name"]
+            options = RunOptions(entry, fields, values.pop("projects_dir"), values.pop("as_json"))
+            fn(**values, options=options)
+
+        signature = inspect.Signature([*own, *shared], return_annotation=None)
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        command.__name__, command.__doc__ = fn.__name__, fn.__doc__
+        run_app.command(entry.command)(command)
+        return fn
+
+    return decorate
+
+
+def execute_request(options: RunOptions, request: BaseModel, *, extra_progress: Any = None) -> None:
     """Run a validated request's flow in process (the flow's parameters are the request's fields)."""
     from prefect_ombudsman.admission import check_request
     from prefect_ombudsman.errors import ConfigurationError
     from prefect_ombudsman.projects import projects_root
 
     try:
-        check_request(request, root=projects_root(projects_dir))
+        check_request(request, root=projects_root(options.projects_dir))
     except ConfigurationError as exc:
         refuse(str(exc))
     params = request.model_dump(mode="json") | {
-        "projects_dir": str(projects_dir) if projects_dir else None
+        "projects_dir": str(options.projects_dir) if options.projects_dir else None
     }
-    execute_job(flow, params, as_json=as_json, label=label, extra_progress=extra_progress)
+    execute_job(
+        options.entry.load_flow(),
+        params,
+        as_json=options.as_json,
+        label=options.entry.command,
+        extra_progress=extra_progress,
+    )
 
 
 def _short(result: Any, width: int = 90) -> str:
@@ -275,7 +363,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- run custom
 
 
-@run_app.command("custom")
+@run_command(BatchJobType.custom)
 def run_custom(
     operation: Annotated[
         list[str] | None, typer.Argument(help="Registered operation names, one item each.")
@@ -290,18 +378,12 @@ def run_custom(
         Path | None,
         typer.Option("--items", help="JSON file with a list of {operation, name?, arguments}."),
     ] = None,
-    project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
-    parallel: Parallel = False,
-    max_parallel: MaxParallelOpt = 5,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    project: ProjectOpt = None,
+    *,
+    options: RunOptions,
 ) -> None:
     """Run registered custom operations (see `ombudsman operations`)."""
     from prefect_ombudsman.errors import ConfigurationError
-    from prefect_ombudsman.jobs.models import BatchCustomRequest
     from prefect_ombudsman.yamlfiles import read_text_file
 
     items: list[dict[str, Any]] = []
@@ -325,19 +407,7 @@ def run_custom(
         refuse(f"--repeat: {repeat} is outside 1-{MAX_REPEAT} (the limit on repeats per operation)")
     for op_name in operation or []:
         items.extend({"operation": op_name, "arguments": arguments} for _ in range(repeat))
-    request = build_request(
-        BatchCustomRequest,
-        job_name=name or "Custom batch",
-        items=items,
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
-        project_id=project,
-    )
-    from prefect_ombudsman.flows import custom_batch
-
-    execute_request(custom_batch, request, projects_dir, as_json=as_json, label="custom")
+    options.submit(items=items, project_id=project)
 
 
 # ----------------------------------------------------------------------------- jobs
@@ -526,6 +596,7 @@ def demo_command(
 ) -> None:
     """Generate the Retail warehouse (SQLite source, DuckDB target, planted drift), validate it as one
     bulk job, and show that every planted difference was found. No server, no credentials."""
+    quiet_prefect()
     from prefect_ombudsman import demo
     from prefect_ombudsman.flows import batch_data_generation, bulk_pipeline_execution
 
@@ -633,7 +704,7 @@ def split_source(value: str) -> tuple[str, str | None]:
     return head, tail
 
 
-@run_app.command("metadata")
+@run_command(BatchJobType.bulk_metadata_extraction)
 def run_metadata(
     source: Annotated[
         list[str] | None,
@@ -649,7 +720,7 @@ def run_metadata(
             "--table", "-t", help="Only these tables (repeatable; applies to every source)."
         ),
     ] = None,
-    project: Annotated[str | None, typer.Option("--project", help="Project id.")] = None,
+    project: ProjectOpt = None,
     exact_counts: Annotated[
         bool, typer.Option("--exact-counts", help="COUNT(*) every table (default: statistics).")
     ] = False,
@@ -659,17 +730,10 @@ def run_metadata(
             "--sessions-per-server", help="Sessions one server may hold at once (default 4)."
         ),
     ] = None,
-    parallel: Parallel = True,
-    max_parallel: MaxParallelOpt = 2,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    *,
+    options: RunOptions,
 ) -> None:
     """Extract the metadata catalog of each source into the project's metadata/ folder."""
-    from prefect_ombudsman.jobs.models import BatchMetadataRequest
-
     if not source and not project:
         refuse("give --source (one or more) or --project (extracts its source and target)")
     items = []
@@ -682,29 +746,18 @@ def run_metadata(
                 "table_names": list(table) if table else None,
             }
         )
-    request = build_request(
-        BatchMetadataRequest,
-        job_name=name or "Bulk metadata extraction",
+    options.submit(
         items=items,
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
         project_id=project,
         exact_counts=exact_counts,
         sessions_per_server=sessions_per_server,
-    )
-    from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
-
-    execute_request(
-        bulk_metadata_extraction, request, projects_dir, as_json=as_json, label="metadata"
     )
 
 
 # ----------------------------------------------------------------------------- run compare
 
 
-@run_app.command("compare")
+@run_command(BatchJobType.batch_comparison)
 def run_compare(
     project: Annotated[
         str | None, typer.Option("--project", help="Project id (its source/target and mapping).")
@@ -738,17 +791,10 @@ def run_compare(
     hash_mode: Annotated[
         str, typer.Option("--hash-mode", help="auto, canonical or native.")
     ] = "auto",
-    parallel: Parallel = False,
-    max_parallel: MaxParallelOpt = 5,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    *,
+    options: RunOptions,
 ) -> None:
     """Compare tables row by row: missing, extra and changed rows with sample keys."""
-    from prefect_ombudsman.jobs.models import BatchComparisonRequest
-
     if not tables and (source_url or target_url):
         refuse("--source-url/--target-url: name the tables with --table")
     if not tables and not project:
@@ -772,20 +818,7 @@ def run_compare(
         if target_url:
             item["target"] = target_url
         items.append(item)
-    request = build_request(
-        BatchComparisonRequest,
-        job_name=name or "Batch comparison",
-        items=items,
-        from_mapping=not tables,
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
-        project_id=project,
-    )
-    from prefect_ombudsman.flows.comparison import batch_comparison
-
-    execute_request(batch_comparison, request, projects_dir, as_json=as_json, label="compare")
+    options.submit(items=items, from_mapping=not tables, project_id=project)
 
 
 # ----------------------------------------------------------------------------- run generate
@@ -818,7 +851,7 @@ def _row_bars(progress: Progress) -> Any:
     return add_row_listener(on_rows)
 
 
-@run_app.command("generate")
+@run_command(BatchJobType.batch_data_generation)
 def run_generate(
     schema: Annotated[
         list[str],
@@ -869,19 +902,13 @@ def run_generate(
         str | None,
         typer.Option("--project", help="Project id (its source/target are the default targets)."),
     ] = None,
-    parallel: Parallel = True,
-    max_parallel: MaxParallelOpt = 3,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    *,
+    options: RunOptions,
 ) -> None:
     """Generate seeded star schemas and load them into every target (rows per table as progress)."""
     from prefect_ombudsman.datagen import get_schema
     from prefect_ombudsman.datagen.drift import check_drift, parse_drift
     from prefect_ombudsman.errors import ConfigurationError
-    from prefect_ombudsman.jobs.models import BatchDataGenRequest
 
     sizes: dict[str, Any] = {}
     for spec in table_rows or []:
@@ -927,32 +954,13 @@ def run_generate(
         except ConfigurationError as exc:
             refuse(str(exc))
         items.append(item)
-    request = build_request(
-        BatchDataGenRequest,
-        job_name=name or "Batch data generation",
-        items=items,
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
-        project_id=project,
-    )
-    from prefect_ombudsman.flows.datagen import batch_data_generation
-
-    execute_request(
-        batch_data_generation,
-        request,
-        projects_dir,
-        as_json=as_json,
-        label="generate",
-        extra_progress=_row_bars,
-    )
+    options.submit(items=items, project_id=project, extra_progress=_row_bars)
 
 
 # ----------------------------------------------------------------------------- run pipelines / run projects
 
 
-@run_app.command("pipelines")
+@run_command(BatchJobType.bulk_pipeline_execution)
 def run_pipelines(
     project: Annotated[
         str | None,
@@ -970,17 +978,11 @@ def run_pipelines(
         str | None,
         typer.Option("--override", help="JSON config_override applied to every pipeline."),
     ] = None,
-    parallel: Parallel = False,
-    max_parallel: MaxParallelOpt = 5,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    *,
+    options: RunOptions,
 ) -> None:
     """Run validation pipelines of a project (source vs target) as one bulk job."""
     from prefect_ombudsman.errors import ConfigurationError
-    from prefect_ombudsman.jobs.models import BatchPipelineRequest
     from prefect_ombudsman.projects import default_project_id, load_project, projects_root
     from prefect_ombudsman.validation.execution import list_project_pipelines
 
@@ -994,29 +996,21 @@ def run_pipelines(
     ids = list(pipeline or [])
     if not ids:
         try:
-            ids = list_project_pipelines(load_project(project_id, projects_root(projects_dir)))
+            ids = list_project_pipelines(
+                load_project(project_id, projects_root(options.projects_dir))
+            )
         except ConfigurationError as exc:
             refuse(str(exc))
         if not ids:
             refuse(f"project {project_id!r} has no pipelines/*.yaml; name them with --pipeline")
-    request = build_request(
-        BatchPipelineRequest,
-        job_name=name or f"Pipelines of {project_id}",
+    options.submit(
+        job_name=f"Pipelines of {project_id}",
         pipelines=[{"pipeline_id": pid, "config_override": overrides} for pid in ids],
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
         project_id=project_id,
     )
-    from prefect_ombudsman.flows import bulk_pipeline_execution
-
-    execute_request(
-        bulk_pipeline_execution, request, projects_dir, as_json=as_json, label="pipelines"
-    )
 
 
-@run_app.command("projects")
+@run_command(BatchJobType.multi_project_validation)
 def run_projects(
     project: Annotated[
         list[str],
@@ -1026,17 +1020,10 @@ def run_projects(
             help="PROJECT[:PIPELINE,PIPELINE] (repeatable; no list = every pipeline).",
         ),
     ],
-    parallel: Parallel = False,
-    max_parallel: MaxParallelOpt = 3,
-    stop_on_error: StopOnError = False,
-    max_retries: MaxRetriesOpt = 3,
-    name: JobNameOpt = None,
-    projects_dir: ProjectsDir = None,
-    as_json: JsonFlag = False,
+    *,
+    options: RunOptions,
 ) -> None:
     """Validate several projects in one job, each against its own source and target."""
-    from prefect_ombudsman.jobs.models import BatchMultiProjectRequest
-
     items = []
     for value in project:
         project_id, _, listed = value.partition(":")
@@ -1046,20 +1033,7 @@ def run_projects(
                 "pipeline_ids": [p.strip() for p in listed.split(",") if p.strip()],
             }
         )
-    request = build_request(
-        BatchMultiProjectRequest,
-        job_name=name or "Multi-project validation",
-        projects=items,
-        parallel_execution=parallel,
-        max_parallel=max_parallel,
-        stop_on_error=stop_on_error,
-        max_retries=max_retries,
-    )
-    from prefect_ombudsman.flows import multi_project_validation
-
-    execute_request(
-        multi_project_validation, request, projects_dir, as_json=as_json, label="projects"
-    )
+    options.submit(projects=items)
 
 
 api_app = typer.Typer(

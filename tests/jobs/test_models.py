@@ -237,11 +237,12 @@ def test_flow_defaults_are_the_request_models_defaults():
     import inspect
 
     from prefect_ombudsman.flows import available_flows
-    from prefect_ombudsman.jobs.models import REQUEST_MODELS
+    from prefect_ombudsman.jobs import JOB_TYPES
 
     flows = available_flows()
-    assert set(flows) == {t.value for t in REQUEST_MODELS}
-    for job_type, model in REQUEST_MODELS.items():
+    assert set(flows) == {entry.job_type.value for entry in JOB_TYPES}
+    for entry in JOB_TYPES:
+        job_type, model = entry.job_type, entry.request
         defaults = model()
         params = inspect.signature(flows[job_type.value].fn).parameters
         assert set(model.model_fields) <= set(params), job_type

@@ -1,35 +1,28 @@
-"""The batch flows (one module per job type), all on the bounded runner of `runner.py`."""
+"""The batch flows (one module per job type), all on the bounded runner of `runner.py`.
+
+Which flow runs which job type is the job-type registry's (`prefect_ombudsman.jobs.types`); the
+flows are imported lazily from it so one broken engine never hides the others.
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 
 from prefect_ombudsman.flows.custom import custom_batch
-
-# job type -> (module, flow function); imported lazily so one broken engine never hides the others
-FLOW_LOCATIONS: dict[str, tuple[str, str]] = {
-    "bulk_pipeline_execution": ("prefect_ombudsman.flows.pipelines", "bulk_pipeline_execution"),
-    "batch_data_generation": ("prefect_ombudsman.flows.datagen", "batch_data_generation"),
-    "multi_project_validation": ("prefect_ombudsman.flows.projects", "multi_project_validation"),
-    "bulk_metadata_extraction": ("prefect_ombudsman.flows.metadata", "bulk_metadata_extraction"),
-    "batch_comparison": ("prefect_ombudsman.flows.comparison", "batch_comparison"),
-    "custom": ("prefect_ombudsman.flows.custom", "custom_batch"),
-}
+from prefect_ombudsman.jobs.types import JOB_TYPES, entry_for
 
 
 def flow_for(job_type: Any) -> Any:
     """The flow object that runs jobs of `job_type`."""
-    module, name = FLOW_LOCATIONS[str(getattr(job_type, "value", job_type))]
-    return getattr(import_module(module), name)
+    return entry_for(job_type).load_flow()
 
 
 def available_flows() -> dict[str, Any]:
     """Every batch flow that is installed, by job type."""
     found = {}
-    for job_type in FLOW_LOCATIONS:
+    for entry in JOB_TYPES:
         try:
-            found[job_type] = flow_for(job_type)
+            found[entry.job_type.value] = entry.load_flow()
         except (ImportError, AttributeError):
             continue
     return found
@@ -37,10 +30,10 @@ def available_flows() -> dict[str, Any]:
 
 def __getattr__(name: str) -> Any:
     """`from prefect_ombudsman.flows import bulk_pipeline_execution` without importing every engine up front."""
-    for module, function in FLOW_LOCATIONS.values():
-        if function == name:
-            return getattr(import_module(module), function)
+    for entry in JOB_TYPES:
+        if entry.flow.rpartition(":")[2] == name:
+            return entry.load_flow()
     raise AttributeError(f"module 'prefect_ombudsman.flows' has no attribute {name!r}")
 
 
-__all__ = ["custom_batch", "flow_for", "available_flows", "FLOW_LOCATIONS"]
+__all__ = ["custom_batch", "flow_for", "available_flows"]

@@ -16,11 +16,10 @@ from prefect.artifacts import create_table_artifact
 
 import prefect_ombudsman.validation.row_checksum  # noqa: F401  (registers the row_checksum validator)
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
-    batch_flow,
     register_executor,
-    request_from,
     run_batch,
     settings_from,
 )
@@ -28,24 +27,14 @@ from prefect_ombudsman.jobs.models import (
     BatchComparisonRequest,
     BatchJobType,
     ComparisonItem,
-    ComparisonItems,
-    CreatedBy,
-    FromMapping,
-    JobDescription,
-    JobName,
-    MaxParallel,
-    MaxRetries,
-    ParallelExecution,
-    ProjectId,
-    ProjectsDir,
-    RetryFailed,
-    StopOnError,
-    Tags,
 )
+from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.tasks.comparison import compare_table_pair
 
 register_executor("compare", compare_table_pair)
+
+COMPARISON = entry_for(BatchJobType.batch_comparison)
 
 MAPPING_FILE = "mapping.json"
 
@@ -89,7 +78,7 @@ def _op_name(item: ComparisonItem) -> str:
 
 
 def plan_comparison(
-    request: BatchComparisonRequest, projects_dir: str | None
+    request: BatchComparisonRequest, *, job_id: str = "", projects_dir: str | None = None
 ) -> list[OperationPlan]:
     """One operation per table pair, id `compare_{i}_{table}`."""
     items = list(request.items)
@@ -141,34 +130,17 @@ def _publish_results(summary: Any) -> None:
         get_run_logger().warning("could not publish the comparison table: %s", exc)
 
 
-_D = BatchComparisonRequest()  # the request model is the one source of the defaults below
-
-
-@batch_flow("batch-comparison")
-def batch_comparison(
-    job_name: JobName = _D.job_name,
-    items: ComparisonItems = _D.items,
-    from_mapping: FromMapping = _D.from_mapping,
-    description: JobDescription = _D.description,
-    parallel_execution: ParallelExecution = _D.parallel_execution,
-    max_parallel: MaxParallel = _D.max_parallel,
-    stop_on_error: StopOnError = _D.stop_on_error,
-    retry_failed: RetryFailed = _D.retry_failed,
-    max_retries: MaxRetries = _D.max_retries,
-    project_id: ProjectId = _D.project_id,
-    tags: Tags = _D.tags,
-    created_by: CreatedBy = _D.created_by,
-    projects_dir: ProjectsDir = None,
-) -> Any:
+@job_flow(COMPARISON)
+def batch_comparison(**parameters: Any) -> Any:
     """Compare table pairs row by row: missing, extra and changed rows with sample keys.
 
     One operation per table pair (plus every mapped table when asked); the results table
     appears on the run's Artifacts tab.
     """
-    request = request_from(BatchComparisonRequest, locals())
+    request, projects_dir = job_request(BatchComparisonRequest, parameters)
     summary = run_batch(
-        settings_from(request, BatchJobType.batch_comparison, projects_dir),
-        plan_comparison(request, projects_dir),
+        settings_from(request, COMPARISON.job_type, projects_dir),
+        plan_comparison(request, projects_dir=projects_dir),
     )
     _publish_results(getattr(summary, "data", summary))
     return summary

@@ -9,33 +9,23 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 
+from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
-    batch_flow,
     register_executor,
-    request_from,
     run_batch,
     settings_from,
 )
 from prefect_ombudsman.jobs.models import (
     BatchDataGenRequest,
     BatchJobType,
-    CreatedBy,
-    DataGenItems,
-    JobDescription,
-    JobName,
-    MaxParallel,
-    MaxRetries,
-    ParallelExecution,
-    ProjectId,
-    ProjectsDir,
-    RetryFailed,
-    StopOnError,
-    Tags,
 )
+from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.tasks.datagen import DEFAULT_TARGETS, run_data_generation, target_label
 
 register_executor("datagen", run_data_generation)
+
+DATAGEN = entry_for(BatchJobType.batch_data_generation)
 
 
 def job_seed(job_id: str, index: int) -> int:
@@ -44,7 +34,9 @@ def job_seed(job_id: str, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{job_id}:{index}".encode()).digest()[:8], "big") >> 2
 
 
-def plan_datagen(request: BatchDataGenRequest, job_id: str) -> list[OperationPlan]:
+def plan_datagen(
+    request: BatchDataGenRequest, *, job_id: str = "local", projects_dir: str | None = None
+) -> list[OperationPlan]:
     """One operation per item, id `datagen_{i}_{schema_type}`."""
     plans = []
     for i, item in enumerate(request.items):
@@ -76,35 +68,19 @@ def plan_datagen(request: BatchDataGenRequest, job_id: str) -> list[OperationPla
     return plans
 
 
-_D = BatchDataGenRequest()  # the request model is the one source of the defaults below
-
-
-@batch_flow("batch-data-generation")
-def batch_data_generation(
-    job_name: JobName = _D.job_name,
-    items: DataGenItems = _D.items,
-    description: JobDescription = _D.description,
-    parallel_execution: ParallelExecution = _D.parallel_execution,
-    max_parallel: MaxParallel = _D.max_parallel,
-    stop_on_error: StopOnError = _D.stop_on_error,
-    retry_failed: RetryFailed = _D.retry_failed,
-    max_retries: MaxRetries = _D.max_retries,
-    project_id: ProjectId = _D.project_id,
-    tags: Tags = _D.tags,
-    created_by: CreatedBy = _D.created_by,
-    projects_dir: ProjectsDir = None,
-) -> Any:
+@job_flow(DATAGEN)
+def batch_data_generation(**parameters: Any) -> Any:
     """Generate seeded Retail / Finance / Healthcare warehouses and load them into every target.
 
     One operation per item; the same seed gives the same data. The summary artifact lists the
     rows loaded per table and target.
     """
-    request = request_from(BatchDataGenRequest, locals())
+    request, projects_dir = job_request(BatchDataGenRequest, parameters)
     flow_ctx = FlowRunContext.get()
     job_id = str(flow_ctx.flow_run.id) if flow_ctx and flow_ctx.flow_run else "local"
     state = run_batch(
-        settings_from(request, BatchJobType.batch_data_generation, projects_dir),
-        plan_datagen(request, job_id),
+        settings_from(request, DATAGEN.job_type, projects_dir),
+        plan_datagen(request, job_id=job_id),
     )
     publish_datagen(getattr(state, "data", state))
     return state

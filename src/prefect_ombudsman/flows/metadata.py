@@ -14,32 +14,18 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
-    batch_flow,
     register_executor,
-    request_from,
     run_batch,
     settings_from,
 )
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchMetadataRequest,
-    CreatedBy,
-    ExactCounts,
-    JobDescription,
-    JobName,
-    MaxParallel,
-    MaxRetries,
-    MetadataItems,
-    ParallelExecution,
-    ProjectId,
-    ProjectsDir,
-    RetryFailed,
-    SessionsPerServer,
-    StopOnError,
-    Tags,
 )
+from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.mapping import map_catalogs
 from prefect_ombudsman.metadata.store import connection_label, save_mapping
@@ -49,6 +35,8 @@ from prefect_ombudsman.tasks.metadata import run_metadata_extraction
 log = logging.getLogger("prefect_ombudsman.metadata")
 
 register_executor("metadata_extraction", run_metadata_extraction)
+
+METADATA = entry_for(BatchJobType.bulk_metadata_extraction)
 
 ARTIFACT_ROWS = 1000
 
@@ -61,7 +49,9 @@ def _schema_label(schema: str | None) -> str:
     )
 
 
-def plan_metadata(request: BatchMetadataRequest) -> list[OperationPlan]:
+def plan_metadata(
+    request: BatchMetadataRequest, *, job_id: str = "", projects_dir: str | None = None
+) -> list[OperationPlan]:
     """One operation per source item; a reference that does not resolve fails only its own operation."""
     plans = []
     for i, item in enumerate(request.items):
@@ -167,34 +157,16 @@ def _union(catalogs: list[Catalog]) -> Catalog:
     return merged
 
 
-_D = BatchMetadataRequest()  # the request model is the one source of the defaults below
-
-
-@batch_flow("bulk-metadata-extraction")
-def bulk_metadata_extraction(
-    job_name: JobName = _D.job_name,
-    items: MetadataItems = _D.items,
-    description: JobDescription = _D.description,
-    parallel_execution: ParallelExecution = _D.parallel_execution,
-    max_parallel: MaxParallel = _D.max_parallel,
-    stop_on_error: StopOnError = _D.stop_on_error,
-    retry_failed: RetryFailed = _D.retry_failed,
-    max_retries: MaxRetries = _D.max_retries,
-    project_id: ProjectId = _D.project_id,
-    tags: Tags = _D.tags,
-    created_by: CreatedBy = _D.created_by,
-    exact_counts: ExactCounts = _D.exact_counts,
-    sessions_per_server: SessionsPerServer = _D.sessions_per_server,
-    projects_dir: ProjectsDir = None,
-) -> Any:
+@job_flow(METADATA)
+def bulk_metadata_extraction(**parameters: Any) -> Any:
     """Extract the metadata catalog (tables, columns, keys, row counts) of many sources.
 
     Each catalog is written to the project's `metadata/` folder and shown as a table artifact;
     when both the source and the target are extracted, their mapping is written too.
     """
-    request = request_from(BatchMetadataRequest, locals())
+    request, projects_dir = job_request(BatchMetadataRequest, parameters)
     state = run_batch(
-        settings_from(request, BatchJobType.bulk_metadata_extraction, projects_dir),
+        settings_from(request, METADATA.job_type, projects_dir),
         plan_metadata(request),
     )
     summary = getattr(state, "data", state)

@@ -18,11 +18,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
-    batch_flow,
     register_executor,
-    request_from,
     run_batch,
     settings_from,
     store_job_report,
@@ -30,19 +29,8 @@ from prefect_ombudsman.flows.runner import (
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchPipelineRequest,
-    CreatedBy,
-    JobDescription,
-    JobName,
-    MaxParallel,
-    MaxRetries,
-    ParallelExecution,
-    PipelineItems,
-    ProjectId,
-    ProjectsDir,
-    RetryFailed,
-    StopOnError,
-    Tags,
 )
+from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.tasks.validation import run_pipeline_operation
 from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
@@ -57,9 +45,11 @@ log = logging.getLogger("prefect_ombudsman.validation")
 
 register_executor("pipeline_execution", run_pipeline_operation)
 
+PIPELINES = entry_for(BatchJobType.bulk_pipeline_execution)
+
 
 def plan_pipelines(
-    request: BatchPipelineRequest, projects_dir: str | None = None
+    request: BatchPipelineRequest, *, job_id: str = "", projects_dir: str | None = None
 ) -> list[OperationPlan]:
     """One operation per pipeline; batch files expand; a missing file still gets its (failing) operation."""
     root = projects_root(projects_dir)
@@ -135,35 +125,21 @@ def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
     return state
 
 
-_D = BatchPipelineRequest()  # the request model is the one source of the defaults below
-
-
-@batch_flow("bulk-pipeline-execution")
-def bulk_pipeline_execution(
-    job_name: JobName = _D.job_name,
-    pipelines: PipelineItems = _D.pipelines,
-    description: JobDescription = _D.description,
-    parallel_execution: ParallelExecution = _D.parallel_execution,
-    max_parallel: MaxParallel = _D.max_parallel,
-    stop_on_error: StopOnError = _D.stop_on_error,
-    retry_failed: RetryFailed = _D.retry_failed,
-    max_retries: MaxRetries = _D.max_retries,
-    project_id: ProjectId = _D.project_id,
-    tags: Tags = _D.tags,
-    created_by: CreatedBy = _D.created_by,
-    projects_dir: ProjectsDir = None,
-) -> Any:
+@job_flow(PIPELINES)
+def bulk_pipeline_execution(**parameters: Any) -> Any:
     """Run many validation pipelines of a project (source vs target) as one batch job.
 
     Each pipeline runs its steps against the project's connections and writes its result; a
     pipeline fails when any step is FAIL or ERROR. The consolidated report (markdown and a
     table per validated table) appears on the run's Artifacts tab.
     """
-    request = request_from(
-        BatchPipelineRequest, locals(), project_id=project_id or default_project_id()
+    request, projects_dir = job_request(
+        BatchPipelineRequest,
+        parameters,
+        project_id=parameters.get("project_id") or default_project_id(),
     )
     state = run_batch(
-        settings_from(request, BatchJobType.bulk_pipeline_execution, projects_dir),
-        plan_pipelines(request, projects_dir),
+        settings_from(request, PIPELINES.job_type, projects_dir),
+        plan_pipelines(request, projects_dir=projects_dir),
     )
     return finish_validation_job(state, multi_project=False, slug="bulk-pipeline-execution")

@@ -9,37 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.pipelines import finish_validation_job
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
-    batch_flow,
     register_executor,
-    request_from,
     run_batch,
     settings_from,
 )
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
     BatchMultiProjectRequest,
-    CreatedBy,
-    JobDescription,
-    JobName,
-    MaxParallel,
-    MaxRetries,
-    ParallelExecution,
-    ProjectId,
-    ProjectItems,
-    ProjectsDir,
-    RetryFailed,
-    StopOnError,
-    Tags,
 )
+from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.tasks.validation import run_project_operation
 
 register_executor("project_validation", run_project_operation)
 
+PROJECTS = entry_for(BatchJobType.multi_project_validation)
 
-def plan_projects(request: BatchMultiProjectRequest) -> list[OperationPlan]:
+
+def plan_projects(
+    request: BatchMultiProjectRequest, *, job_id: str = "", projects_dir: str | None = None
+) -> list[OperationPlan]:
     """One operation per project; a missing project fails only its own operation."""
     return [
         OperationPlan(
@@ -53,32 +45,16 @@ def plan_projects(request: BatchMultiProjectRequest) -> list[OperationPlan]:
     ]
 
 
-_D = BatchMultiProjectRequest()  # the request model is the one source of the defaults below
-
-
-@batch_flow("multi-project-validation")
-def multi_project_validation(
-    job_name: JobName = _D.job_name,
-    projects: ProjectItems = _D.projects,
-    description: JobDescription = _D.description,
-    parallel_execution: ParallelExecution = _D.parallel_execution,
-    max_parallel: MaxParallel = _D.max_parallel,
-    stop_on_error: StopOnError = _D.stop_on_error,
-    retry_failed: RetryFailed = _D.retry_failed,
-    max_retries: MaxRetries = _D.max_retries,
-    project_id: ProjectId = _D.project_id,
-    tags: Tags = _D.tags,
-    created_by: CreatedBy = _D.created_by,
-    projects_dir: ProjectsDir = None,
-) -> Any:
+@job_flow(PROJECTS)
+def multi_project_validation(**parameters: Any) -> Any:
     """Validate several projects in one job, each against its own source and target.
 
     One operation per project runs the listed pipelines (all of them when none are listed);
     a cross-project report appears on the run's Artifacts tab.
     """
-    request = request_from(BatchMultiProjectRequest, locals())
+    request, projects_dir = job_request(BatchMultiProjectRequest, parameters)
     state = run_batch(
-        settings_from(request, BatchJobType.multi_project_validation, projects_dir),
+        settings_from(request, PROJECTS.job_type, projects_dir),
         plan_projects(request),
     )
     return finish_validation_job(state, multi_project=True, slug="multi-project-validation")

@@ -1,12 +1,13 @@
-"""The job and request models (SPEC §4-§5): `from prefect_ombudsman.jobs import BatchJob`.
+"""The job and request models (SPEC §4-§5) and the job-type registry:
+`from prefect_ombudsman.jobs import BatchJob, JOB_TYPES`.
 
-Only the pydantic models are imported here; the REST API (`jobs.api`, FastAPI) and the jobs
-service (`jobs.service`, Prefect client) load when imported themselves.
+Only the pydantic models and the registry (which names its flows by import string) are imported
+here; the REST API (`jobs.api`, FastAPI) and the jobs service (`jobs.service`, Prefect client)
+load when imported themselves.
 """
 
 from prefect_ombudsman.jobs.models import (
     MAX_ITEMS,
-    REQUEST_MODELS,
     TERMINAL_JOB_STATUSES,
     BatchComparisonRequest,
     BatchCustomRequest,
@@ -25,6 +26,7 @@ from prefect_ombudsman.jobs.models import (
     BatchOperationStatus,
     BatchPipelineRequest,
     BatchProgress,
+    BatchRequest,
     ComparisonItem,
     CustomItem,
     DataGenItem,
@@ -33,10 +35,11 @@ from prefect_ombudsman.jobs.models import (
     PipelineExecutionItem,
     SchemaType,
 )
+from prefect_ombudsman.jobs.types import JOB_TYPES, JobType
 
 __all__ = [
+    "JOB_TYPES",
     "MAX_ITEMS",
-    "REQUEST_MODELS",
     "TERMINAL_JOB_STATUSES",
     "BatchComparisonRequest",
     "BatchCustomRequest",
@@ -55,9 +58,11 @@ __all__ = [
     "BatchOperationStatus",
     "BatchPipelineRequest",
     "BatchProgress",
+    "BatchRequest",
     "ComparisonItem",
     "CustomItem",
     "DataGenItem",
+    "JobType",
     "MetadataExtractionItem",
     "MultiProjectValidationItem",
     "PipelineExecutionItem",

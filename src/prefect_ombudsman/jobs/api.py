@@ -7,6 +7,7 @@ with a `detail` naming the problem, never a 500.
 
 from __future__ import annotations
 
+import inspect
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,6 @@ import pydantic_core
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -29,9 +29,6 @@ from prefect_ombudsman.jobs import service, studio, websocket
 from prefect_ombudsman.jobs.auth import AuthSettings, authenticate, install_auth, public
 from prefect_ombudsman.jobs.boundary import install_boundary
 from prefect_ombudsman.jobs.models import (
-    BatchComparisonRequest,
-    BatchCustomRequest,
-    BatchDataGenRequest,
     BatchJobCancelRequest,
     BatchJobCreateResponse,
     BatchJobListResponse,
@@ -39,9 +36,6 @@ from prefect_ombudsman.jobs.models import (
     BatchJobStatus,
     BatchJobStatusResponse,
     BatchJobType,
-    BatchMetadataRequest,
-    BatchMultiProjectRequest,
-    BatchPipelineRequest,
     BatchProgress,
 )
 from prefect_ombudsman.jobs.studio_report import (
@@ -51,49 +45,35 @@ from prefect_ombudsman.jobs.studio_report import (
     public_paths,
     studio_operation,
 )
+from prefect_ombudsman.jobs.types import JOB_TYPES, JobType
 from prefect_ombudsman.projects import default_project_id, projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
 
 router = APIRouter(prefix="/batch", tags=["batch"])
 
-_NOUNS = {
-    BatchJobType.bulk_pipeline_execution: ("Batch pipeline execution", "pipelines"),
-    BatchJobType.batch_data_generation: ("Batch data generation", "items"),
-    BatchJobType.multi_project_validation: ("Multi-project validation", "projects"),
-    BatchJobType.bulk_metadata_extraction: ("Bulk metadata extraction", "sources"),
-    BatchJobType.batch_comparison: ("Batch comparison", "table pairs"),
-    BatchJobType.custom: ("Custom batch", "operations"),
-}
 
-
-def _items(request: BaseModel) -> int:
-    for name in ("pipelines", "projects", "items"):
-        if hasattr(request, name):
-            return len(getattr(request, name))
-    return 0
-
-
-def _create(job_type: BatchJobType, request: Any, app_state: Any) -> BatchJobCreateResponse:
+def _create(entry: JobType, request: Any, app_state: Any) -> BatchJobCreateResponse:
     if "job_name" not in request.model_fields_set:
         raise HTTPException(
             status_code=422,
             detail=[{"loc": ["body", "job_name"], "msg": "Field required", "type": "missing"}],
         )
-    if getattr(request, "project_id", "missing") is None and job_type != BatchJobType.custom:
+    if request.project_id is None and entry.default_project:
         request = request.model_copy(update={"project_id": default_project_id()})
     try:
-        job = service.submit_job(job_type, request, projects_dir=app_state.projects_dir)
+        job = service.submit_job(entry.job_type, request, projects_dir=app_state.projects_dir)
     except service.JobStateError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
     except (service.RequestTooLarge, ConfigurationError) as exc:  # nothing started
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    label, noun = _NOUNS[job_type]
     # the planned operations (a batch file counts each pipeline it lists)
-    count = job.progress.total_operations if job.progress else _items(request)
+    count = (
+        job.progress.total_operations if job.progress else len(getattr(request, entry.items_field))
+    )
     return BatchJobCreateResponse(
         job_id=job.job_id,
         status=job.status,
-        message=f"{label} job created with {count} {noun}",
+        message=f"{entry.label} job created with {count} {entry.noun}",
         total_operations=count,
     )
 
@@ -135,40 +115,33 @@ def _job_or_404(job_id: str, *, with_operations: bool = True) -> Any:
         raise HTTPException(status_code=404, detail=str(exc)) from None
 
 
-@router.post("/pipelines/bulk-execute", response_model=BatchJobCreateResponse)
-def bulk_execute(request: BatchPipelineRequest, http: Request) -> BatchJobCreateResponse:
-    """Run many pipelines of a project as one job."""
-    return _create(BatchJobType.bulk_pipeline_execution, request, http.app.state)
+def _create_route(entry: JobType) -> None:
+    """`POST /batch<route>`: a job of this type from its request model (the body)."""
+
+    def create(request: Any, http: Request) -> BatchJobCreateResponse:
+        return _create(entry, request, http.app.state)
+
+    create.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=entry.request
+            ),
+            inspect.Parameter("http", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+        ],
+        return_annotation=BatchJobCreateResponse,
+    )
+    router.add_api_route(
+        entry.route,
+        create,
+        methods=["POST"],
+        response_model=BatchJobCreateResponse,
+        name=entry.route.rsplit("/", 1)[-1].replace("-", "_"),
+        description=entry.summary,
+    )
 
 
-@router.post("/data/bulk-generate", response_model=BatchJobCreateResponse)
-def bulk_generate(request: BatchDataGenRequest, http: Request) -> BatchJobCreateResponse:
-    """Generate Retail / Finance / Healthcare warehouses into the project's databases (or `targets`)."""
-    return _create(BatchJobType.batch_data_generation, request, http.app.state)
-
-
-@router.post("/projects/multi-validate", response_model=BatchJobCreateResponse)
-def multi_validate(request: BatchMultiProjectRequest, http: Request) -> BatchJobCreateResponse:
-    """Validate many projects, each against its own databases."""
-    return _create(BatchJobType.multi_project_validation, request, http.app.state)
-
-
-@router.post("/metadata/bulk-extract", response_model=BatchJobCreateResponse)
-def bulk_extract(request: BatchMetadataRequest, http: Request) -> BatchJobCreateResponse:
-    """Extract the catalogs of many sources."""
-    return _create(BatchJobType.bulk_metadata_extraction, request, http.app.state)
-
-
-@router.post("/comparison/bulk-compare", response_model=BatchJobCreateResponse)
-def bulk_compare(request: BatchComparisonRequest, http: Request) -> BatchJobCreateResponse:
-    """Row-level comparison of many table pairs."""
-    return _create(BatchJobType.batch_comparison, request, http.app.state)
-
-
-@router.post("/custom/execute", response_model=BatchJobCreateResponse)
-def custom_execute(request: BatchCustomRequest, http: Request) -> BatchJobCreateResponse:
-    """Call registered custom operations."""
-    return _create(BatchJobType.custom, request, http.app.state)
+for _entry in JOB_TYPES:
+    _create_route(_entry)
 
 
 @router.get("/jobs", response_model=BatchJobListResponse)

@@ -9,7 +9,6 @@ and every list is bounded.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -278,8 +277,10 @@ class BatchJob(BaseModel):
 # ---------------------------------------------------------------- requests
 
 
-class _Request(BaseModel):
-    """Common fields of every batch request; unknown fields are refused."""
+class BatchRequest(BaseModel):
+    """The fields every batch request shares, declared once: each flow takes them as parameters
+    of the same name (`flows.parameters`), the CLI's run options default to them. Unknown fields
+    are refused."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -337,7 +338,7 @@ PipelineItems = Annotated[
 ]
 
 
-class BatchPipelineRequest(_Request):
+class BatchPipelineRequest(BatchRequest):
     job_name: JobName = "Bulk pipeline execution"
     pipelines: PipelineItems = []
 
@@ -425,7 +426,7 @@ DataGenItems = Annotated[
 ]
 
 
-class BatchDataGenRequest(_Request):
+class BatchDataGenRequest(BatchRequest):
     job_name: JobName = "Batch data generation"
     items: DataGenItems = []
     parallel_execution: ParallelExecution = True
@@ -472,7 +473,7 @@ ProjectItems = Annotated[
 ]
 
 
-class BatchMultiProjectRequest(_Request):
+class BatchMultiProjectRequest(BatchRequest):
     job_name: JobName = "Multi-project validation"
     projects: ProjectItems = []
     max_parallel: MaxParallel = 3
@@ -532,7 +533,7 @@ MetadataItems = Annotated[
 ]
 
 
-class BatchMetadataRequest(_Request):
+class BatchMetadataRequest(BatchRequest):
     job_name: JobName = "Bulk metadata extraction"
     items: MetadataItems = []
     parallel_execution: ParallelExecution = True
@@ -626,7 +627,7 @@ ComparisonItems = Annotated[
 ]
 
 
-class BatchComparisonRequest(_Request):
+class BatchComparisonRequest(BatchRequest):
     job_name: JobName = "Batch comparison"
     items: ComparisonItems = []
     from_mapping: FromMapping = False
@@ -677,7 +678,7 @@ CustomItems = Annotated[
 ]
 
 
-class BatchCustomRequest(_Request):
+class BatchCustomRequest(BatchRequest):
     job_name: JobName = "Custom batch"
     items: CustomItems = []
 
@@ -709,17 +710,3 @@ class BatchJobListResponse(BaseModel):
     total: int
     page: int
     page_size: int
-
-
-REQUEST_MODELS: dict[BatchJobType, type[_Request]] = {
-    BatchJobType.bulk_pipeline_execution: BatchPipelineRequest,
-    BatchJobType.batch_data_generation: BatchDataGenRequest,
-    BatchJobType.multi_project_validation: BatchMultiProjectRequest,
-    BatchJobType.bulk_metadata_extraction: BatchMetadataRequest,
-    BatchJobType.batch_comparison: BatchComparisonRequest,
-    BatchJobType.custom: BatchCustomRequest,
-}
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())

@@ -55,19 +55,14 @@ from prefect_ombudsman.jobs.models import (
     BatchProgress,
 )
 from prefect_ombudsman.jobs.progress import compute_progress
+from prefect_ombudsman.jobs.types import JOB_TYPES, entry_for
 from prefect_ombudsman.projects import projects_root
 from prefect_ombudsman.redaction import scrub, scrub_data
 
 log = logging.getLogger("prefect_ombudsman.jobs")
 _PAGE = 200
-FLOW_NAMES = {
-    "bulk-pipeline-execution": BatchJobType.bulk_pipeline_execution,
-    "batch-data-generation": BatchJobType.batch_data_generation,
-    "multi-project-validation": BatchJobType.multi_project_validation,
-    "bulk-metadata-extraction": BatchJobType.bulk_metadata_extraction,
-    "batch-comparison": BatchJobType.batch_comparison,
-    "custom-batch": BatchJobType.custom,
-}
+# Prefect flow name -> job type of our flows, from the job-type registry
+FLOW_NAMES = {entry.flow_name: entry.job_type for entry in JOB_TYPES}
 
 
 class JobNotFound(OmbudsmanError):
@@ -841,9 +836,6 @@ def retry_job(
     """
     from prefect.flow_engine import run_flow
 
-    from prefect_ombudsman import flows as flow_module
-    from prefect_ombudsman.flows.runner import write_retry_selection
-
     with _client() as client:
         run, job_type = _read_run(client, job_id)
         status = job_status(run)
@@ -856,7 +848,9 @@ def retry_job(
         if operation_ids is not None:
             progress = read_run_artifacts(client, [run.id], types=(PROGRESS_ARTIFACT,))[run.id]
             storage = (progress.progress or {}).get("state_storage")
-            write_retry_selection(str(run.id), operation_ids, storage)
+            state_store.write_retry_selection(
+                state_store.store_for(storage), str(run.id), operation_ids
+            )
             _create_run_artifact(
                 client,
                 run.id,
@@ -870,7 +864,7 @@ def retry_job(
         if run.deployment_id is not None:
             return build_job(client, client.read_flow_run(run.id), job_type, with_operations=False)
         run = client.read_flow_run(run.id)
-    flow = flow_module.flow_for(job_type)
+    flow = entry_for(job_type).load_flow()
     if wait:
         run_flow(flow, flow_run=run, parameters=run.parameters, return_type="state")
     else:
@@ -891,21 +885,7 @@ def plan_operations(
     job_type: BatchJobType, request: BaseModel, job_id: str, projects_dir: str | None
 ) -> list[dict[str, Any]]:
     """The operations the flow will run (its own planner), as {operation_id, operation_type, metadata}."""
-    from importlib import import_module
-
-    module = import_module(flow_module_name(job_type))
-    if job_type == BatchJobType.bulk_pipeline_execution:
-        plans = module.plan_pipelines(request, projects_dir)
-    elif job_type == BatchJobType.batch_data_generation:
-        plans = module.plan_datagen(request, job_id)
-    elif job_type == BatchJobType.multi_project_validation:
-        plans = module.plan_projects(request)
-    elif job_type == BatchJobType.bulk_metadata_extraction:
-        plans = module.plan_metadata(request)
-    elif job_type == BatchJobType.batch_comparison:
-        plans = module.plan_comparison(request, projects_dir)
-    else:
-        plans = module.plan_custom(request)
+    plans = entry_for(job_type).plan(request, job_id, projects_dir)
     return [
         scrub_data(
             {
@@ -916,12 +896,6 @@ def plan_operations(
         )
         for p in plans
     ]
-
-
-def flow_module_name(job_type: BatchJobType) -> str:
-    from prefect_ombudsman.flows import FLOW_LOCATIONS
-
-    return FLOW_LOCATIONS[job_type.value][0]
 
 
 def _sealed_request(request: BaseModel, parameters: dict[str, Any]) -> BaseModel:
@@ -977,11 +951,10 @@ def submit_job(
 
     `execution` ("deployment" | "local", default `$OMBUDSMAN_EXECUTION` else automatic) forces one.
     """
-    from prefect_ombudsman import flows as flow_module
     from prefect_ombudsman.admission import check_request  # the engines: not for reading jobs
 
     check_request(request, root=projects_root(projects_dir))  # files confined, before any work
-    flow = flow_module.flow_for(job_type)
+    flow = entry_for(job_type).load_flow()
     accepted = set(inspect.signature(flow.fn).parameters)
     parameters = {k: v for k, v in request.model_dump(mode="json").items() if k in accepted}
     if "projects_dir" in accepted and projects_dir:
