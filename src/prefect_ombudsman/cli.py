@@ -838,7 +838,7 @@ def _drift_for(spec: Any, schema_type: str) -> dict[str, Any] | None:
 
 def _row_bars(progress: Progress) -> Any:
     """Per-table bars of rows loaded, fed by the datagen executor's row listener."""
-    from prefect_ombudsman.tasks.datagen import add_row_listener
+    from prefect_ombudsman.executors.datagen import add_row_listener
 
     bars: dict[tuple[str, str], Any] = {}
 

@@ -19,8 +19,8 @@ from sqlalchemy import event
 
 from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
 from prefect_ombudsman.errors import OperationCancelled
+from prefect_ombudsman.executors.validation import run_pipeline_operation
 from prefect_ombudsman.operations.context import OperationContext
-from prefect_ombudsman.tasks.validation import run_pipeline_operation
 from support import wait_until
 
 # each runs for minutes unless interrupted

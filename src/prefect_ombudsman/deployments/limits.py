@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.executors.metadata import _gcl_exists
 from prefect_ombudsman.metadata.sessions import server_identity
-from prefect_ombudsman.tasks.metadata import _gcl_exists
 
 log = logging.getLogger("prefect_ombudsman.limits")
 

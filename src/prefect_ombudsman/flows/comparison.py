@@ -16,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 
 import prefect_ombudsman.validation.row_checksum  # noqa: F401  (registers the row_checksum validator)
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.executors.comparison import compare_table_pair
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -30,7 +31,6 @@ from prefect_ombudsman.jobs.models import (
 )
 from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import find_project, projects_root
-from prefect_ombudsman.tasks.comparison import compare_table_pair
 
 register_executor("compare", compare_table_pair)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_ombudsman.executors.custom import run_custom_operation
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -16,7 +17,6 @@ from prefect_ombudsman.jobs.models import (
     BatchJobType,
 )
 from prefect_ombudsman.jobs.types import entry_for
-from prefect_ombudsman.tasks.custom import run_custom_operation
 
 register_executor("custom", run_custom_operation)
 

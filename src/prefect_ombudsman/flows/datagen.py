@@ -9,6 +9,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import FlowRunContext
 
+from prefect_ombudsman.executors.datagen import DEFAULT_TARGETS, run_data_generation, target_label
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -21,7 +22,6 @@ from prefect_ombudsman.jobs.models import (
     BatchJobType,
 )
 from prefect_ombudsman.jobs.types import entry_for
-from prefect_ombudsman.tasks.datagen import DEFAULT_TARGETS, run_data_generation, target_label
 
 register_executor("datagen", run_data_generation)
 

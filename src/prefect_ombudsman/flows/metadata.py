@@ -14,6 +14,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from prefect_ombudsman.executors.metadata import run_metadata_extraction
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -30,7 +31,6 @@ from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.mapping import map_catalogs
 from prefect_ombudsman.metadata.store import connection_label, save_mapping
 from prefect_ombudsman.projects import find_project, projects_root
-from prefect_ombudsman.tasks.metadata import run_metadata_extraction
 
 log = logging.getLogger("prefect_ombudsman.metadata")
 

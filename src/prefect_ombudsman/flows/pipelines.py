@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.executors.validation import run_pipeline_operation
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
@@ -32,7 +33,6 @@ from prefect_ombudsman.jobs.models import (
 )
 from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import default_project_id, projects_root
-from prefect_ombudsman.tasks.validation import run_pipeline_operation
 from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
 from prefect_ombudsman.validation.report import (
     build_report,

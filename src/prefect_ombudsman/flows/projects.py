@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect_ombudsman.executors.validation import run_project_operation
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.pipelines import finish_validation_job
 from prefect_ombudsman.flows.runner import (
@@ -22,7 +23,6 @@ from prefect_ombudsman.jobs.models import (
     BatchMultiProjectRequest,
 )
 from prefect_ombudsman.jobs.types import entry_for
-from prefect_ombudsman.tasks.validation import run_project_operation
 
 register_executor("project_validation", run_project_operation)
 
