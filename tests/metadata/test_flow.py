@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from prefect_ombudsman.cli import app, split_source
 from prefect_ombudsman.connections import get_engine
-from prefect_ombudsman.executors.metadata import _gcl_cache, gcl_name
+from prefect_ombudsman.deployments.limits import _limit_cache as _gcl_cache
+from prefect_ombudsman.executors.metadata import gcl_name
 from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
 from prefect_ombudsman.metadata.catalog import Catalog
 from prefect_ombudsman.metadata.sessions import SLOTS

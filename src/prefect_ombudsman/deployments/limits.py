@@ -14,13 +14,13 @@ import contextvars
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_ombudsman.dialects import connection as dc
-from prefect_ombudsman.executors.metadata import _gcl_exists
 from prefect_ombudsman.metadata.sessions import server_identity
 
 log = logging.getLogger("prefect_ombudsman.limits")
@@ -28,15 +28,46 @@ log = logging.getLogger("prefect_ombudsman.limits")
 DB_LIMIT_PREFIX = "ombudsman-db-"
 
 
+_LIMIT_CACHE_SECONDS = 30.0
+_limit_cache: dict[str, tuple[float, bool]] = {}
+_limit_lock = threading.Lock()
+
+
+def limit_name(prefix: str, server: str) -> str:
+    """`prefix` + the server as a slug (`postgresql://db1:5432` -> `postgresql-db1-5432`), a GCL name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", server.lower()).strip("-")
+    return (prefix + slug)[:200]
+
+
 def database_limit_name(server: str) -> str:
     """`postgresql://db1:5432` -> `ombudsman-db-postgresql-db1-5432` (a GCL name)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", server.lower()).strip("-")
-    return (DB_LIMIT_PREFIX + slug)[:200]
+    return limit_name(DB_LIMIT_PREFIX, server)
 
 
-def _limit_exists(name: str) -> bool:
-    """Whether the limit exists and is active: the metadata flow's cached lookup."""
-    return _gcl_exists(name)
+def limit_exists(name: str) -> bool:
+    """Whether the global concurrency limit exists and is active (cached for 30 s; False when no
+    Prefect API answers: the in-process bounds still hold)."""
+    now = time.monotonic()
+    with _limit_lock:
+        hit = _limit_cache.get(name)
+        if hit and now - hit[0] < _LIMIT_CACHE_SECONDS:
+            return hit[1]
+    exists = False
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
+
+        with get_client(sync_client=True) as client:
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+                exists = bool(getattr(limit, "active", True))
+            except ObjectNotFound:
+                exists = False
+    except Exception as exc:  # no API, no permission
+        log.debug("global concurrency limit %s not checked: %s", name, exc)
+    with _limit_lock:
+        _limit_cache[name] = (now, exists)
+    return exists
 
 
 @dataclass
@@ -63,7 +94,7 @@ def take_database_slot(spec: dc.ConnectionSpec) -> None:
         if name in held.names:
             return
         held.names.add(name)
-    if not _limit_exists(name):
+    if not limit_exists(name):
         return
     from prefect.concurrency.sync import concurrency
 

@@ -9,15 +9,13 @@ created, and skipped quietly when missing or when no Prefect API answers).
 from __future__ import annotations
 
 import logging
-import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prefect_ombudsman.connections import resolve_connection
+from prefect_ombudsman.deployments.limits import limit_exists, limit_name
 from prefect_ombudsman.dialects.connection import ConnectionSpec, get_engine
 from prefect_ombudsman.errors import ConnectionReferenceError, OperationFailed
 from prefect_ombudsman.metadata.extract import extract_catalog
@@ -29,48 +27,19 @@ from prefect_ombudsman.projects import Project, find_project, projects_root
 log = logging.getLogger("prefect_ombudsman.metadata")
 
 GCL_PREFIX = "ombudsman-metadata-"
-_GCL_CACHE_SECONDS = 30.0
-_gcl_cache: dict[str, tuple[float, bool]] = {}
-_gcl_lock = threading.Lock()
 
 
 def gcl_name(server: str) -> str:
     """The Prefect global concurrency limit that guards `server` (`postgresql://db1:5432` ->
     `ombudsman-metadata-postgresql-db1-5432`)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", server.lower()).strip("-")
-    return (GCL_PREFIX + slug)[:200]
-
-
-def _gcl_exists(name: str) -> bool:
-    """Whether the limit exists and is active (cached briefly; False when no Prefect API answers)."""
-    now = time.monotonic()
-    with _gcl_lock:
-        hit = _gcl_cache.get(name)
-        if hit and now - hit[0] < _GCL_CACHE_SECONDS:
-            return hit[1]
-    exists = False
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.exceptions import ObjectNotFound
-
-        with get_client(sync_client=True) as client:
-            try:
-                limit = client.read_global_concurrency_limit_by_name(name)
-                exists = bool(getattr(limit, "active", True))
-            except ObjectNotFound:
-                exists = False
-    except Exception as exc:  # no API, no permission: the in-process slots still hold
-        log.debug("global concurrency limit %s not checked: %s", name, exc)
-    with _gcl_lock:
-        _gcl_cache[name] = (now, exists)
-    return exists
+    return limit_name(GCL_PREFIX, server)
 
 
 @contextmanager
 def global_limit(server: str) -> Iterator[str | None]:
     """Hold one slot of the server's Prefect global concurrency limit, when it exists."""
     name = gcl_name(server)
-    if not _gcl_exists(name):
+    if not limit_exists(name):
         yield None
         return
     from prefect.concurrency.sync import concurrency
