@@ -241,6 +241,80 @@ class Dialect(ValidationPieces, abc.ABC):
         """The row's 64-bit hash of `build_text()` (the canonical row text: MD5, its last 8
         bytes), as one or more summable parts (`hash_parts`); the client folds sums mod 2^64."""
 
+    # The arithmetic row hash (dialects/arithmetic.py): no row text, one integer per value, two
+    # modular lanes in BIGINT. A dialect that gives `canonical_integer` sets `arithmetic_hash`;
+    # a pair of sides where either has none falls back to the MD5 of the canonical text.
+    #: whether this dialect computes the arithmetic row hash
+    arithmetic_hash: ClassVar[bool] = False
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        """The exact integer `x` of one non-text value (dialects/arithmetic.py): booleans 0/1,
+        integers as such, decimals and floats times 10^scale, dates as days, timestamps and times
+        as microseconds; None for text-like kinds (they go through `canonical_text_hash`)."""
+        raise NotImplementedError(f"{self.name}: no arithmetic row hash")
+
+    def canonical_scaled(self, expr: Any, field: Any) -> Any:
+        """Booleans, integers, decimals and floats as exact integers (the portable part of
+        `canonical_integer`): a decimal whose digits fit stays in BIGINT, others DECIMAL(38,0)."""
+        from sqlalchemy import BigInteger, Integer, Numeric, cast, literal_column
+
+        if field.own == "bool":
+            return cast(expr, Integer)
+        if field.kind == "int":
+            return expr
+        precision = getattr(field.sa_type, "precision", None)
+        own_scale = getattr(field.sa_type, "scale", None)
+        small = (
+            field.kind == "decimal"
+            and isinstance(precision, int)
+            and isinstance(own_scale, int)
+            and precision - own_scale + field.scale <= 18
+        )
+        value: Any = cast(expr, Numeric(18 if small else 38, field.scale))
+        if field.scale:
+            value = value * literal_column(str(10**field.scale))
+        return cast(value, BigInteger() if small else Numeric(38, 0))
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """The low 60 bits of MD5(UTF-8 `text`) as a non-negative integer (from `row_hash`'s
+        last 8 bytes of the MD5)."""
+        from sqlalchemy import literal_column
+
+        from prefect_ombudsman.dialects.arithmetic import TEXT_MASK
+
+        return self.row_hash([], lambda: text)[0].op("&")(literal_column(str(TEXT_MASK)))
+
+    def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
+        """The arithmetic row hash `h` (0 <= h < 2^62) of the bound `fields`, as hash columns
+        (dialects/arithmetic.py gives the recipe)."""
+        from sqlalchemy import BigInteger, cast, func, literal_column
+
+        from prefect_ombudsman.dialects.arithmetic import LANE_SHIFT, PRIMES, lane_constants
+
+        values = []
+        for f in fields:
+            x = self.canonical_integer(f.expr, f)
+            values.append(
+                x if x is not None else self.canonical_text_hash(self.canonical_text(f.expr, f))
+            )
+        lanes = []
+        for lane, prime in enumerate(PRIMES):
+            p: Any = literal_column(str(prime))
+            total: Any = None
+            for column, (f, x) in enumerate(zip(fields, values, strict=True)):
+                coefficient, null = lane_constants(lane, column)
+                term: Any = cast(x % p, BigInteger()) * literal_column(str(coefficient)) % p
+                if f.nullable:
+                    term = func.coalesce(term, literal_column(str(null)))
+                total = term if total is None else total + term
+            lanes.append((total % p + p) % p)
+        return [lanes[0] * literal_column(str(LANE_SHIFT)) + lanes[1]]
+
+    def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
+        """The summable parts of the arithmetic hash (below 2^62: SUM of BIGINT is exact
+        wherever SUM widens; split where it does not)."""
+        return list(columns)
+
     def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
         """The engine's own 64-bit row hash (used when both sides are this engine with equal
         column types); None: it has none."""

@@ -152,25 +152,15 @@ class DuckDBDialect(Dialect):
     # HUGEINT, so it never overflows. The optimizer shares the hash between bucket and sum.
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
-        from sqlalchemy import Integer, Numeric, String, cast, func, literal_column
+        from sqlalchemy import Integer, Numeric, String, cast, func
 
         kind, own = field.kind, field.own
         if own == "bool":
             return cast(cast(expr, Integer), String)
         if kind in ("decimal", "float"):
             return cast(cast(expr, Numeric(38, field.scale)), String)
-        if kind == "int":
-            return cast(expr, String)
-        if kind == "date":
-            return cast(expr - literal_column("DATE '1970-01-01'"), String)
-        if kind == "timestamp":
-            if own == "date":
-                return cast((expr - literal_column("DATE '1970-01-01'")) * 86400000000, String)
-            return cast(func.epoch_us(expr), String)
-        if kind == "time":
-            return cast(
-                func.datediff("microsecond", literal_column("TIME '00:00:00'"), expr), String
-            )
+        if kind in ("int", "date", "timestamp", "time"):
+            return cast(self.canonical_integer(expr, field), String)
         if kind == "binary":
             return func.lower(func.hex(expr))
         if kind == "uuid":
@@ -178,6 +168,30 @@ class DuckDBDialect(Dialect):
         if kind == "char":
             return func.rtrim(cast(expr, String), " ")
         return cast(expr, String)
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import func, literal_column
+
+        kind, own = field.kind, field.own
+        if own == "bool" or kind in ("int", "decimal", "float"):
+            return self.canonical_scaled(expr, field)
+        if kind == "date":
+            return expr - literal_column("DATE '1970-01-01'")
+        if kind == "timestamp":
+            if own == "date":
+                return (expr - literal_column("DATE '1970-01-01'")) * 86400000000
+            return func.epoch_us(expr)
+        if kind == "time":
+            return func.datediff("microsecond", literal_column("TIME '00:00:00'"), expr)
+        return None
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """The last 15 hex digits of md5() parsed as BIGINT (the low 60 bits)."""
+        from sqlalchemy import BigInteger, cast, func, literal
+
+        return cast(literal("0x") + func.right(func.md5(text), 15), BigInteger)
 
     def concat_text(self, parts: list[Any]) -> Any:
         """One variadic concat() (a fifth faster than a chain of `||`); the caller has already
