@@ -54,54 +54,66 @@ def md5_low60(value: str) -> int:
     return int(hashlib.md5(value.encode("utf-8")).hexdigest()[-15:], 16)
 
 
+def text_part(values: list[str | None]) -> str:
+    """The text-like values' canonical text: `<length>:<text>` each, NULL `~`."""
+    return "".join("~" if v is None else f"{len(v)}:{v}" for v in values)
+
+
 def scaled(value: Any, scale: int) -> int:
     exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     return int(exact.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP).scaleb(scale))
 
 
-def golden_integers(row: tuple) -> list[int | None]:
-    """x of each golden column (test_canonical_hash.COLUMNS), one rule per type."""
+def golden_integers(row: tuple) -> tuple[dict[int, int | None], str]:
+    """x of each non-text golden column (test_canonical_hash.COLUMNS) by position, one rule per
+    type, and the text part (name, code)."""
     id_, name, code, amount, ratio, flag, on_day, at_ts, at_tz = row
     micros = timedelta(microseconds=1)
-    return [
-        id_,
-        None if name is None else md5_low60(name),
-        None if code is None else md5_low60(code.rstrip(" ")),
-        None if amount is None else scaled(amount, 3),
-        None if ratio is None else scaled(ratio, 6),
-        None if flag is None else int(flag),
-        None if on_day is None else (on_day - EPOCH_DAY).days,
-        None if at_ts is None else (at_ts.replace(tzinfo=UTC) - EPOCH) // micros,
-        None if at_tz is None else (at_tz - EPOCH) // micros,
-    ]
+    numbers = {
+        0: id_,
+        3: None if amount is None else scaled(amount, 3),
+        4: None if ratio is None else scaled(ratio, 6),
+        5: None if flag is None else int(flag),
+        6: None if on_day is None else (on_day - EPOCH_DAY).days,
+        7: None if at_ts is None else (at_ts.replace(tzinfo=UTC) - EPOCH) // micros,
+        8: None if at_tz is None else (at_tz - EPOCH) // micros,
+    }
+    return numbers, text_part([name, None if code is None else code.rstrip(" ")])
 
 
-def spec_hash(xs: list[int | None]) -> int:
+def spec_hash(numbers: dict[int, int | None], count: int, text: str | None) -> int:
     lanes = []
     for lane, p in enumerate(P):
         total = 0
-        for i, x in enumerate(xs):
+        for i, x in numbers.items():
             a, n = spec_constants(lane, i)
             total += n if x is None else (x * a) % p
+        if text is not None:
+            total += md5_low60(text) * spec_constants(lane, count)[0] % p
         lanes.append(total % p)
     return lanes[0] * 2**31 + lanes[1]
 
 
+def golden_hash(row: tuple) -> int:
+    numbers, text = golden_integers(row)
+    return spec_hash(numbers, len(COLUMNS), text)
+
+
 def reference_fingerprint() -> tuple[int, int]:
-    return len(ROWS), sum(spec_hash(golden_integers(r)) for r in ROWS) % MOD64
+    return len(ROWS), sum(golden_hash(r) for r in ROWS) % MOD64
 
 
 def test_reference_is_what_the_spec_says_on_a_hand_computed_row():
-    xs = [5, None]
-    (a0, _), (_, n01), (a1, _), (_, n11) = (
-        spec_constants(0, 0),
-        spec_constants(0, 1),
-        spec_constants(1, 0),
-        spec_constants(1, 1),
-    )
-    assert spec_hash(xs) == ((5 * a0 + n01) % P[0]) * 2**31 + (5 * a1 + n11) % P[1]
-    assert 0 <= spec_hash(golden_integers(ROWS[0])) < 2**62
-    assert golden_integers(ROWS[1])[4] == 0 and golden_integers(ROWS[4])[3] == -1  # -0.0, -0.001
+    (a0, n0), (a1, n1) = spec_constants(0, 0), spec_constants(1, 0)
+    t0, t1 = spec_constants(0, 2)[0], spec_constants(1, 2)[0]
+    m = md5_low60("2:ab")
+    want = ((5 * a0 + m * t0) % P[0]) * 2**31 + (5 * a1 + m * t1) % P[1]
+    assert spec_hash({0: 5}, 2, "2:ab") == want
+    assert spec_hash({0: None}, 2, None) == n0 * 2**31 + n1
+    assert 0 <= golden_hash(ROWS[0]) < 2**62
+    numbers = [golden_integers(r)[0] for r in ROWS]
+    assert numbers[1][4] == 0 and numbers[4][3] == -1  # -0.0 and -0.001 at their scales
+    assert golden_integers(ROWS[2])[1] == "~~"
 
 
 # ---- every engine against the reference
@@ -188,8 +200,8 @@ def test_each_row_hash_and_key_bucket_match_the_reference(engines, kind):
     got = {int(r[0]): (int(r[1]), fold(r[2:])) for r in rows}
     want = {}
     for row in ROWS:
-        key_hash = spec_hash([row[0], None if row[1] is None else md5_low60(row[1])])
-        want[row[0]] = (key_hash & 63, spec_hash(golden_integers(row)))
+        key_hash = spec_hash({0: row[0]}, 2, text_part([row[1]]))
+        want[row[0]] = (key_hash & 63, golden_hash(row))
     assert got == want
 
 

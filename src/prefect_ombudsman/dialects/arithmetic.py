@@ -1,7 +1,8 @@
 """The canonical arithmetic row hash: integers and modular arithmetic every engine computes alike.
 
-The cross-engine row hash without building the row's canonical text (docs/comparison.md, "The
-arithmetic row hash"). Each column value becomes one integer `x`, the same on every engine:
+The cross-engine row hash without building the whole row's canonical text (docs/comparison.md,
+"The arithmetic row hash"). Each non-text column value becomes one integer `x`, the same on
+every engine:
 
 | kind | x |
 |---|---|
@@ -11,30 +12,34 @@ arithmetic row hash"). Each column value becomes one integer `x`, the same on ev
 | DATE | days since 1970-01-01 (microseconds when the other side is a timestamp) |
 | TIMESTAMP(TZ) | microseconds since 1970-01-01 (of the UTC instant) |
 | TIME | microseconds since midnight |
-| text, CHAR, UUID, binary, other | the low 60 bits of MD5(the value's canonical text, UTF-8) |
+
+The text-like columns (text, CHAR, UUID, binary, other) together give one integer `x_T`: the low
+60 bits of MD5 of their canonical text (the MD5 recipe's encoding: `<length>:<text>` per value,
+`~` for NULL, in column order), so a row costs at most one MD5, of its text values only.
 
 Then two lanes `k` with the primes `p0 = 2^31 - 1` and `p1 = 2^31 - 19`, and per column `i`
-a coefficient `a[k][i]` in [1, p_k) and a NULL constant `n[k][i]` in [0, p_k) (fixed,
+(its position among all compared columns; `x_T` takes position `n`, the column count) a
+coefficient `a[k][i]` in [1, p_k) and a NULL constant `c[k][i]` in [0, p_k) (fixed,
 pseudo-random: `lane_constants`):
 
-    t[k][i] = n[k][i]                           if the value is NULL
+    t[k][i] = c[k][i]                           if the value is NULL
             = ((x mod p_k) * a[k][i]) mod p_k   otherwise
-    lane[k] = (sum_i t[k][i]) mod p_k           (non-negative)
+    lane[k] = (sum_i t[k][i] + t[k][n]) mod p_k (non-negative; t[k][n] from x_T, never NULL)
     h       = lane[0] * 2^31 + lane[1]          (0 <= h < 2^62)
 
 Every intermediate stays below 2^62 in BIGINT (a product of two values below 2^31), so no
 engine overflows; `mod` is written `((v % p) + p) % p` where `v` may be negative (SQL's `%`
-truncates toward zero on every engine). Strength: a change of one value (one column of a row)
-always changes `h` unless the value's integer changes by a multiple of p0 * p1 (about 4.6e18,
-e.g. a BIGINT jumping by exactly that much) or, for text, the two MD5 suffixes collide modulo
+truncates toward zero on every engine). Strength: a change of one non-text value always changes
+`h` unless its integer changes by a multiple of p0 * p1 (about 4.6e18, e.g. a BIGINT jumping by
+exactly that much); a change of text values changes `h` unless the two MD5 suffixes agree modulo
 p0 * p1 (about 2^-62); changes in several columns of a row cancel with probability about
 1 / (p0 * p1) = 2^-62 for data not built against the fixed coefficients. The client sums h per
 bucket (exact) and compares the sums mod 2^64: one changed row changes its bucket's sum
 whenever h changes (|delta h| < 2^62).
 
-`arithmetic_row_hash` is the Python form the SQLite dialect registers (SQLite has no MD5); the
-SQL of the other engines is built by `Dialect.row_hash_arithmetic` from each dialect's
-`canonical_integer` and `canonical_text_hash`.
+`arithmetic_row_hash_of` (dialects/sqlite.py) is the Python form the SQLite dialect registers
+(SQLite has no MD5); the SQL of the other engines is built by `Dialect.row_hash_arithmetic` from
+each dialect's `canonical_integer`, `canonical_residue` and `canonical_text_hash`.
 """
 
 from __future__ import annotations
@@ -66,25 +71,28 @@ def text_number(text: str) -> int:
     return int.from_bytes(digest[8:], "big") & TEXT_MASK
 
 
-def combine(values: list[int | None]) -> int:
-    """h of a row whose columns are already integers `x` (None = NULL)."""
+def combine(numbers: dict[int, int | None], count: int, text_part: str | None) -> int:
+    """h of a row of `count` columns: `numbers` the integer `x` of each non-text column by its
+    position (None = NULL), `text_part` the canonical text of its text-like columns (None: it
+    has none)."""
     lanes = []
     for lane, prime in enumerate(PRIMES):
         total = 0
-        for column, x in enumerate(values):
+        for column, x in numbers.items():
             coefficient, null = lane_constants(lane, column)
             total += null if x is None else (x % prime) * coefficient % prime
+        if text_part is not None:
+            coefficient, _ = lane_constants(lane, count)
+            total += text_number(text_part) % prime * coefficient % prime
         lanes.append(total % prime)
     return lanes[0] * LANE_SHIFT + lanes[1]
 
 
-def value_integer(kind: str, own: str, scale: int, canonical: str | None) -> int | None:
-    """x of one value from its canonical text (the SQLite path; docs give the rules)."""
+def value_integer(kind: str, scale: int, canonical: str | None) -> int | None:
+    """x of one non-text value from its canonical text (the SQLite path)."""
     if canonical is None:
         return None
-    if kind in TEXT_KINDS and own != "bool":
-        return text_number(canonical)
-    if kind in ("decimal", "float") and own != "bool":
+    if kind in ("decimal", "float"):
         whole, _, fraction = canonical.partition(".")
         return int(whole + fraction.ljust(scale, "0")) if scale else int(whole)
     return int(canonical)

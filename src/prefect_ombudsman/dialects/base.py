@@ -20,6 +20,7 @@ import abc
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import create_engine, event, func, inspect
@@ -262,18 +263,18 @@ class Dialect(ValidationPieces, abc.ABC):
             return cast(expr, Integer)
         if field.kind == "int":
             return expr
-        precision = getattr(field.sa_type, "precision", None)
-        own_scale = getattr(field.sa_type, "scale", None)
-        small = (
-            field.kind == "decimal"
-            and isinstance(precision, int)
-            and isinstance(own_scale, int)
-            and precision - own_scale + field.scale <= 18
-        )
+        small = _fits_bigint(field)
         value: Any = cast(expr, Numeric(18 if small else 38, field.scale))
         if field.scale:
             value = value * literal_column(str(10**field.scale))
         return cast(value, BigInteger() if small else Numeric(38, 0))
+
+    def canonical_residue(self, expr: Any, field: Any, prime: int) -> Any:
+        """`canonical_integer` modulo `prime` as BIGINT in (-prime, prime) (SQL's `%` keeps the
+        dividend's sign); a dialect may compute the same residue a cheaper way."""
+        from sqlalchemy import BigInteger, cast, literal_column
+
+        return cast(self.canonical_integer(expr, field) % literal_column(str(prime)), BigInteger())
 
     def canonical_text_hash(self, text: Any) -> Any:
         """The low 60 bits of MD5(UTF-8 `text`) as a non-negative integer (from `row_hash`'s
@@ -284,29 +285,64 @@ class Dialect(ValidationPieces, abc.ABC):
 
         return self.row_hash([], lambda: text)[0].op("&")(literal_column(str(TEXT_MASK)))
 
+    def canonical_row_text(self, fields: list[Any]) -> Any:
+        """The canonical text of the bound `fields` (the MD5 recipe's row text): values in order,
+        NULL `~`, text-like `<length>:<text>`, others `<text>;`."""
+        from sqlalchemy import Integer, String, case, literal
+
+        def const(value: str) -> Any:
+            return literal(value, String, literal_execute=True)
+
+        length_field = SimpleNamespace(
+            name="len", kind="int", own="int", scale=0, prefixed=False, nullable=False,
+            sa_type=Integer(),
+        )  # fmt: skip
+        parts = []
+        for f in fields:
+            value = self.canonical_text(f.expr, f)
+            if f.prefixed:
+                length = self.canonical_text(self.text_length(value), length_field)
+                encoded = self.concat_text([length, const(":"), value])
+            else:
+                encoded = self.concat_text([value, const(";")])
+            if f.nullable:
+                encoded = case((f.expr.is_(None), const("~")), else_=encoded)
+            parts.append(encoded)
+        return self.concat_text(parts)
+
     def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
         """The arithmetic row hash `h` (0 <= h < 2^62) of the bound `fields`, as hash columns
-        (dialects/arithmetic.py gives the recipe)."""
+        (dialects/arithmetic.py gives the recipe): one residue per non-text value and lane, one
+        MD5 of the text-like values' canonical text."""
         from sqlalchemy import BigInteger, cast, func, literal_column
 
-        from prefect_ombudsman.dialects.arithmetic import LANE_SHIFT, PRIMES, lane_constants
+        from prefect_ombudsman.dialects.arithmetic import (
+            LANE_SHIFT,
+            PRIMES,
+            TEXT_KINDS,
+            lane_constants,
+        )
 
-        values = []
-        for f in fields:
-            x = self.canonical_integer(f.expr, f)
-            values.append(
-                x if x is not None else self.canonical_text_hash(self.canonical_text(f.expr, f))
-            )
+        texts = [f for f in fields if f.kind in TEXT_KINDS and f.own != "bool"]
+        numbers = [(i, f) for i, f in enumerate(fields) if not any(f is t for t in texts)]
+        text_x = self.canonical_text_hash(self.canonical_row_text(texts)) if texts else None
         lanes = []
         for lane, prime in enumerate(PRIMES):
             p: Any = literal_column(str(prime))
-            total: Any = None
-            for column, (f, x) in enumerate(zip(fields, values, strict=True)):
+            terms: list[Any] = []
+            for column, f in numbers:
                 coefficient, null = lane_constants(lane, column)
-                term: Any = cast(x % p, BigInteger()) * literal_column(str(coefficient)) % p
+                term: Any = self.canonical_residue(f.expr, f, prime)
+                term = term * literal_column(str(coefficient)) % p
                 if f.nullable:
                     term = func.coalesce(term, literal_column(str(null)))
-                total = term if total is None else total + term
+                terms.append(term)
+            if text_x is not None:
+                coefficient, _ = lane_constants(lane, len(fields))
+                terms.append(cast(text_x % p, BigInteger()) * literal_column(str(coefficient)) % p)
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
             lanes.append((total % p + p) % p)
         return [lanes[0] * literal_column(str(LANE_SHIFT)) + lanes[1]]
 
@@ -453,6 +489,18 @@ class GenericDialect(Dialect):
             "for it (add one in prefect_ombudsman/dialects/ or through the entry-point group "
             "'prefect_ombudsman.dialects')"
         )
+
+
+def _fits_bigint(field: Any) -> bool:
+    """Whether a decimal column's values at the canonical scale always fit BIGINT (18 digits)."""
+    precision = getattr(field.sa_type, "precision", None)
+    own_scale = getattr(field.sa_type, "scale", None)
+    return (
+        field.kind == "decimal"
+        and isinstance(precision, int)
+        and isinstance(own_scale, int)
+        and precision - own_scale + field.scale <= 18
+    )
 
 
 def python_columns(

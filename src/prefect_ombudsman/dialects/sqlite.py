@@ -14,7 +14,7 @@ from uuid import UUID
 
 from sqlalchemy import create_engine as sa_create_engine
 
-from prefect_ombudsman.dialects.arithmetic import combine, value_integer
+from prefect_ombudsman.dialects.arithmetic import TEXT_KINDS, combine, value_integer
 from prefect_ombudsman.dialects.base import Dialect, python_columns
 from prefect_ombudsman.dialects.registry import register
 from prefect_ombudsman.dialects.types import ColumnInfo
@@ -389,13 +389,18 @@ def _sqlite_row_hash(spec: str, *values: Any) -> int:
 
 
 def arithmetic_row_hash_of(spec: str, values: tuple[Any, ...] | list[Any]) -> int:
-    """The arithmetic row hash (dialects/arithmetic.py) from the canonical value of each column."""
-    return combine(
-        [
-            value_integer(kind, own, scale, canonical_value(kind, own, scale, value))
-            for (kind, own, scale, _), value in zip(_parse_spec(spec), values, strict=True)
-        ]
-    )
+    """The arithmetic row hash (dialects/arithmetic.py) from the canonical value of each column:
+    non-text columns as integers, the text-like ones as one canonical text."""
+    numbers: dict[int, int | None] = {}
+    texts: list[str] = []
+    fields = _parse_spec(spec)
+    for i, ((kind, own, scale, prefixed), value) in enumerate(zip(fields, values, strict=True)):
+        canonical = canonical_value(kind, own, scale, value)
+        if kind in TEXT_KINDS and own != "bool":
+            texts.append(encode_field(canonical, prefixed))
+        else:
+            numbers[i] = value_integer("int" if own == "bool" else kind, scale, canonical)
+    return combine(numbers, len(fields), "".join(texts) if texts else None)
 
 
 def _sqlite_row_arith(spec: str, *values: Any) -> int:

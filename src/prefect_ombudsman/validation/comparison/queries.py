@@ -6,14 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
-    String,
     and_,
     bindparam,
     case,
     cast,
     column,
     func,
-    literal,
     literal_column,
     or_,
     select,
@@ -26,25 +24,10 @@ from prefect_ombudsman.validation.comparison.plan import CanonicalField, Side
 MOD64 = 1 << 64
 
 
-def _const(value: str) -> Any:
-    return literal(value, String, literal_execute=True)
-
-
 def canonical_text_of(dialect: Any, fields: list[CanonicalField]) -> Any:
-    """The canonical row text: fields concatenated, NULL `~`, text `<len>:<text>`, others `<text>;`."""
-    length_field = CanonicalField("len", "int", "int", 0, False, False, types.Integer())
-    parts = []
-    for f in fields:
-        value = dialect.canonical_text(f.expr, f)
-        if f.prefixed:
-            length = dialect.canonical_text(dialect.text_length(value), length_field)
-            encoded = dialect.concat_text([length, _const(":"), value])
-        else:
-            encoded = dialect.concat_text([value, _const(";")])
-        if f.nullable:
-            encoded = case((f.expr.is_(None), _const("~")), else_=encoded)
-        parts.append(encoded)
-    return dialect.concat_text(parts)
+    """The canonical row text: fields concatenated, NULL `~`, text `<len>:<text>`, others `<text>;`
+    (built by the dialect: `Dialect.canonical_row_text`)."""
+    return dialect.canonical_row_text(fields)
 
 
 #: key buckets: an integer key is reduced modulo the prime 2^31-1 and scrambled by a large odd
