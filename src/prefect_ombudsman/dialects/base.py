@@ -231,7 +231,7 @@ class Dialect(ValidationPieces, abc.ABC):
         """The database's cheap row estimate (catalog, planner or metadata); None: it has none."""
         return None
 
-    # --- comparison: canonical row hash (validation/comparison.py; reference/peers-validation.md §8)
+    # --- comparison: canonical row hash (validation/comparison/; reference/peers-validation.md §8)
     @abc.abstractmethod
     def canonical_text(self, expr: Any, field: Any) -> Any:
         """The canonical text of one value (`field.kind` both sides agreed on, `field.own` this
@@ -279,11 +279,12 @@ class Dialect(ValidationPieces, abc.ABC):
     def canonical_text_hash(self, text: Any) -> Any:
         """The low 60 bits of MD5(UTF-8 `text`) as a non-negative integer (from `row_hash`'s
         last 8 bytes of the MD5)."""
-        from sqlalchemy import literal_column
+        from sqlalchemy import BigInteger, cast, literal_column
 
         from prefect_ombudsman.dialects.arithmetic import TEXT_MASK
 
-        return self.row_hash([], lambda: text)[0].op("&")(literal_column(str(TEXT_MASK)))
+        mask = cast(literal_column(str(TEXT_MASK)), BigInteger())  # T-SQL: NUMERIC otherwise
+        return self.row_hash([], lambda: text)[0].op("&")(mask)
 
     def canonical_row_text(self, fields: list[Any]) -> Any:
         """The canonical text of the bound `fields` (the MD5 recipe's row text): values in order,
@@ -344,7 +345,9 @@ class Dialect(ValidationPieces, abc.ABC):
             for term in terms[1:]:
                 total = total + term
             lanes.append((total % p + p) % p)
-        return [lanes[0] * literal_column(str(LANE_SHIFT)) + lanes[1]]
+        # BIGINT literals: T-SQL reads 2^31 and up as NUMERIC, and `&` (buckets) refuses NUMERIC
+        shift = cast(literal_column(str(LANE_SHIFT)), BigInteger())
+        return [lanes[0] * shift + lanes[1]]
 
     def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
         """The summable parts of the arithmetic hash (below 2^62: SUM of BIGINT is exact
