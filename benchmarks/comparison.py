@@ -4,9 +4,10 @@
 
 Builds, once per size, a 10-column source table and two targets (identical, and with 100
 differences: 40 changed, 30 missing, 30 extra) in two separate DuckDB files and two separate
-PostgreSQL databases, then times in fresh processes: our comparison (auto mode: the engine's
-native hash on same-engine pairs; and the canonical cross-engine hash), reladiff, and the floor
-(one canonical-hash scan per side, both sides at once). Prints wall time, peak RSS, rows
+PostgreSQL databases, then times in fresh processes: our comparison (`--ours`: auto, the
+engine's native hash on same-engine pairs; canonical, the cross-engine path, i.e. the arithmetic
+row hash; md5, the canonical MD5-of-text hash it replaced), reladiff, and the floor (one
+arithmetic canonical-hash scan per side, both sides at once). Prints wall time, peak RSS, rows
 transferred and the differences found. reladiff lives only in a separate venv
 (`--reladiff /tmp/bench-venv/bin/reladiff`; create it with `python -m venv /tmp/bench-venv &&
 /tmp/bench-venv/bin/pip install reladiff duckdb==2.0.1 psycopg2-binary`).
@@ -257,7 +258,7 @@ def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> 
         "inner_s": round(time.perf_counter() - started, 3),
         "found": f"{r.missing_in_target}/{r.extra_in_target}/{r.changed}",
         "rows_transferred": s.rows_transferred,
-        "detail": f"{s.hash_mode} hash, buckets by {s.bucket_by}: {s.failing_buckets}/{s.buckets} failing, "
+        "detail": f"{s.hash_mode} hash ({s.row_hash}), buckets by {s.bucket_by}: {s.failing_buckets}/{s.buckets} failing, "
         f"{s.scans_per_side} scans/side ({phases} s)",
     }
 
@@ -270,7 +271,7 @@ def child_floor(src: str, tgt: str, table: str, target_table: str) -> dict[str, 
 
     def scan(label: str, url: str, name: str) -> None:
         t0 = time.perf_counter()
-        table_fingerprint(get_engine(spec_from_url(url)), name)
+        table_fingerprint(get_engine(spec_from_url(url)), name, hash_mode="arithmetic")
         out[label] = round(time.perf_counter() - t0, 3)
 
     started = time.perf_counter()
@@ -373,7 +374,8 @@ def run_child(kind: str, *args: str) -> dict[str, Any]:
 
 def print_goals(rows_out: list[tuple[str, str, dict[str, Any], float]]) -> None:
     """Ours (auto) against the issue's goals: identical <= 1.5x floor, 100 diffs <= 0.33x reladiff,
-    peak memory <= 256 MiB, every difference found (30/30/40)."""
+    peak memory <= 256 MiB, every difference found (30/30/40); ours (canonical), the cross-engine
+    path, with 100 diffs <= 0.2x reladiff (issue 14)."""
     cases: dict[str, dict[str, dict[str, Any]]] = {}
     for label, tool, r, _ in rows_out:
         cases.setdefault(label, {})[tool] = r
@@ -384,6 +386,11 @@ def print_goals(rows_out: list[tuple[str, str, dict[str, Any], float]]) -> None:
             runs.get("floor (1 canonical scan/side)", {}),
             runs.get("reladiff -a hashdiff", {}),
         )
+        canonical = runs.get("ours (canonical)", {})
+        if not label.endswith(" 0 diffs") and canonical.get("wall_s") and rel.get("wall_s"):
+            ratio = canonical["wall_s"] / rel["wall_s"]
+            print(f"{label:34} ours canonical {canonical['wall_s']:>7.2f} s = {ratio:.2f}x reladiff "
+                  f"({'ok' if ratio <= 0.2 else 'MISSED'} <= 0.2x)  found {canonical.get('found')}")  # fmt: skip
         wall, mib = ours.get("wall_s"), ours.get("peak_mib")
         if wall is None:
             continue
@@ -426,12 +433,25 @@ def main() -> None:
         "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "ombudsman-bench-data"
     )
     parser.add_argument("--pg-url", default=None)
-    parser.add_argument("--reladiff", default="/tmp/bench-venv/bin/reladiff")
     parser.add_argument(
-        "--skip-canonical",
-        action="store_true",
-        help="Skip our canonical-hash run on same-engine pairs.",
+        "--reladiff",
+        default="/tmp/ombudsman-peers/venvs/reladiff/bin/reladiff",
+        help="reladiff in its own venv (benchmarks/peers.py creates this one; install "
+        "mysql-connector-python into it for MariaDB).",
     )
+    parser.add_argument(
+        "--ours",
+        nargs="+",
+        default=["auto", "canonical"],
+        choices=["auto", "canonical", "md5"],
+        help="Our runs: auto (native on same-engine pairs), canonical (cross-engine path: the "
+        "arithmetic row hash), md5 (the canonical MD5-of-text hash).",
+    )
+    parser.add_argument(
+        "--skip-canonical", action="store_true", help="Same as --ours auto (kept for old commands)."
+    )
+    parser.add_argument("--skip-floor", action="store_true", help="No floor run.")
+    parser.add_argument("--skip-reladiff", action="store_true", help="No reladiff run.")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -462,23 +482,20 @@ def main() -> None:
                 for diffs in args.diffs:
                     target_table = "t_diff" if diffs else "t_same"
                     label = f"{engine} {n:,} rows, {diffs} diffs"
-                    runs = [
-                        (
-                            "floor (1 canonical scan/side)",
-                            run_child("floor", src, tgt, "t", target_table),
-                        )
-                    ]
-                    runs.append(
-                        ("ours (auto)", run_child("ours", src, tgt, "t", target_table, "auto"))
-                    )
-                    if not args.skip_canonical:
+                    runs = []
+                    if not args.skip_floor:
                         runs.append(
                             (
-                                "ours (canonical)",
-                                run_child("ours", src, tgt, "t", target_table, "canonical"),
+                                "floor (1 canonical scan/side)",
+                                run_child("floor", src, tgt, "t", target_table),
                             )
                         )
-                    if Path(args.reladiff).exists():
+                    modes = ["auto"] if args.skip_canonical else args.ours
+                    for mode in modes:
+                        runs.append(
+                            (f"ours ({mode})", run_child("ours", src, tgt, "t", target_table, mode))
+                        )
+                    if Path(args.reladiff).exists() and not args.skip_reladiff:
                         runs.append(
                             (
                                 "reladiff -a hashdiff",

@@ -228,7 +228,7 @@ def test_each_row_hash_matches_the_spec_reference(engines, kind):
     side = reflect_side("table", engine, "golden")
     source = Side("source", engine, side.dialect, None, "golden", side.columns, ["id"])
     plan = plan_columns(source, source, ComparisonOptions())
-    queries = SideQueries(source, plan.source_fields, plan.keys, "canonical", 1)
+    queries = SideQueries(source, plan.source_fields, plan.keys, "canonical", 1, recipe="md5")
     with engine.connect() as conn:
         side.dialect.prepare_comparison(conn)
         hashes = queries.hash_columns()
@@ -267,10 +267,12 @@ def _mssql_side() -> Side:
 
 
 @pytest.mark.parametrize("bucket_by", ["row hash", "key", "canonical key hash"])
-def test_tsql_recipe_compiles_to_valid_tsql(bucket_by):
+def test_tsql_md5_recipe_compiles_to_valid_tsql(bucket_by):
     side = _mssql_side()
     plan = plan_columns(side, side, ComparisonOptions())
-    queries = SideQueries(side, plan.source_fields, plan.keys, "canonical", 4096, bucket_by)
+    queries = SideQueries(
+        side, plan.source_fields, plan.keys, "canonical", 4096, bucket_by, recipe="md5"
+    )
     sa_dialect = side.engine.dialect
     level1 = compile_sql(queries.level1(), sa_dialect)
     level2 = compile_sql(queries.level2().params(buckets=[1, 2]), sa_dialect)

@@ -200,7 +200,7 @@ def test_planted_differences_are_found_exactly_across_engines(
     outcome = compare_tables(
         src, tgt, name, options=OPTIONS.model_copy(update={"key_columns": keys})
     )
-    assert outcome.stats.hash_mode == "canonical"
+    assert (outcome.stats.hash_mode, outcome.stats.row_hash) == ("canonical", "arithmetic")
     assert_exact(outcome, planted, layout)
 
 
@@ -241,17 +241,18 @@ def test_keyless_integer_buckets_put_null_with_zero():
 
 
 def test_unchanged_buckets_are_not_hashed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Level 2 filters on the key's canonical hash first: SQLite's row-hash function runs once per
-    row at level 1 and then only for the rows of the failing buckets, which the Python reference
-    predicts from the differing keys alone; the level-2 rows transferred are those rows too."""
+    """Level 2 filters on the key's canonical hash first: SQLite's row-hash function (the
+    arithmetic one, which the cross-engine path runs) runs once per row at level 1 and then only
+    for the rows of the failing buckets, which the Python reference predicts from the differing
+    keys alone; the level-2 rows transferred are those rows too."""
     calls: Counter[str] = Counter()
-    real = sqlite_dialect._sqlite_row_hash
+    real = sqlite_dialect._sqlite_row_arith
 
     def counting(spec: str, *values: Any) -> int:
         calls[spec] += 1
         return real(spec, *values)
 
-    monkeypatch.setattr(sqlite_dialect, "_sqlite_row_hash", counting)
+    monkeypatch.setattr(sqlite_dialect, "_sqlite_row_arith", counting)
     src, tgt = sqlite_engine(tmp_path / "s.db"), duckdb_engine(tmp_path / "t.duckdb")
     columns = [("code", "text"), ("qty", "int"), ("note", "text")]
     n = 4000

@@ -20,6 +20,7 @@ import abc
 import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import create_engine, event, func, inspect
@@ -250,7 +251,7 @@ class Dialect(ValidationPieces, abc.ABC):
         """The database's cheap row estimate (catalog, planner or metadata); None: it has none."""
         return None
 
-    # --- comparison: canonical row hash (validation/comparison.py; reference/peers-validation.md §8)
+    # --- comparison: canonical row hash (validation/comparison/; reference/peers-validation.md §8)
     @abc.abstractmethod
     def canonical_text(self, expr: Any, field: Any) -> Any:
         """The canonical text of one value (`field.kind` both sides agreed on, `field.own` this
@@ -260,6 +261,118 @@ class Dialect(ValidationPieces, abc.ABC):
     def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
         """The row's 64-bit hash of `build_text()` (the canonical row text: MD5, its last 8
         bytes), as one or more summable parts (`hash_parts`); the client folds sums mod 2^64."""
+
+    # The arithmetic row hash (dialects/arithmetic.py): no row text, one integer per value, two
+    # modular lanes in BIGINT. A dialect that gives `canonical_integer` sets `arithmetic_hash`;
+    # a pair of sides where either has none falls back to the MD5 of the canonical text.
+    #: whether this dialect computes the arithmetic row hash
+    arithmetic_hash: ClassVar[bool] = False
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        """The exact integer `x` of one non-text value (dialects/arithmetic.py): booleans 0/1,
+        integers as such, decimals and floats times 10^scale, dates as days, timestamps and times
+        as microseconds; None for text-like kinds (they go through `canonical_text_hash`)."""
+        raise NotImplementedError(f"{self.name}: no arithmetic row hash")
+
+    def canonical_scaled(self, expr: Any, field: Any) -> Any:
+        """Booleans, integers, decimals and floats as exact integers (the portable part of
+        `canonical_integer`): a decimal whose digits fit stays in BIGINT, others DECIMAL(38,0)."""
+        from sqlalchemy import BigInteger, Integer, Numeric, cast, literal_column
+
+        if field.own == "bool":
+            return cast(expr, Integer)
+        if field.kind == "int":
+            return expr
+        small = _fits_bigint(field)
+        value: Any = cast(expr, Numeric(18 if small else 38, field.scale))
+        if field.scale:
+            value = value * literal_column(str(10**field.scale))
+        return cast(value, BigInteger() if small else Numeric(38, 0))
+
+    def canonical_residue(self, expr: Any, field: Any, prime: int) -> Any:
+        """`canonical_integer` modulo `prime` as BIGINT in (-prime, prime) (SQL's `%` keeps the
+        dividend's sign); a dialect may compute the same residue a cheaper way."""
+        from sqlalchemy import BigInteger, cast, literal_column
+
+        return cast(self.canonical_integer(expr, field) % literal_column(str(prime)), BigInteger())
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """The low 60 bits of MD5(UTF-8 `text`) as a non-negative integer (from `row_hash`'s
+        last 8 bytes of the MD5)."""
+        from sqlalchemy import BigInteger, cast, literal_column
+
+        from prefect_ombudsman.dialects.arithmetic import TEXT_MASK
+
+        mask = cast(literal_column(str(TEXT_MASK)), BigInteger())  # T-SQL: NUMERIC otherwise
+        return self.row_hash([], lambda: text)[0].op("&")(mask)
+
+    def canonical_row_text(self, fields: list[Any]) -> Any:
+        """The canonical text of the bound `fields` (the MD5 recipe's row text): values in order,
+        NULL `~`, text-like `<length>:<text>`, others `<text>;`."""
+        from sqlalchemy import Integer, String, case, literal
+
+        def const(value: str) -> Any:
+            return literal(value, String, literal_execute=True)
+
+        length_field = SimpleNamespace(
+            name="len", kind="int", own="int", scale=0, prefixed=False, nullable=False,
+            sa_type=Integer(),
+        )  # fmt: skip
+        parts = []
+        for f in fields:
+            value = self.canonical_text(f.expr, f)
+            if f.prefixed:
+                length = self.canonical_text(self.text_length(value), length_field)
+                encoded = self.concat_text([length, const(":"), value])
+            else:
+                encoded = self.concat_text([value, const(";")])
+            if f.nullable:
+                encoded = case((f.expr.is_(None), const("~")), else_=encoded)
+            parts.append(encoded)
+        return self.concat_text(parts)
+
+    def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
+        """The arithmetic row hash `h` (0 <= h < 2^62) of the bound `fields`, as hash columns
+        (dialects/arithmetic.py gives the recipe): one residue per non-text value and lane, one
+        MD5 of the text-like values' canonical text."""
+        from sqlalchemy import BigInteger, cast, func, literal_column
+
+        from prefect_ombudsman.dialects.arithmetic import (
+            LANE_SHIFT,
+            PRIMES,
+            TEXT_KINDS,
+            lane_constants,
+        )
+
+        texts = [f for f in fields if f.kind in TEXT_KINDS and f.own != "bool"]
+        numbers = [(i, f) for i, f in enumerate(fields) if not any(f is t for t in texts)]
+        text_x = self.canonical_text_hash(self.canonical_row_text(texts)) if texts else None
+        lanes = []
+        for lane, prime in enumerate(PRIMES):
+            p: Any = literal_column(str(prime))
+            terms: list[Any] = []
+            for column, f in numbers:
+                coefficient, null = lane_constants(lane, column)
+                term: Any = self.canonical_residue(f.expr, f, prime)
+                term = term * literal_column(str(coefficient)) % p
+                if f.nullable:
+                    term = func.coalesce(term, literal_column(str(null)))
+                terms.append(term)
+            if text_x is not None:
+                coefficient, _ = lane_constants(lane, len(fields))
+                terms.append(cast(text_x % p, BigInteger()) * literal_column(str(coefficient)) % p)
+            total = terms[0]
+            for term in terms[1:]:
+                total = total + term
+            lanes.append((total % p + p) % p)
+        # BIGINT literals: T-SQL reads 2^31 and up as NUMERIC, and `&` (buckets) refuses NUMERIC
+        shift = cast(literal_column(str(LANE_SHIFT)), BigInteger())
+        return [lanes[0] * shift + lanes[1]]
+
+    def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
+        """The summable parts of the arithmetic hash (below 2^62: SUM of BIGINT is exact
+        wherever SUM widens; split where it does not)."""
+        return list(columns)
 
     def native_row_hash(self, exprs: list[Any]) -> list[Any] | None:
         """The engine's own 64-bit row hash (used when both sides are this engine with equal
@@ -399,6 +512,18 @@ class GenericDialect(Dialect):
             "for it (add one in prefect_ombudsman/dialects/ or through the entry-point group "
             "'prefect_ombudsman.dialects')"
         )
+
+
+def _fits_bigint(field: Any) -> bool:
+    """Whether a decimal column's values at the canonical scale always fit BIGINT (18 digits)."""
+    precision = getattr(field.sa_type, "precision", None)
+    own_scale = getattr(field.sa_type, "scale", None)
+    return (
+        field.kind == "decimal"
+        and isinstance(precision, int)
+        and isinstance(own_scale, int)
+        and precision - own_scale + field.scale <= 18
+    )
 
 
 def python_columns(

@@ -216,20 +216,8 @@ class MariaDBDialect(Dialect):
             return cast(cast(expr, Integer), String)
         if kind in ("decimal", "float"):
             return cast(cast(expr, Numeric(38, field.scale)), String)
-        if kind == "date":
-            return cast(func.datediff(expr, _EPOCH_DAY), String)
-        if kind == "timestamp":
-            if own == "date":
-                return cast(func.datediff(expr, _EPOCH_DAY) * 86400000000, String)
-            return cast(func.timestampdiff(literal_column("MICROSECOND"), _EPOCH, expr), String)
-        if kind == "time":
-            micros = (
-                func.hour(expr) * 3600000000
-                + func.minute(expr) * 60000000
-                + func.second(expr) * 1000000
-                + func.microsecond(expr)
-            )
-            return cast(micros, String)
+        if kind in ("date", "timestamp", "time"):
+            return cast(self.canonical_integer(expr, field), String)
         if kind == "binary":
             return func.lower(func.hex(expr))
         if kind == "uuid":
@@ -237,6 +225,31 @@ class MariaDBDialect(Dialect):
         if kind == "char":
             return func.rtrim(cast(expr, String))
         return cast(expr, String)
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        kind, own = field.kind, field.own
+        if own == "bool" or kind in ("int", "decimal", "float"):
+            return self.canonical_scaled(expr, field)
+        if kind == "date":
+            return func.datediff(expr, _EPOCH_DAY)
+        if kind == "timestamp":
+            if own == "date":
+                return func.datediff(expr, _EPOCH_DAY) * 86400000000
+            return func.timestampdiff(literal_column("MICROSECOND"), _EPOCH, expr)
+        if kind == "time":
+            return (
+                func.hour(expr) * 3600000000
+                + func.minute(expr) * 60000000
+                + func.second(expr) * 1000000
+                + func.microsecond(expr)
+            )
+        return None
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """The last 15 hex digits of MD5() through CONV (the low 60 bits)."""
+        return cast(func.conv(func.right(func.md5(text), 15), 16, 10), mysql.BIGINT(unsigned=True))
 
     def text_length(self, expr: Any) -> Any:
         """Characters, not bytes (LENGTH counts bytes here)."""

@@ -153,14 +153,11 @@ class PostgreSQLDialect(Dialect):
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
         from sqlalchemy import (
-            BigInteger,
             Integer,
             Numeric,
             Text,
             cast,
-            extract,
             func,
-            literal_column,
         )
 
         kind, own = field.kind, field.own
@@ -168,18 +165,8 @@ class PostgreSQLDialect(Dialect):
             return cast(cast(expr, Integer), Text)
         if kind in ("decimal", "float"):
             return cast(cast(expr, Numeric(38, field.scale)), Text)
-        if kind == "int":
-            return cast(expr, Text)
-        if kind == "date":
-            return cast(expr - literal_column("DATE '1970-01-01'"), Text)
-        if kind == "timestamp":
-            if own == "date":
-                return cast(
-                    cast(expr - literal_column("DATE '1970-01-01'"), BigInteger) * 86400000000, Text
-                )
-            return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)
-        if kind == "time":
-            return cast(cast(extract("epoch", expr) * 1000000, BigInteger), Text)
+        if kind in ("int", "date", "timestamp", "time"):
+            return cast(self.canonical_integer(expr, field), Text)
         if kind == "binary":
             return func.encode(expr, "hex")
         if kind == "uuid":
@@ -187,6 +174,31 @@ class PostgreSQLDialect(Dialect):
         if kind == "char":
             return func.rtrim(cast(expr, Text), " ")
         return cast(expr, Text)
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import BigInteger, cast, extract, literal_column
+
+        kind, own = field.kind, field.own
+        if own == "bool" or kind in ("int", "decimal", "float"):
+            return self.canonical_scaled(expr, field)
+        if kind == "date":
+            return expr - literal_column("DATE '1970-01-01'")
+        if kind == "timestamp":
+            if own == "date":
+                return cast(expr - literal_column("DATE '1970-01-01'"), BigInteger) * 86400000000
+            return cast(extract("epoch", expr) * 1000000, BigInteger)
+        if kind == "time":
+            return cast(extract("epoch", expr) * 1000000, BigInteger)
+        return None
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """The last 15 hex digits of md5() through bit(64) (the low 60 bits)."""
+        from sqlalchemy import BigInteger, cast, func, literal
+        from sqlalchemy.dialects.postgresql import BIT
+
+        return cast(cast(literal("x0") + func.right(func.md5(text), 15), BIT(64)), BigInteger)
 
     def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
         from sqlalchemy import BigInteger, cast, func, literal

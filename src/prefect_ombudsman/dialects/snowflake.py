@@ -242,28 +242,15 @@ class SnowflakeDialect(Dialect):
                     self._md5_number = False
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
-        from sqlalchemy import Integer, Numeric, cast, func, literal_column
+        from sqlalchemy import Integer, Numeric, cast, func
 
         kind, own = field.kind, field.own
         if own == "bool":
             return func.to_varchar(cast(expr, Integer))  # IFF(NULL, ...) would give '0', not NULL
         if kind in ("decimal", "float"):
             return func.to_varchar(cast(expr, Numeric(38, field.scale)))
-        if kind == "int":
-            return func.to_varchar(expr)
-        epoch_day = func.datediff(literal_column("day"), literal_column("'1970-01-01'::DATE"), expr)
-        if kind == "date":
-            return func.to_varchar(epoch_day)
-        if kind == "timestamp":
-            if own == "date":
-                return func.to_varchar(epoch_day * 86400000000)
-            return func.to_varchar(func.date_part(literal_column("EPOCH_MICROSECOND"), expr))
-        if kind == "time":
-            return func.to_varchar(
-                func.datediff(
-                    literal_column("microsecond"), literal_column("'00:00:00'::TIME"), expr
-                )
-            )
+        if kind in ("int", "date", "timestamp", "time"):
+            return func.to_varchar(self.canonical_integer(expr, field))
         if kind == "binary":
             return func.hex_encode(expr, 0)
         if kind == "uuid":
@@ -271,6 +258,37 @@ class SnowflakeDialect(Dialect):
         if kind == "char":
             return func.rtrim(func.to_varchar(expr), " ")
         return func.to_varchar(expr)
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import func, literal_column
+
+        kind, own = field.kind, field.own
+        if own == "bool" or kind in ("int", "decimal", "float"):
+            return self.canonical_scaled(expr, field)
+        epoch_day = func.datediff(literal_column("day"), literal_column("'1970-01-01'::DATE"), expr)
+        if kind == "date":
+            return epoch_day
+        if kind == "timestamp":
+            if own == "date":
+                return epoch_day * 86400000000
+            return func.date_part(literal_column("EPOCH_MICROSECOND"), expr)
+        if kind == "time":
+            return func.datediff(
+                literal_column("microsecond"), literal_column("'00:00:00'::TIME"), expr
+            )
+        return None
+
+    def canonical_text_hash(self, text: Any) -> Any:
+        """MD5_NUMBER_LOWER64 mod 2^60; on fakesnow the last 15 hex digits of MD5 parsed."""
+        from sqlalchemy import Numeric, cast, func, literal
+
+        from prefect_ombudsman.dialects.arithmetic import TEXT_MASK
+
+        if self._md5_number:
+            return func.mod(func.md5_number_lower64(text), TEXT_MASK + 1)
+        return cast(literal("0x") + func.right(func.md5(text), 15), Numeric(38, 0))
 
     def row_hash(self, fields: list[Any], build_text: Any) -> list[Any]:
         from sqlalchemy import func
@@ -298,6 +316,16 @@ class SnowflakeDialect(Dialect):
             cast(literal("0x") + func.substr(digest, 17, 8), Numeric(38, 0)),
             cast(literal("0x") + func.right(digest, 8), Numeric(38, 0)),
         ]
+
+    def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
+        """Real Snowflake sums h into NUMBER(38,0); fakesnow sums into BIGINT, so there h is
+        split into its high and low 32 bits (the client recombines them mod 2^64)."""
+        from sqlalchemy import func
+
+        if self._md5_number:
+            return list(columns)
+        (h,) = columns
+        return [func.bitshiftright(h, 32), func.bitand(h, 0xFFFFFFFF)]
 
     def hash_bucket(self, part: Any, buckets: int) -> Any:
         from sqlalchemy import func

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from sqlalchemy import create_engine as sa_create_engine
 
+from prefect_ombudsman.dialects.arithmetic import TEXT_KINDS, combine, value_integer
 from prefect_ombudsman.dialects.base import Dialect, python_columns
 from prefect_ombudsman.dialects.registry import register
 from prefect_ombudsman.dialects.types import ColumnInfo
@@ -123,6 +124,7 @@ class SQLiteDialect(Dialect):
         raw = connection.connection.dbapi_connection
         raw.create_function("ombudsman_row_hash", -1, _sqlite_row_hash, deterministic=True)
         raw.create_function("ombudsman_canonical", 2, _sqlite_canonical, deterministic=True)
+        raw.create_function("ombudsman_row_arith", -1, _sqlite_row_arith, deterministic=True)
 
     def estimated_rows(self, connection: Any, schema: str | None, name: str) -> int | None:
         """COUNT(*) (SQLite keeps no row count; counting walks the smallest index, cheap next to
@@ -145,6 +147,21 @@ class SQLiteDialect(Dialect):
 
         spec = ",".join(field_spec(f) for f in fields)
         return [func.ombudsman_row_hash(spec, *(f.expr for f in fields))]
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        """Computed in Python with the whole row (`row_hash_arithmetic`), never in SQL here."""
+        raise NotImplementedError("SQLite computes the arithmetic row hash in Python")
+
+    def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
+        from sqlalchemy import func
+
+        spec = ",".join(field_spec(f) for f in fields)
+        return [func.ombudsman_row_arith(spec, *(f.expr for f in fields))]
+
+    def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
+        return self.hash_parts(columns)
 
     def hash_parts(self, columns: list[Any]) -> list[Any]:
         # SUM raises on int64 overflow: sum the two 32-bit halves (the client recombines mod 2^64).
@@ -376,6 +393,25 @@ def canonical_row_hash(spec: str, values: tuple[Any, ...] | list[Any]) -> int:
 
 def _sqlite_row_hash(spec: str, *values: Any) -> int:
     return canonical_row_hash(spec, values)
+
+
+def arithmetic_row_hash_of(spec: str, values: tuple[Any, ...] | list[Any]) -> int:
+    """The arithmetic row hash (dialects/arithmetic.py) from the canonical value of each column:
+    non-text columns as integers, the text-like ones as one canonical text."""
+    numbers: dict[int, int | None] = {}
+    texts: list[str] = []
+    fields = _parse_spec(spec)
+    for i, ((kind, own, scale, prefixed), value) in enumerate(zip(fields, values, strict=True)):
+        canonical = canonical_value(kind, own, scale, value)
+        if kind in TEXT_KINDS and own != "bool":
+            texts.append(encode_field(canonical, prefixed))
+        else:
+            numbers[i] = value_integer("int" if own == "bool" else kind, scale, canonical)
+    return combine(numbers, len(fields), "".join(texts) if texts else None)
+
+
+def _sqlite_row_arith(spec: str, *values: Any) -> int:
+    return arithmetic_row_hash_of(spec, values)
 
 
 def _sqlite_canonical(spec: str, value: Any) -> str | None:

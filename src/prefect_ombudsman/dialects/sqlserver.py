@@ -158,42 +158,20 @@ class SQLServerDialect(Dialect):
     utf8_collation: ClassVar[str] = "Latin1_General_100_BIN2_UTF8"
 
     def canonical_text(self, expr: Any, field: Any) -> Any:
-        from sqlalchemy import BigInteger, Integer, Numeric, cast
-        from sqlalchemy.dialects.mssql import DATETIME2, NVARCHAR, VARCHAR
+        from sqlalchemy import Integer, Numeric, cast
+        from sqlalchemy.dialects.mssql import NVARCHAR, VARCHAR
 
         kind, own = field.kind, field.own
-        type_name = type(field.sa_type).__name__.upper()
         if own == "bool":
             return cast(cast(expr, Integer), VARCHAR(1))
         if kind in ("decimal", "float"):
             return cast(cast(expr, Numeric(38, field.scale)), VARCHAR(48))
         if kind == "int":
             return cast(expr, VARCHAR(24))
-        epoch_day = func.datediff(literal_column("day"), literal_column("'19700101'"), expr)
         if kind == "date":
-            return cast(epoch_day, VARCHAR(12))
-        if kind == "timestamp":
-            if own == "date":
-                return cast(cast(epoch_day, BigInteger) * 86400000000, VARCHAR(24))
-            if type_name == "DATETIMEOFFSET":
-                expr = cast(func.switchoffset(expr, "+00:00"), DATETIME2(7))
-            elif type_name in ("DATETIME", "SMALLDATETIME"):
-                expr = cast(expr, DATETIME2(3))
-            return cast(
-                func.datediff_big(
-                    literal_column("microsecond"),
-                    cast(literal_column("'19700101'"), DATETIME2(7)),
-                    expr,
-                ),
-                VARCHAR(24),
-            )
-        if kind == "time":
-            return cast(
-                func.datediff_big(
-                    literal_column("microsecond"), literal_column("CAST('00:00:00' AS TIME)"), expr
-                ),
-                VARCHAR(24),
-            )
+            return cast(self.canonical_integer(expr, field), VARCHAR(12))
+        if kind in ("timestamp", "time"):
+            return cast(self.canonical_integer(expr, field), VARCHAR(24))
         if kind == "binary":
             return func.lower(func.convert(literal_column("VARCHAR(MAX)"), expr, 2))
         if kind == "uuid":
@@ -202,6 +180,37 @@ class SQLServerDialect(Dialect):
         if kind == "char":
             return func.rtrim(text)
         return text
+
+    arithmetic_hash = True
+
+    def canonical_integer(self, expr: Any, field: Any) -> Any:
+        from sqlalchemy import BigInteger, cast
+        from sqlalchemy.dialects.mssql import DATETIME2
+
+        kind, own = field.kind, field.own
+        type_name = type(field.sa_type).__name__.upper()
+        if own == "bool" or kind in ("int", "decimal", "float"):
+            return self.canonical_scaled(expr, field)
+        epoch_day = func.datediff(literal_column("day"), literal_column("'19700101'"), expr)
+        if kind == "date":
+            return epoch_day
+        if kind == "timestamp":
+            if own == "date":
+                return cast(epoch_day, BigInteger) * 86400000000
+            if type_name == "DATETIMEOFFSET":
+                expr = cast(func.switchoffset(expr, "+00:00"), DATETIME2(7))
+            elif type_name in ("DATETIME", "SMALLDATETIME"):
+                expr = cast(expr, DATETIME2(3))
+            return func.datediff_big(
+                literal_column("microsecond"),
+                cast(literal_column("'19700101'"), DATETIME2(7)),
+                expr,
+            )
+        if kind == "time":
+            return func.datediff_big(
+                literal_column("microsecond"), literal_column("CAST('00:00:00' AS TIME)"), expr
+            )
+        return None
 
     def text_length(self, expr: Any) -> Any:
         from sqlalchemy import collate, literal

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.validation.compare import numbers_match
 from prefect_ombudsman.validation.spec import PipelineSpec, Severity, Status, StepSpec, Tolerance
 from prefect_ombudsman.validation.tables import ResolvedTable, Side
+from prefect_ombudsman.validation.values import numbers_match
 
 SAMPLE_LIMIT = 5
 
@@ -197,7 +197,7 @@ def sample_rows(
     """A few full rows of `table` matching `condition` (failure evidence only)."""
     from sqlalchemy import select
 
-    from prefect_ombudsman.validation.compare import jsonable
+    from prefect_ombudsman.validation.values import jsonable
 
     stmt = select(table.sa).where(condition).limit(limit)
     rows = ctx.run_sql(label, stmt, tables=(table,), pull=True, max_rows=limit)

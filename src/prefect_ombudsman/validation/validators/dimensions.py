@@ -14,7 +14,6 @@ from pydantic import Field, model_validator
 from sqlalchemy import select
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.validation.compare import canonical, jsonable, numbers_match, to_decimal
 from prefect_ombudsman.validation.configs import StepConfig, as_list
 from prefect_ombudsman.validation.context import (
     SAMPLE_LIMIT,
@@ -27,6 +26,7 @@ from prefect_ombudsman.validation.context import (
 )
 from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity, Tolerance
+from prefect_ombudsman.validation.values import canonical, jsonable, numbers_match, to_decimal
 
 
 class DimConfig(StepConfig):

@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import Field
 from sqlalchemy import Double, case, func, literal, literal_column, or_, select
 
-from prefect_ombudsman.validation.compare import to_decimal
 from prefect_ombudsman.validation.configs import ColumnsConfig
 from prefect_ombudsman.validation.context import Outcome, StepContext, failed, passed, skipped
 from prefect_ombudsman.validation.registry import register_validator
@@ -23,6 +22,7 @@ from prefect_ombudsman.validation.validators.quality import (
     _pair,
     numeric_step_columns,
 )
+from prefect_ombudsman.validation.values import to_decimal
 
 
 class DistributionConfig(ColumnsConfig):

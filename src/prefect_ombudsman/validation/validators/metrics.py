@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.validation.compare import as_date_text, difference, to_decimal
 from prefect_ombudsman.validation.configs import ColumnsConfig, PeriodConfig, as_list
 from prefect_ombudsman.validation.context import (
     Outcome,
@@ -28,6 +27,7 @@ from prefect_ombudsman.validation.validators.quality import (
     numeric_step_columns,
     shared_columns,
 )
+from prefect_ombudsman.validation.values import as_date_text, difference, to_decimal
 
 # AVG / STDDEV / ratios are computed in different types per database (double, DECIMAL(38,6), NUMBER).
 COMPUTED_TOLERANCE = Tolerance(absolute=1e-6, relative=1e-9)

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator
 from sqlalchemy import and_, func, select
 
 from prefect_ombudsman.errors import ConfigurationError
-from prefect_ombudsman.validation.compare import difference, jsonable
 from prefect_ombudsman.validation.configs import ColumnsConfig, TableConfig, as_list
 from prefect_ombudsman.validation.context import (
     SAMPLE_LIMIT,
@@ -25,6 +24,7 @@ from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity
 from prefect_ombudsman.validation.tables import ResolvedTable
 from prefect_ombudsman.validation.validators import aggregates as A
+from prefect_ombudsman.validation.values import difference, jsonable
 
 
 def _pair(ctx: StepContext, cfg: TableConfig) -> TablePair:

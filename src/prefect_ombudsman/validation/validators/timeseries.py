@@ -14,7 +14,6 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from sqlalchemy import func
 
-from prefect_ombudsman.validation.compare import as_date, difference, to_decimal
 from prefect_ombudsman.validation.configs import GRAINS, TableConfig
 from prefect_ombudsman.validation.context import (
     Outcome,
@@ -32,6 +31,7 @@ from prefect_ombudsman.validation.validators.quality import (
     duplicate_counts,
     duplicate_samples,
 )
+from prefect_ombudsman.validation.values import as_date, difference, to_decimal
 
 CHANGE_TOLERANCE = Tolerance(absolute=1e-6)
 

@@ -1,4 +1,4 @@
-"""Comparing numbers and values from two databases: tolerances, exact integers, JSON-safe output."""
+"""Values from two databases side by side: numbers within a tolerance, exact integers, dates, JSON-safe output."""
 
 from __future__ import annotations
 
