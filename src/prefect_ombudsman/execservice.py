@@ -53,6 +53,7 @@ STATE_FILE = "ombudsman-exec.json"
 LOCK_FILE = "ombudsman-exec.lock"
 SOCKET_FILE = "ombudsman-exec.sock"
 LOG_FILE = "ombudsman-exec.log"
+STARTING_FILE = "ombudsman-exec.starting"
 _MARKER = "prefect_ombudsman.execservice"
 PROTOCOL = 1
 _LOG_ROTATE_BYTES = 10 * 1024 * 1024
@@ -210,7 +211,30 @@ def find(home: Path | None = None) -> ExecRecord | None:
     return None
 
 
-_STARTING: dict[Path, subprocess.Popen[bytes]] = {}
+_STARTING: dict[Path, tuple[int, subprocess.Popen[bytes] | None]] = {}
+
+
+def _starting_pid(home: Path) -> int | None:
+    try:
+        return int((home / STARTING_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _start_or_join(home: Path) -> ExecRecord | tuple[int, subprocess.Popen[bytes] | None]:
+    """Under the start-up lock: the running service, or the pid (and process, if this command
+    started it) of the one starting. `ombudsman-exec.starting` names a service that is starting,
+    so commands arriving meanwhile wait for it instead of starting another."""
+    record = find(home)
+    if record:
+        return record
+    starting = _starting_pid(home)
+    if starting and is_service_process(starting):
+        return starting, None
+    _replace_stale(home)
+    process = _spawn(home)
+    (home / STARTING_FILE).write_text(str(process.pid))
+    return process.pid, process
 
 
 def prestart(home: Path | None = None) -> None:
@@ -221,40 +245,39 @@ def prestart(home: Path | None = None) -> None:
         return
     with contextlib.suppress(OSError, OmbudsmanError):
         with exclusive(home / LOCK_FILE, label="the execution service's start-up lock", timeout=5):
-            if find(home):
-                return
-            _replace_stale(home)
-            _STARTING[home] = _spawn(home)
+            started = _start_or_join(home)
+            if isinstance(started, tuple):
+                _STARTING[home] = started
 
 
 def ensure(home: Path | None = None) -> ExecRecord:
     """The service of this Prefect home, started if none runs (exactly one across processes)."""
     home = home or localserver.prefect_home()
     timeout = localserver.startup_timeout()
-    deadline = time.monotonic() + timeout
-    process = _STARTING.pop(home, None)
-    if process is not None:
-        answered = _wait_started(home, process.pid, process, deadline)
-        if answered:
-            return answered
-    record = find(home)
-    if record:
-        return record
-    with exclusive(
-        home / LOCK_FILE, label="the execution service's start-up lock", timeout=timeout + 60
-    ):
+    started = _STARTING.pop(home, None)
+    if started is None:
         record = find(home)
         if record:
             return record
-        _replace_stale(home)
-        process = _spawn(home)
-        answered = _wait_started(home, process.pid, process, time.monotonic() + timeout)
-        if answered:
-            return answered
+        with exclusive(
+            home / LOCK_FILE, label="the execution service's start-up lock", timeout=timeout + 60
+        ):
+            joined = _start_or_join(home)
+        if isinstance(joined, ExecRecord):
+            return joined
+        started = joined
+    pid, process = started
+    answered = _wait_started(home, pid, process, time.monotonic() + timeout)
+    if answered:
+        return answered
+    record = find(home)
+    if record:
+        return record
+    if process is not None:
         localserver._terminate(process.pid, ours=is_service_process)
-        raise ExecServiceError(
-            f"the execution service did not start within {timeout:g} s; its log: {home / LOG_FILE}"
-        )
+    raise ExecServiceError(
+        f"the execution service did not start within {timeout:g} s; its log: {home / LOG_FILE}"
+    )
 
 
 def _replace_stale(home: Path) -> None:
@@ -266,6 +289,7 @@ def _replace_stale(home: Path) -> None:
         localserver._terminate(record.pid, ours=is_service_process)
     (home / STATE_FILE).unlink(missing_ok=True)
     (home / SOCKET_FILE).unlink(missing_ok=True)
+    (home / STARTING_FILE).unlink(missing_ok=True)
 
 
 def _log_line(home: Path, message: str) -> None:
@@ -309,6 +333,8 @@ def _wait_started(
                 f"the execution service exited with code {process.returncode} while starting; "
                 f"its log: {home / LOG_FILE}"
             )
+        if process is None and not is_service_process(pid):
+            return None
         record = read_record(home)
         if record and record.pid == pid:
             return record
@@ -323,12 +349,16 @@ def stop(home: Path | None = None) -> ExecRecord | None:
     if not home.exists():
         return None
     with exclusive(home / LOCK_FILE, label="the execution service's start-up lock"):
+        starting = _starting_pid(home)
+        if starting and is_service_process(starting):
+            localserver._terminate(starting, ours=is_service_process)
         record = read_record(home)
         running = bool(record and is_service_process(record.pid))
         if record and running:
             localserver._terminate(record.pid, ours=is_service_process)
         (home / STATE_FILE).unlink(missing_ok=True)
         (home / SOCKET_FILE).unlink(missing_ok=True)
+        (home / STARTING_FILE).unlink(missing_ok=True)
         return record if running else None
 
 
@@ -854,6 +884,8 @@ def serve() -> None:  # pragma: no cover - runs in the service process (tests dr
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     write_json_atomic(home / STATE_FILE, asdict(record))
+    if _starting_pid(home) == os.getpid():
+        (home / STARTING_FILE).unlink(missing_ok=True)
     _log(
         f"execution service for ombudsman on {path} (PREFECT_HOME={home}; "
         f"ready in {time.monotonic() - started:.1f} s)"
