@@ -97,7 +97,8 @@ def main() -> None:
         )
     noop = ("run", "custom", "noop", "--json")
     noop5 = ("run", "custom", "noop", "--repeat", "5", "--json")
-    source, target = duckdb_pair(root)
+    (root / "projects" / "data").mkdir(parents=True)
+    source, target = duckdb_pair(root / "projects" / "data")  # inside the projects root
     compare = ("run", "compare", "--table", "orders", "--key", "id", "--json")
     compare += ("--source-url", source, "--target-url", target)
     in_process = env | {"OMBUDSMAN_EXEC_SERVICE": "0"}
