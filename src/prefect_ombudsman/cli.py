@@ -49,8 +49,10 @@ def main_options(
         bool,
         typer.Option(
             "--no-daemon",
-            help="Use a temporary Prefect server for this command, not the shared local one "
-            "(also OMBUDSMAN_NO_DAEMON=1).",
+            help="Use a temporary Prefect server for this command and run its job in this "
+            "process, not the shared local server and execution service (also "
+            "OMBUDSMAN_NO_DAEMON=1; OMBUDSMAN_EXEC_SERVICE=0 keeps the shared server but runs "
+            "jobs in this process).",
         ),
     ] = False,
 ) -> None:
@@ -129,27 +131,20 @@ def run_job(
     quiet: bool = False,
     extra_progress: Any = None,
 ) -> dict[str, Any]:
-    """Run a batch flow in process with a progress bar and return its summary (SPEC §3).
+    """Run a batch flow with a progress bar and return its summary (SPEC §3).
 
-    `extra_progress(progress)` may add bars of its own (e.g. rows per table) and returns a
-    function that detaches them. A run that ends without a summary exits 2 (parameters refused)
-    or 1."""
+    With the shared local server, the job runs in the warm execution service of this Prefect home
+    (started on first use; docs/local-service.md) and this process only shows its progress;
+    otherwise, or when the service cannot start, in this process. `flow` is a flow or a
+    `module:attribute` naming one. `extra_progress(progress)` may add bars of its own (e.g. rows
+    per table) and returns a function that detaches them. A run that ends without a summary exits
+    2 (parameters refused) or 1."""
+    from prefect_ombudsman import execservice
+
+    service = execservice.wanted()
+    if service:
+        execservice.prestart()  # the service imports while the server starts
     use_prefect()
-    import prefect.settings as ps
-    from prefect.settings import temporary_settings
-
-    from prefect_ombudsman import credentials
-    from prefect_ombudsman.flows import runner
-    from prefect_ombudsman.jobs.service import RequestTooLarge, check_parameter_size
-
-    # Inline credentials stay in this process: the flow run's parameters keep references only.
-    parameters, sealed = credentials.seal(parameters, credentials.memory_store)
-    try:
-        check_parameter_size(parameters)
-    except RequestTooLarge as exc:
-        credentials.forget(sealed)
-        refuse(str(exc))
-
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -161,32 +156,24 @@ def run_job(
         transient=False,
         disable=quiet or not console.is_terminal and os.environ.get("OMBUDSMAN_PROGRESS") != "1",
     )
-    bar: dict[str, Any] = {}
-
-    def listener(event: str, op: Any, state: Any) -> None:
-        if event == "start":
-            bar["id"] = progress.add_task(label, total=state.total_operations or 1, status="")
-        elif "id" in bar:
-            finished = (
-                state.completed_operations + state.failed_operations + state.skipped_operations
-            )
-            status = f"{state.failed_operations} failed" if state.failed_operations else ""
-            progress.update(bar["id"], completed=finished, status=status)
-
-    runner.LISTENERS.append(listener)
-    detach = extra_progress(progress) if extra_progress is not None else None
-    try:
-        with progress, temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            state = flow(**parameters, return_state=True)
-    finally:
-        runner.LISTENERS.remove(listener)
-        credentials.forget(sealed)
-        if detach is not None:
-            detach()
-    summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, dict):
-        console.print(f"[red]error:[/red] {state.message or state.name}")
-        raise typer.Exit(2 if "validation" in str(state.message).lower() else 1)
+    outcome = None
+    if service:
+        outcome = execservice.submit(
+            flow,
+            parameters,
+            label=label,
+            progress=progress,
+            extra_progress=extra_progress,
+            warn=lambda message: console.print(f"[yellow]warning:[/yellow] {message}"),
+        )
+    if outcome is None:
+        outcome = execservice.run_flow(
+            flow, parameters, label=label, progress=progress, extra_progress=extra_progress
+        )
+    if "summary" not in outcome:
+        console.print(f"[red]error:[/red] {outcome['error']}")
+        raise typer.Exit(outcome["code"])
+    summary: dict[str, Any] = outcome["summary"]
     return summary
 
 
@@ -1277,8 +1264,8 @@ def list_operations() -> None:
 # ----------------------------------------------------------------------------- server
 
 server_app = typer.Typer(
-    help="The local Prefect server the commands share (started by the first command that needs "
-    "it; see docs/local-service.md).",
+    help="The local Prefect server and the warm execution service the commands share (started by "
+    "the first command that needs them; see docs/local-service.md).",
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
@@ -1288,20 +1275,33 @@ app.add_typer(server_app, name="server")
 def server_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
-    """Whether the local server runs, its URL, pid and log (exit 1 when it does not run)."""
-    from prefect_ombudsman import localserver
+    """Whether the local server and the execution service run, their pids and logs (exit 1 when
+    the server does not run)."""
+    from prefect_ombudsman import execservice, localserver
 
     info = localserver.status()
+    info["exec_service"] = execservice.status()
+    service = info["exec_service"]
     if as_json:
         out.print_json(json.dumps(info))
-    elif info["running"]:
-        out.print(
-            f"running: {info['api_url']} (pid {info['pid']}, since {info['started']}, "
-            f"{'answering' if info['healthy'] else 'NOT answering'}); UI {info['ui_url']}; "
-            f"log {info['log']}"
-        )
     else:
-        out.print(f"not running (PREFECT_HOME {info['prefect_home']})")
+        if info["running"]:
+            out.print(
+                f"running: {info['api_url']} (pid {info['pid']}, since {info['started']}, "
+                f"{'answering' if info['healthy'] else 'NOT answering'}); UI {info['ui_url']}; "
+                f"log {info['log']}"
+            )
+        else:
+            out.print(f"not running (PREFECT_HOME {info['prefect_home']})")
+        if service["running"]:
+            out.print(
+                f"execution service: pid {service['pid']}, since {service['started']}, "
+                f"{service['jobs_running']} job(s) running"
+                f"{'' if service['current'] else ' (older code: replaced by the next run)'}; "
+                f"socket {service['socket']}; log {service['log']}"
+            )
+        else:
+            out.print("execution service: not running")
     raise typer.Exit(0 if info["running"] else 1)
 
 
@@ -1321,9 +1321,13 @@ def server_start() -> None:
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the local server (commands still running lose their Prefect API)."""
-    from prefect_ombudsman import localserver
+    """Stop the execution service and the local server (commands still running lose their
+    Prefect API)."""
+    from prefect_ombudsman import execservice, localserver
 
+    service = execservice.stop()
+    if service:
+        out.print(f"stopped the execution service (pid {service.pid})")
     record = localserver.stop()
     out.print(f"stopped {record.url} (pid {record.pid})" if record else "not running")
 

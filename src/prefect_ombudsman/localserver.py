@@ -216,9 +216,10 @@ def _log_tail(home: Path, lines: int = 15) -> str:
     return f"\n{tail}" if tail else ""
 
 
-def _terminate(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM our server `pid`, SIGKILL it if it has not exited within `timeout`."""
-    if not is_server_process(pid):
+def _terminate(pid: int, timeout: float = 30.0, *, ours: Any = None) -> None:
+    """SIGTERM our server `pid` (`ours(pid)`: whether it is ours, default `is_server_process`),
+    SIGKILL it if it has not exited within `timeout`."""
+    if not (ours or is_server_process)(pid):
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -251,6 +252,9 @@ def _alive(pid: int) -> bool:
 def stop(home: Path | None = None) -> ServerRecord | None:
     """Stop the server of this Prefect home; its record (None: none was running)."""
     home = home or prefect_home()
+    from prefect_ombudsman import execservice  # its jobs need this server: it goes first
+
+    execservice.stop(home)
     with exclusive(home / LOCK_FILE, label="the local Prefect server's start-up lock"):
         record = read_record(home)
         if record is None:
