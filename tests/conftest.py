@@ -106,11 +106,12 @@ def tmp_projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from prefect_ombudsman import localserver
+    from prefect_ombudsman import execservice, localserver
     from prefect_ombudsman.dialects.connection import dispose_engines
 
     dispose_engines()
     home = localserver.prefect_home()
     if home.is_relative_to(_SESSION_TMP.resolve()):  # a test reached Prefect without the harness
+        execservice.stop(home)
         localserver.stop(home)
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)

@@ -37,7 +37,7 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         yield env
     finally:
         record = execservice.read_record(home)
-        stop_and_check(home)  # `localserver.stop` stops the execution service first
+        stop_and_check(home)  # the execution service, then the server
         if record:
             assert wait_until(lambda: not execservice.is_service_process(record.pid), timeout=60)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_ombudsman import localserver
+from prefect_ombudsman import execservice, localserver
 from support import free_port, wait_until
 
 OMBUDSMAN = str(Path(sys.executable).parent / "ombudsman")
@@ -39,8 +39,9 @@ def home_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def stop_and_check(home: Path) -> None:
-    """Teardown: stop the home's server and make sure its process is gone."""
+    """Teardown: stop the home's execution service and server; make sure the server is gone."""
     record = localserver.read_record(home)
+    execservice.stop(home)
     localserver.stop(home)
     if record:
         assert wait_until(lambda: not localserver.is_server_process(record.pid), timeout=60)

@@ -250,11 +250,10 @@ def _alive(pid: int) -> bool:
 
 
 def stop(home: Path | None = None) -> ServerRecord | None:
-    """Stop the server of this Prefect home; its record (None: none was running)."""
+    """Stop the server of this Prefect home; its record (None: none was running). Stop the
+    execution service first (`execservice.stop`, as `ombudsman server stop` does): its jobs
+    need this server."""
     home = home or prefect_home()
-    from prefect_ombudsman import execservice  # its jobs need this server: it goes first
-
-    execservice.stop(home)
     with exclusive(home / LOCK_FILE, label="the local Prefect server's start-up lock"):
         record = read_record(home)
         if record is None:
