@@ -300,7 +300,7 @@ def execute_request(options: RunOptions, request: BaseModel, *, extra_progress: 
         "projects_dir": str(options.projects_dir) if options.projects_dir else None
     }
     execute_job(
-        options.entry.load_flow(),
+        options.entry.flow,  # an import string: the warm service loads it, not this client
         params,
         as_json=options.as_json,
         label=options.entry.command,
