@@ -44,7 +44,7 @@ demo: $(RUNTIME)
 test: setup system-deps
 	$(BIN)/pytest -q -m "not scale" --durations=25
 
-# The team topology under load (20 bulk jobs x 50 operations on 2 workers, ~4 min): kept out of `make test`.
+# The team topology: several workers and hosts, SIGKILL recovery, 20 bulk jobs x 50 operations (~10 min): kept out of `make test`.
 test-scale: setup system-deps
 	$(BIN)/pytest -q -m scale
 
