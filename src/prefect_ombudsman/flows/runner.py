@@ -11,6 +11,7 @@ run and how their task runs are recorded), `checkpoint` (what a retry skips), `p
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import json
 import signal
@@ -596,16 +597,16 @@ class _Job:
             report_path=report_dir(self.settings) / f"batch_{self.job_id}.json",
             store=self.store,
         )
-        run_finished_hooks(
-            FinishedJob(summary, self.settings, self.store, operations, self.logger), self.logger
+        # the hooks' files, the artifacts and the last progress update do not wait on each other
+        extra = {k: summary.get(k) for k in ("report_path", "report_id", "state_storage")}
+        _together(
+            lambda: run_finished_hooks(
+                FinishedJob(summary, self.settings, self.store, operations, self.logger),
+                self.logger,
+            ),
+            lambda: publish(self.settings, operations, summary),
+            lambda: self.reporter.update(progress, status, force=True, extra=extra),
         )
-        self.reporter.update(
-            progress,
-            status,
-            force=True,
-            extra={k: summary.get(k) for k in ("report_path", "report_id", "state_storage")},
-        )
-        publish(self.settings, operations, summary)
         _notify("end", None, progress)
         message = state_message(summary)
         self.logger.info("Job %s %s: %s", self.job_id, status.value, message)
@@ -614,6 +615,22 @@ class _Job:
         if self.terminated is not None:
             raise self.terminated
         return final_state(status, JobSummary(summary))
+
+
+def _together(*calls: Callable[[], Any]) -> None:
+    """Run `calls` at once (each in a copy of this thread's context: the flow run's), the first
+    in this thread; return when all ended (each of the others logs its own failure)."""
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
+        for call in calls[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        calls[0]()
+    finally:
+        for thread in threads:
+            thread.join()
 
 
 def _start(settings: JobSettings, plans: Iterable[OperationPlan]) -> _Job:

@@ -328,7 +328,11 @@ class TaskSubmitter:
 
     def outcome(self, future: Any, operation_id: str) -> Outcome:
         try:
-            state = future.result() if self.inner is not None else future.state
+            if self.inner is not None:
+                state = future.result()
+            else:
+                future.wait()  # done: takes the final state from the engine, no API read
+                state = future.state
         except Exception as exc:  # the engine itself failed around the task
             return Outcome(FAILED, error=scrub(str(exc)), completed_at=utcnow())
         return outcome_of_state(state, self.board.records.get(operation_id) or _record_of(state))

@@ -19,7 +19,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,11 +50,16 @@ class TaskRunHandle:
     running_event: uuid.UUID
     logger: Any = None
     finished: bool = False
+    running_sent: bool = False
+
+
+# a queued state change: handle, state type, state name, message, when, after a sent Running
+Change = tuple[TaskRunHandle, str, str, str | None, datetime, bool]
 
 
 @dataclass
 class _Sender:
-    pending: deque[dict[str, Any]] = field(default_factory=deque)
+    pending: deque[Change] = field(default_factory=deque)
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -85,13 +89,14 @@ class TaskRunRecorder:
         self._open: dict[uuid.UUID, TaskRunHandle] = {}
         self._lock = threading.Lock()
         self._sender = _Sender()
+        self._retry: deque[dict[str, Any]] = deque()  # events a failed request sends again
         self._stopping = False
         self.sent = 0
         self.lost = 0
         self.error: str | None = None
         context = contextvars.copy_context()  # the flow's Prefect settings (API URL, ...)
         self._thread = threading.Thread(
-            target=context.run, args=(self._run,), name="ombudsman-task-runs", daemon=True
+            target=context.run, args=(self._run,), name="ombudsman-task-runs", daemon=False
         )
         self._thread.start()
 
@@ -133,23 +138,22 @@ class TaskRunRecorder:
         handle = TaskRunHandle(uuid.uuid4(), operation_id, now, uuid.uuid4())
         with self._lock:
             self._open[handle.id] = handle
-        self._queue(
-            self._event(handle, handle.running_event, now, "RUNNING", "Running", None, None, now)
-        )
+            self._queue((handle, "RUNNING", "Running", None, now, False))
         return handle
 
     def finish(self, handle: TaskRunHandle, outcome: Outcome) -> None:
-        """The operation ended: its task run's final state."""
+        """The operation ended: its task run's final state. When its Running event is still
+        queued, only the final event goes out (it carries the start time as well)."""
+        state_type, name = _FINAL[outcome.status]
+        message = outcome.error if outcome.status != COMPLETED else None
+        now = datetime.now(UTC)
         with self._lock:
             if handle.finished:
                 return
             handle.finished = True
             self._open.pop(handle.id, None)
-        state_type, name = _FINAL[outcome.status]
-        message = outcome.error if outcome.status != COMPLETED else None
-        self._queue(
-            self._event(handle, uuid.uuid4(), datetime.now(UTC), state_type, name, message, True)
-        )
+            # after a Running event already taken by the sender, else instead of it
+            self._queue((handle, state_type, name, message, now, handle.running_sent))
 
     def logger(self, handle: TaskRunHandle) -> Any:
         """A logger whose records belong to the operation's task run (Prefect's API log handler)."""
@@ -169,24 +173,19 @@ class TaskRunRecorder:
 
     # ------------------------------------------------------------------ events
 
-    def _event(
-        self,
-        handle: TaskRunHandle,
-        event_id: uuid.UUID,
-        occurred: datetime,
-        state_type: str,
-        state_name: str,
-        message: str | None,
-        final: bool | None,
-        started: datetime | None = None,
-    ) -> dict[str, Any]:
-        """A `prefect.task-run.<State>` event as `emit_task_run_state_change_event` builds it."""
+    def _event(self, change: Change) -> dict[str, Any]:
+        """A `prefect.task-run.<State>` event as `emit_task_run_state_change_event` builds it
+        (`follows`: after this task run's Running event)."""
+        handle, state_type, state_name, message, occurred, follows = change
+        final = state_type != "RUNNING"
         message = (message or "")[:MESSAGE_LIMIT]
         stamp = occurred.isoformat()
+        started = handle.started.isoformat()
+        run_id = str(handle.id)
         task_run: dict[str, Any] = {
             "name": handle.name,
             "task_key": self.task_key,
-            "dynamic_key": str(handle.id),
+            "dynamic_key": run_id,
             "empirical_policy": {
                 "max_retries": 0,
                 "retry_delay_seconds": 0.0,
@@ -198,19 +197,19 @@ class TaskRunRecorder:
             "task_inputs": {},
             "run_count": 1,
             "flow_run_run_count": self.run_count,
-            "expected_start_time": handle.started.isoformat(),
-            "start_time": handle.started.isoformat(),
+            "expected_start_time": started,
+            "start_time": started,
             "total_run_time": 0.0,
         }
         if final:
             task_run["end_time"] = stamp
             task_run["total_run_time"] = (occurred - handle.started).total_seconds()
         event: dict[str, Any] = {
-            "id": str(event_id),
+            "id": str(uuid.uuid4() if final else handle.running_event),
             "occurred": stamp,
             "event": f"prefect.task-run.{state_name}",
             "resource": {
-                "prefect.resource.id": f"prefect.task-run.{handle.id}",
+                "prefect.resource.id": f"prefect.task-run.{run_id}",
                 "prefect.resource.name": handle.name,
                 "prefect.run-count": "1",
                 "prefect.state-message": message,
@@ -221,10 +220,10 @@ class TaskRunRecorder:
             },
             "related": self.related,
             "payload": {
-                "intended": {"from": "RUNNING" if final else None, "to": state_type},
+                "intended": {"from": "RUNNING" if follows else None, "to": state_type},
                 "initial_state": (
                     {"type": "RUNNING", "name": "Running", "message": "", "state_details": {}}
-                    if final
+                    if follows
                     else None
                 ),
                 "validated_state": {
@@ -237,15 +236,32 @@ class TaskRunRecorder:
                 "task_run": task_run,
             },
         }
-        if final:
+        if follows:
             event["follows"] = str(handle.running_event)
         return event
 
-    def _queue(self, event: Mapping[str, Any]) -> None:
-        sender = self._sender
-        sender.pending.append(dict(event))
-        if len(sender.pending) == 1 or len(sender.pending) >= BATCH_LIMIT:
-            sender.wake.set()
+    def _queue(self, change: Change) -> None:
+        """Under `_lock`: queue a state change for the sender (it builds the event)."""
+        pending = self._sender.pending
+        pending.append(change)
+        if len(pending) % BATCH_LIMIT == 1 and not self._sender.wake.is_set():
+            self._sender.wake.set()
+
+    def _take(self) -> list[dict[str, Any]]:
+        """The next batch of events: queued changes, without Running ones whose final state is
+        queued (the final event carries the start time)."""
+        changes: list[Change] = []
+        with self._lock:
+            pending = self._sender.pending
+            while pending and len(changes) < BATCH_LIMIT:
+                change = pending.popleft()
+                handle = change[0]
+                if change[1] == "RUNNING":
+                    if handle.finished:
+                        continue  # superseded by its final state, queued after it
+                    handle.running_sent = True
+                changes.append(change)
+        return [self._event(change) for change in changes]
 
     # ------------------------------------------------------------------ sender thread
 
@@ -256,9 +272,10 @@ class TaskRunRecorder:
         except Exception as exc:  # no API at all: `close` reports what was not recorded
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("task runs of flow run %s not recorded: %s", self.flow_run_id, exc)
+        finally:
+            self._report_losses()
 
     def _send_loop(self, client: Any) -> None:
-        pending = self._sender.pending
         wake = self._sender.wake
         delay, last = 0.5, 0.0
         while True:
@@ -269,7 +286,7 @@ class TaskRunRecorder:
                     wake.clear()
                     wake.wait(pause)
             wake.clear()
-            batch = [pending.popleft() for _ in range(min(len(pending), BATCH_LIMIT))]
+            batch = self._retry_batch() or self._take()
             if not batch:
                 if self._stopping:
                     return
@@ -285,22 +302,44 @@ class TaskRunRecorder:
             if status and status < 300:
                 self.sent += len(batch)
                 delay = 0.5
-                if pending:
+                if self._sender.pending or self._retry:
                     wake.set()
             elif status and 400 <= status < 500 and status not in (408, 429):
                 self.lost += len(batch)  # refused: sending it again cannot help
                 log.warning("task-run events refused by the Prefect API: %s", self.error)
             else:
-                pending.extendleft(reversed(batch))
+                self._retry_later(batch)
                 if self._stopping and time.monotonic() > self._deadline:
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 wake.set()
 
-    def close(self, timeout: float = 30.0, open_message: str | None = None) -> bool:
-        """End open task runs (Cancelled, `open_message`), send everything queued; False when
-        some events could not be sent within `timeout`."""
+    def _retry_later(self, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._retry.extendleft(reversed(batch))
+
+    def _retry_batch(self) -> list[dict[str, Any]]:
+        with self._lock:
+            batch = list(self._retry)
+            self._retry.clear()
+        return batch
+
+    def _report_losses(self) -> None:
+        left = len(self._sender.pending) + len(self._retry) + self.lost
+        if left:
+            log.warning(
+                "%d task-run events of flow run %s were not recorded: %s",
+                left,
+                self.flow_run_id,
+                self.error,
+            )
+
+    def close(self, timeout: float = 60.0, open_message: str | None = None) -> None:
+        """End open task runs (Cancelled, `open_message`) and let the sender deliver what is
+        queued, then stop, within `timeout`. It does not wait: the sender is not a daemon
+        thread, so the process exits only once it delivered (or gave up), while the flow run
+        goes on to its report and final state (`join` waits, for tests and tools)."""
         with self._lock:
             left = list(self._open.values())
         for handle in left:
@@ -311,15 +350,15 @@ class TaskRunRecorder:
         self._deadline = time.monotonic() + timeout
         self._stopping = True
         self._sender.wake.set()
-        self._thread.join(timeout + 1)
-        if self._sender.pending or self.lost:
-            log.warning(
-                "%d task-run events of flow run %s were not recorded: %s",
-                len(self._sender.pending) + self.lost,
-                self.flow_run_id,
-                self.error,
-            )
-            return False
-        return True
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued was delivered; False when some was not (or not yet)."""
+        self._thread.join(timeout)
+        return (
+            not self._thread.is_alive()
+            and not self._sender.pending
+            and not self._retry
+            and not self.lost
+        )
 
     _deadline = float("inf")
