@@ -590,6 +590,26 @@ def test_the_runner_does_not_write_reports_itself():
         for alias in node.names
     }
     assert "prefect_ombudsman.reports" not in imported
-    assert not any(
-        "wrapped_future" in line for line in Path(runner.__file__).read_text().splitlines()
-    )
+    package = Path(runner.__file__).parents[1]  # no private Prefect future internals anywhere
+    assert not [p.name for p in package.rglob("*.py") if "wrapped_future" in p.read_text()]
+
+
+def test_a_job_finished_hook_adds_to_the_summary_and_the_one_report(probe: Probe):
+    from prefect_ombudsman.flows.finish import remove_finished_hook
+    from prefect_ombudsman.flows.runner import FinishedJob, on_finished
+
+    seen: list[str] = []
+
+    def totals(job: FinishedJob) -> None:
+        seen.append(job.summary["job_id"])
+        job.summary["probed"] = sum(1 for op in job.operations if op.result)
+
+    on_finished(totals, job_types=["custom"])
+    try:
+        state, summary = _run(items=_items(2))
+    finally:
+        remove_finished_hook(totals)
+    assert seen == [summary["job_id"]] and summary["probed"] == 2
+    assert json.loads(Path(summary["report_path"]).read_text())["probed"] == 2
+    stored = state_store.read_report(summary["job_id"])
+    assert stored is not None and stored["probed"] == 2

@@ -1,9 +1,9 @@
 """The end of a job: its summary, the hooks that write what it leaves behind (reports), the
 artifacts of the run page, and the terminal state of SPEC §3.
 
-Job-finished hooks run in the flow thread after the summary is built and before the run's final
-progress update and state, so whatever they write (the report files) is there when the run reads
-`Completed`. Hooks come from `on_finished(hook)` (in registration order), then from the
+Job-finished hooks run in the flow thread once the summary is built (while the run's artifacts
+and last progress update are published beside them) and before the flow returns its final state,
+so whatever they write (the report files) is there when the run reads `Completed`. Hooks come from `on_finished(hook)` (in registration order), then from the
 entry-point group `prefect_ombudsman.job_finished` (this package registers its reports there:
 `prefect_ombudsman.reports:write_job_reports`). A hook takes a `FinishedJob`; it may add keys to
 `job.summary` (the flow's return value) and must not raise (a failure is logged, never the job's).

@@ -169,18 +169,20 @@ def outcome_of_state(state: State, record: OperationRecord | None) -> Outcome:
             )
         return Outcome(COMPLETED, result=payload, completed_at=now, cached=state.name == "Cached")
     started = record.started_at if record is not None else None
-    duration = int((now - started).total_seconds() * 1000) if started else None
-    common = {
-        "attempts": record.attempts if record else 0,
-        "started_at": started,
-        "completed_at": now,
-        "duration_ms": duration,
-    }
+    ended = Outcome(
+        FAILED,
+        attempts=record.attempts if record else 0,
+        started_at=started,
+        completed_at=now,
+        duration_ms=int((now - started).total_seconds() * 1000) if started else None,
+    )
     if state.is_cancelled() or (record is not None and record.cancelled):
-        return Outcome(CANCELLED, error=state.message, **common)
-    if record is not None and record.error:
-        return Outcome(FAILED, error=record.error, result=record.result, **common)
-    return Outcome(FAILED, error=scrub(state.message or f"task ended {state.name}"), **common)
+        ended.status, ended.error = CANCELLED, state.message
+    elif record is not None and record.error:
+        ended.error, ended.result = record.error, record.result
+    else:
+        ended.error = scrub(state.message or f"task ended {state.name}")
+    return ended
 
 
 # ----------------------------------------------------------------------------- submitters

@@ -4,10 +4,11 @@ Prefect 3's task engine creates and updates task runs without API calls: it emit
 `prefect.task-run.<State>` event per state change (`emit_task_run_state_change_event`), and the
 server's task-run recorder service creates or updates the task run (name, states, start/end
 times, run counts) from those events. The runner runs operations in its own threads and emits
-the same events itself, two per operation (`Running` when it starts, then `Completed`, `Failed`
-or `Cancelled`), queued by the operation threads and sent in batches — one `POST /events` per
-batch, by one background thread — instead of a task-engine run per operation (contexts, result
-store, telemetry, one websocket message and a run-context lookup per event). Logs an operation
+the same events itself (`Running` when it starts, then `Completed`, `Failed` or `Cancelled`; only
+the final one when the operation ended before its `Running` event went out), queued by the
+operation threads and sent in batches — one `POST /events` per batch, by one background thread —
+instead of a task-engine run per operation (contexts, result store, telemetry, one websocket
+message and a run-context lookup per event). Logs an operation
 writes through `TaskRunRecorder.logger` carry its task run id, as `get_run_logger()` in a task.
 """
 
@@ -66,10 +67,10 @@ class _Sender:
 class TaskRunRecorder:
     """Task runs of one job's operations, reported as state-change events, sent in batches.
 
-    `start` and `finish` are called from operation threads and only queue an event; a sender
-    thread posts what is queued every `interval` seconds (the first event at once). `close`
-    ends task runs still open (an operation abandoned after the cancel grace period) and
-    flushes, bounded by a timeout.
+    `start` and `finish` are called from operation threads and only queue a state change; a
+    sender thread builds the events and posts them (the first at once, then at most every
+    `interval` seconds). `close` ends task runs still open (an operation abandoned after the
+    cancel grace period) and lets the sender deliver the rest and stop, without waiting.
     """
 
     def __init__(
