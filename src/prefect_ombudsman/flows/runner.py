@@ -343,12 +343,6 @@ def _previous_outcomes(
     return {op["operation_id"]: op for op in ops or [] if isinstance(op, dict)}
 
 
-def _report_dir(settings: JobSettings) -> Path:
-    root = projects_root(settings.projects_dir)
-    project = find_project(settings.project_id, root) if settings.project_id else None
-    return project.results_dir if project else root / ".ombudsman" / "jobs"
-
-
 def report_dir(settings: JobSettings) -> Path:
     """Where the job's local report goes: its project's `results/`, else the projects root's
     `.ombudsman/jobs/`."""
