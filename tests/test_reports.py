@@ -109,3 +109,10 @@ def test_write_reports_beside_the_json(tmp_path: Path):
         "batch_j1.html",
         "batch_j1.junit.xml",
     ]
+
+
+def test_reports_are_the_runner_s_job_finished_hook():
+    from prefect_ombudsman.flows.finish import plugin_hooks
+    from prefect_ombudsman.reports import write_job_reports
+
+    assert write_job_reports in plugin_hooks()

@@ -2,6 +2,9 @@
 
 Every operation is one row / test case; an operation whose result is a pipeline result (it has
 `steps`) contributes one test case per step, so a CI system shows each validation on its own.
+`write_job_reports` is the batch runner's job-finished hook (entry-point group
+`prefect_ombudsman.job_finished`): it writes every report of a job once, locally and into Prefect
+result storage, before the run's final state.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ import csv
 import html
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from prefect_ombudsman.atomic import write_text_atomic
+from prefect_ombudsman.atomic import write_json_atomic, write_text_atomic
 from prefect_ombudsman.redaction import scrub
+from prefect_ombudsman.state_store import store_job_report
+
+log = logging.getLogger("prefect_ombudsman.reports")
 
 CSV_FIELDS = (
     "operation_id",
@@ -179,3 +186,26 @@ def write_reports(
         path = stem.with_suffix(SUFFIXES[kind])
         written[kind] = str(write_text_atomic(path, scrub(content)))
     return written
+
+
+def write_job_reports(job: Any) -> None:
+    """Job-finished hook: `report_path` (the JSON summary) with its CSV, JUnit and HTML siblings,
+    and the same files in Prefect result storage under the job id (`job` is a
+    `flows.finish.FinishedJob`). A local file that cannot be written is logged and left out."""
+    summary: dict[str, Any] = job.summary
+    logger = getattr(job, "logger", None) or log
+    path = Path(summary["report_path"]) if summary.get("report_path") else None
+    rendered: dict[str, str] = {}
+    if path is not None:
+        try:
+            rendered = render_reports(summary)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            summary["reports"] = write_reports(summary, path, rendered)
+        except (OSError, ValueError) as exc:
+            logger.warning("could not write the CSV/JUnit/HTML reports of %s: %s", path, exc)
+        try:
+            write_json_atomic(path, summary)
+        except OSError as exc:
+            logger.warning("could not write the job report %s: %s", path, exc)
+            summary["report_path"] = None
+    store_job_report(summary, rendered, job.store)

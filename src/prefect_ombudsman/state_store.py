@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, cast
 from uuid import UUID
 
@@ -359,6 +359,25 @@ def write_job_files(store: StateStore, job_id: str, files: dict[str, str]) -> No
     """Store a job's files (name → text), e.g. `report.json` and its CSV/JUnit/HTML renderings."""
     for name, text in files.items():
         store.write(job_key(job_id, name), text.encode("utf-8"))
+
+
+def store_job_report(
+    summary: dict[str, Any],
+    rendered: Mapping[str, str] | None = None,
+    store: StateStore | None = None,
+    files: Mapping[str, str] | None = None,
+) -> bool:
+    """The job report (`summary` as `report.json`, its renderings by kind — `csv`, `junit`,
+    `html` — and other `files` by name) into result storage under the job id; False on failure."""
+    named = {REPORT_FILES[kind]: text for kind, text in (rendered or {}).items()}
+    named.update(files or {})
+    named[REPORT_FILES["json"]] = json.dumps(summary, indent=2, default=str)
+    try:
+        write_job_files(store or run_store(), summary["job_id"], named)
+    except Exception as exc:
+        log.warning("could not store the report of job %s: %s", summary.get("job_id"), exc)
+        return False
+    return True
 
 
 def read_job_file(store: StateStore, job_id: str, name: str) -> bytes | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,14 @@ def _cancel_mid_batch(probe: Probe, cancel: Any) -> None:
     assert len(probe.calls) == 2
     assert summary["completed"] == 0 and summary["skipped"] == 20
     assert service.get_job(job_id).status == BatchJobStatus.cancelled
+    # the two that ran are task runs that ended Cancelled; the others never became task runs
+    assert wait_until(
+        lambda: (
+            sorted((tr.name, tr.state.type.value) for tr in _task_runs_of(job_id) if tr.state)
+            == [("custom_0_probe", "CANCELLED"), ("custom_1_probe", "CANCELLED")]
+        ),
+        timeout=120,
+    ), [(tr.name, tr.state) for tr in _task_runs_of(job_id)]
 
 
 def test_cancel_in_process_run_through_the_prefect_api(probe: Probe):
@@ -487,3 +496,120 @@ def test_transient_retry_warnings_reach_the_run_logs(tmp_path: Path):
     assert wait_until(lambda: retry_logs(), timeout=120)  # the API log handler sends in batches
     retry = retry_logs()
     assert retry[0].level == 30 and retry[0].task_run_id is not None
+
+
+def _task_runs_of(flow_run_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+
+
+def test_every_operation_is_a_task_run_with_its_final_state(probe: Probe):
+    from prefect_ombudsman.errors import OperationCancelled
+
+    def stops(ctx: Any) -> None:
+        raise OperationCancelled(f"operation {ctx.operation_id} stopped: job cancelled")
+
+    register_operation("stops", stops)
+    try:
+        state, summary = _run(
+            items=_items(2)
+            + [{"operation": "fail", "arguments": {"message": "3 rows differ"}}]
+            + [{"operation": "stops"}],
+            parallel_execution=True,
+            max_parallel=2,
+        )
+    finally:
+        unregister_operation("stops")
+    assert [op["status"] for op in summary["operations"]] == [
+        "completed",
+        "completed",
+        "failed",
+        "skipped",
+    ]
+    expected = {
+        "custom_0_probe": "COMPLETED",
+        "custom_1_probe": "COMPLETED",
+        "custom_2_fail": "FAILED",
+        "custom_3_stops": "CANCELLED",
+    }
+
+    def recorded() -> dict[str, str]:
+        return {
+            tr.name: tr.state.type.value
+            for tr in _task_runs_of(summary["job_id"])
+            if tr.state and tr.state.is_final()
+        }
+
+    # the server records task runs from their state events a moment after they were sent
+    assert wait_until(lambda: recorded() == expected, timeout=120), recorded()
+    runs = {tr.name: tr for tr in _task_runs_of(summary["job_id"])}
+    assert len(runs) == 4
+    assert runs["custom_2_fail"].state.message == "3 rows differ"
+    for name, tr in runs.items():
+        op = next(o for o in summary["operations"] if o["operation_id"] == name)
+        assert tr.start_time is not None and tr.end_time is not None and tr.run_count == 1
+        assert tr.end_time >= tr.start_time
+        assert abs((tr.start_time - datetime.fromisoformat(op["started_at"])).total_seconds()) < 60
+        assert tr.flow_run_run_count == 1
+
+
+def test_prefect_task_engine_path_gives_the_same_job(probe: Probe, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OMBUDSMAN_TASK_RUNS", "engine")
+    state, summary = _run(
+        items=_items(3) + [{"operation": "fail"}], parallel_execution=True, max_parallel=2
+    )
+    assert state.name == "PartialSuccess" and summary["completed"] == 3
+    assert probe.peak <= 2
+    failed = summary["operations"][3]
+    assert failed["status"] == "failed" and failed["error"] == "failed on request"
+    assert wait_until(
+        lambda: (
+            sorted(tr.name for tr in _task_runs_of(summary["job_id"]))
+            == [f"custom_{i}_probe" for i in range(3)] + ["custom_3_fail"]
+        ),
+        timeout=120,
+    )
+
+
+def test_the_runner_does_not_write_reports_itself():
+    import ast
+
+    from prefect_ombudsman.flows import runner
+
+    tree = ast.parse(Path(runner.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert "prefect_ombudsman.reports" not in imported
+    package = Path(runner.__file__).parents[1]  # no private Prefect future internals anywhere
+    assert not [p.name for p in package.rglob("*.py") if "wrapped_future" in p.read_text()]
+
+
+def test_a_job_finished_hook_adds_to_the_summary_and_the_one_report(probe: Probe):
+    from prefect_ombudsman.flows.finish import remove_finished_hook
+    from prefect_ombudsman.flows.runner import FinishedJob, on_finished
+
+    seen: list[str] = []
+
+    def totals(job: FinishedJob) -> None:
+        seen.append(job.summary["job_id"])
+        job.summary["probed"] = sum(1 for op in job.operations if op.result)
+
+    on_finished(totals, job_types=["custom"])
+    try:
+        state, summary = _run(items=_items(2))
+    finally:
+        remove_finished_hook(totals)
+    assert seen == [summary["job_id"]] and summary["probed"] == 2
+    assert json.loads(Path(summary["report_path"]).read_text())["probed"] == 2
+    stored = state_store.read_report(summary["job_id"])
+    assert stored is not None and stored["probed"] == 2
