@@ -4,13 +4,15 @@ artifacts of the run page, and the terminal state of SPEC §3.
 Job-finished hooks run in the flow thread once the summary is built (while the run's artifacts
 and last progress update are published beside them) and before the flow returns its final state,
 so whatever they write (the report files) is there when the run reads `Completed`. Hooks come from `on_finished(hook)` (in registration order), then from the
-entry-point group `prefect_ombudsman.job_finished` (this package registers its reports there:
-`prefect_ombudsman.reports:write_job_reports`). A hook takes a `FinishedJob`; it may add keys to
+built-in hooks of `BUILTIN_HOOKS` (this package's reports,
+`prefect_ombudsman.reports:write_job_reports`, loaded by name as plugins are), then from the
+entry-point group `prefect_ombudsman.job_finished` (other packages' hooks). A hook takes a `FinishedJob`; it may add keys to
 `job.summary` (the flow's return value) and must not raise (a failure is logged, never the job's).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -40,6 +42,8 @@ log = logging.getLogger("prefect_ombudsman.runner")
 
 PARTIAL_SUCCESS = "PartialSuccess"
 HOOKS_GROUP = "prefect_ombudsman.job_finished"
+#: this package's own job-finished hooks, `module:function`, loaded by name on the first job
+BUILTIN_HOOKS = ("prefect_ombudsman.reports:write_job_reports",)
 
 
 @dataclass
@@ -76,15 +80,21 @@ def remove_finished_hook(hook: FinishedHook) -> None:
 
 
 def plugin_hooks() -> list[FinishedHook]:
-    """Hooks of the entry-point group (loaded once per process)."""
+    """The built-in hooks, then those of the entry-point group (loaded once per process)."""
     global _PLUGIN_HOOKS
     if _PLUGIN_HOOKS is None:
         found: list[FinishedHook] = []
+        for name in BUILTIN_HOOKS:
+            module, _, attribute = name.partition(":")
+            found.append(getattr(importlib.import_module(module), attribute))
         for entry in sorted(entry_points(group=HOOKS_GROUP), key=lambda e: e.name):
             try:
-                found.append(entry.load())
+                hook = entry.load()
             except Exception as exc:
                 log.warning("job-finished hook %s could not be loaded: %s", entry.value, exc)
+                continue
+            if hook not in found:
+                found.append(hook)
         _PLUGIN_HOOKS = found
     return _PLUGIN_HOOKS
 
