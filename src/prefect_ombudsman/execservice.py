@@ -56,7 +56,6 @@ LOG_FILE = "ombudsman-exec.log"
 STARTING_FILE = "ombudsman-exec.starting"
 _MARKER = "prefect_ombudsman.execservice"
 PROTOCOL = 1
-_LOG_ROTATE_BYTES = 10 * 1024 * 1024
 _MAX_REQUEST_BYTES = 256 * 1024 * 1024
 
 # Imported once by the service, before it forks a child per job (missing optional ones are skipped).
@@ -298,29 +297,9 @@ def _log_line(home: Path, message: str) -> None:
 
 
 def _spawn(home: Path) -> subprocess.Popen[bytes]:
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / LOG_FILE
-    if log.exists() and log.stat().st_size > _LOG_ROTATE_BYTES:
-        log.replace(log.with_name(LOG_FILE + ".1"))
     env = dict(os.environ)
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL=os.environ.get(
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL"
-        ),
-    )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", _MARKER, "serve"],
-            cwd=home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C on the command that started it does not stop it
-        )
+    env.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    return localserver.spawn_detached(home, _MARKER, LOG_FILE, env)
 
 
 def _wait_started(

@@ -162,28 +162,37 @@ def ensure(home: Path | None = None) -> ServerRecord:
         )
 
 
-def _spawn(home: Path) -> subprocess.Popen[bytes]:
+def spawn_detached(
+    home: Path, module: str, log_file: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`python -m <module> serve` in its own session (Ctrl-C on the command that started it does
+    not stop it), cwd and PREFECT_HOME `home`, output appended to `home/<log_file>` (rotated at
+    10 MB); Prefect's analytics off."""
     home.mkdir(parents=True, exist_ok=True)
-    log = home / LOG_FILE
+    log = home / log_file
     if log.exists() and log.stat().st_size > _LOG_ROTATE_BYTES:
-        log.replace(log.with_name(LOG_FILE + ".1"))
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        DO_NOT_TRACK="1",
-        PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING",
-    )
+        log.replace(log.with_name(log_file + ".1"))
+    env = env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", _MARKER, "serve"],
+            [sys.executable, "-m", module, "serve"],
             cwd=home,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C on the command that started it does not stop it
+            start_new_session=True,
         )
+
+
+def _spawn(home: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
+    return spawn_detached(home, _MARKER, LOG_FILE, env)
 
 
 def _wait_healthy(
