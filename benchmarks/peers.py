@@ -22,10 +22,16 @@ files), postgresql-duckdb (cross-engine). Each tool runs where it can: DVT has n
 checks one data source per scan (so "both sides" is two scans) and has no row diff.
 
 Ours is the `ombudsman` command as a subprocess (`ombudsman run pipelines` / `ombudsman run
-compare`), in two modes: `warm` (a Prefect server already up, PREFECT_API_URL set: the
-benchmark starts one for the run) and `installed` (no PREFECT_API_URL: Prefect starts its
-temporary server for every command, as after `pip install`; its start-up wait is raised from
-20 s to 600 s so that a loaded machine does not fail it). Each case runs `--runs` times
+compare`), as installed (no PREFECT_API_URL), in these modes (`--modes`):
+  warm       the shared local Prefect server and the warm execution service of its Prefect home
+             already run (one unmeasured command starts them): every later command is a thin
+             client (docs/local-service.md)
+  first      a fresh Prefect home for every run: the command starts the server and the service
+             (stopped again with `ombudsman server stop` after each run, not timed)
+  api        PREFECT_API_URL set to a Prefect server the benchmark started: the job runs in the
+             command's process (the behaviour of a team's server, and of `warm` before the service)
+  temporary  `--no-daemon`: Prefect's temporary server started by each command (the behaviour
+             before the shared server; its start-up wait raised from 20 s to 600 s) Each case runs `--runs` times
 (default 3), interleaved; the table gives min/median/max wall seconds, the differences found,
 peak RSS (the largest process of the command's tree) and the ratio to the fastest peer's median,
 with the goals: ours warm <= 0.5x the fastest peer, installed <= 1x, and (row diff, 100
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -155,6 +162,7 @@ class Case:
     env: dict[str, str] | None = None
     peer: bool = True
     max_runs: int | None = None  # fewer runs than the others (ours as installed, --installed-runs)
+    fresh_home: bool = False  # a new PREFECT_HOME per run (ours, first run)
     runs: list[tuple[float, float, str]] = field(default_factory=list)  # wall, MiB, found
 
 
@@ -282,10 +290,12 @@ def make_cases(
                             "--table", f"t={target_table}", "--key", "id", "--hash-mode", args.hash_mode,
                             "--json"]  # fmt: skip
                 for mode, env in ours_env.items():
-                    runs = args.installed_runs if mode == "installed" else None
+                    runs = args.installed_runs if mode in ("first", "temporary") else None
+                    mode_argv = [argv[0], "--no-daemon", *argv[1:]] if mode == "temporary" else argv
                     cases.append(
-                        Case(task, pair, f"ours ({mode})", argv, ours_found, env, False, runs)
-                    )
+                        Case(task, pair, f"ours ({mode})", mode_argv, ours_found, env, False, runs,
+                             fresh_home=mode == "first")
+                    )  # fmt: skip
             rel = peers.get("reladiff")
             if rel and task != "columns" and "reladiff" in args.tools:
                 argv = cmp_bench.reladiff_command(str(rel / "reladiff"), *urls, "t", target_table)
@@ -404,7 +414,7 @@ def report(cases: list[Case], args: argparse.Namespace, loads: list[float]) -> N
             found = sorted({f for _, _, f in case.runs})
             print(f"{task:8} {pair:22} {case.tool:24} {text:>20}  {ratio:>14}  {peak:8.0f}  {' | '.join(found)}")  # fmt: skip
             if not case.peer and fastest and med:
-                limit = 0.5 if "warm" in case.tool else 1.0
+                limit = 0.5 if case.tool == "ours (warm)" else 1.0
                 verdict = "ok" if med / fastest[1] <= limit else "MISSED"
                 goals.append(f"{task:8} {pair:22} {case.tool:18} {med / fastest[1]:.2f}x {fastest[0]} "
                              f"(goal <= {limit}x: {verdict})")  # fmt: skip
@@ -419,9 +429,11 @@ def report(cases: list[Case], args: argparse.Namespace, loads: list[float]) -> N
     print(
         f"\n{args.rows:,} rows, {args.runs} interleaved runs per case, 2-core machine shared with other "
         f"sessions; 1-minute load average during the runs {min(loads):.1f}-{max(loads):.1f}. ours: "
-        f"hash_mode {args.hash_mode}; warm = a Prefect server already up (PREFECT_API_URL), installed = "
-        "Prefect's temporary server started by each command. Peak MiB: the largest process of the "
-        "command's tree (ru_maxrss)."
+        f"hash_mode {args.hash_mode}; warm = the shared local server and warm execution service "
+        "already up (the command is a thin client), first = a fresh Prefect home (the command starts "
+        "both), api = PREFECT_API_URL set (the job runs in the command), temporary = Prefect's "
+        "temporary server per command. Peak MiB: the largest process of the command's tree "
+        "(ru_maxrss; the warm service's forked job process is not in the client's tree)."
     )
 
 
@@ -438,7 +450,10 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
     parser.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
     parser.add_argument(
-        "--modes", nargs="+", default=["warm", "installed"], choices=["warm", "installed"]
+        "--modes",
+        nargs="+",
+        default=["warm", "first"],
+        choices=["warm", "first", "api", "temporary"],
     )
     parser.add_argument(
         "--hash-mode", default="auto", choices=["auto", "canonical"], help="ours' row diff"
@@ -452,7 +467,7 @@ def main() -> None:
         "--installed-runs",
         type=int,
         default=None,
-        help="runs of ours as installed (default --runs)",
+        help="runs of ours' first and temporary modes (default --runs)",
     )
     parser.add_argument(
         "--dvt-row-runs", type=int, default=None, help="runs of DVT's row hash (default --runs)"
@@ -473,26 +488,40 @@ def main() -> None:
     needs_pg = any("postgresql" in p for p in args.pairs)
     server = cmp_bench.ThrowawayPostgres() if needs_pg and not args.pg_url else None
     pg_url = server.__enter__() if server else args.pg_url
-    warm = WarmPrefect(args.bench_dir / "prefect-warm") if "warm" in args.modes else None
+    warm = WarmPrefect(args.bench_dir / "prefect-api") if "api" in args.modes else None
+    ombudsman = str(Path(sys.executable).parent / "ombudsman")
+    homes: list[Path] = []  # Prefect homes whose shared server and service are stopped at the end
     try:
         t0 = time.perf_counter()
         data = build_data(args.bench_dir, pg_url, args.rows, args.pairs, args.tasks)
         print(f"# data ready in {time.perf_counter() - t0:.1f} s", flush=True)
         base = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        # the benchmark's database files live in the bench folder, outside the projects root
+        base["OMBUDSMAN_ALLOWED_PATHS"] = str(args.bench_dir.resolve())
         ours_env: dict[str, dict] = {}
+        if "warm" in args.modes:
+            home = args.bench_dir / "prefect-warm"
+            homes.append(home)
+            ours_env["warm"] = {**base, "PREFECT_HOME": str(home)}
+        if "first" in args.modes:
+            ours_env["first"] = dict(base)  # PREFECT_HOME: a new one per run
         if warm:
             api = warm.__enter__()
-            ours_env["warm"] = {**base, "PREFECT_HOME": str(warm.home), "PREFECT_API_URL": api}
-        if "installed" in args.modes:
-            home = args.bench_dir / "prefect-installed"
+            ours_env["api"] = {**base, "PREFECT_HOME": str(warm.home), "PREFECT_API_URL": api}
+        if "temporary" in args.modes:
+            home = args.bench_dir / "prefect-temporary"
             home.mkdir(parents=True, exist_ok=True)
             # Prefect's default 20 s wait for its temporary server is exceeded on a loaded machine
-            ours_env["installed"] = {
+            ours_env["temporary"] = {
                 **base,
                 "PREFECT_HOME": str(home),
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "600",
             }
         cases = make_cases(args, data, peers, ours_env)
+        for case in cases:  # warm: one unmeasured command starts the server and the service
+            if case.tool == "ours (warm)":
+                subprocess.run(case.argv, env=case.env, capture_output=True)
+                break
         work = args.bench_dir / "work"
         work.mkdir(exist_ok=True)
         logs = args.bench_dir / "logs"
@@ -503,7 +532,15 @@ def main() -> None:
                 for case in cases:
                     if case.max_runs is not None and run >= case.max_runs:
                         continue
-                    wall, rss, out, err = cmp_bench.measure(case.argv, env=case.env, cwd=work)
+                    env = case.env
+                    if case.fresh_home:
+                        home = args.bench_dir / "prefect-first" / f"{len(homes)}"
+                        shutil.rmtree(home, ignore_errors=True)
+                        homes.append(home)
+                        env = {**(case.env or {}), "PREFECT_HOME": str(home)}
+                    wall, rss, out, err = cmp_bench.measure(case.argv, env=env, cwd=work)
+                    if case.fresh_home:
+                        subprocess.run([ombudsman, "server", "stop"], env=env, capture_output=True)
                     code = 0  # measure() does not return it; the parsers read the output
                     found = case.parse(out, err, code)
                     slug = f"{case.task}_{case.pair}_{case.tool}_{run + 1}".replace(" ", "_")
@@ -517,6 +554,12 @@ def main() -> None:
             if loads:
                 report(cases, args, loads)
     finally:
+        for home in homes:
+            subprocess.run(
+                [ombudsman, "server", "stop"],
+                env={**os.environ, "PREFECT_HOME": str(home)},
+                capture_output=True,
+            )
         if warm:
             warm.__exit__(None, None, None)
         if server:

@@ -79,35 +79,12 @@ PRELOAD = (
     "prefect_ombudsman.credentials",
     "prefect_ombudsman.connections",
     "prefect_ombudsman.jobs.service",
-    "prefect_ombudsman.jobs.models",
     "prefect_ombudsman.admission",
-    "prefect_ombudsman.flows",
-    "prefect_ombudsman.flows.runner",
-    "prefect_ombudsman.flows.custom",
-    "prefect_ombudsman.flows.comparison",
-    "prefect_ombudsman.flows.metadata",
-    "prefect_ombudsman.flows.datagen",
-    "prefect_ombudsman.flows.pipelines",
-    "prefect_ombudsman.flows.projects",
-    "prefect_ombudsman.dialects",
-    "prefect_ombudsman.dialects.registry",
-    "prefect_ombudsman.dialects.duckdb",
-    "prefect_ombudsman.dialects.postgresql",
-    "prefect_ombudsman.dialects.sqlite",
-    "prefect_ombudsman.tasks.comparison",
-    "prefect_ombudsman.tasks.custom",
-    "prefect_ombudsman.tasks.datagen",
-    "prefect_ombudsman.tasks.metadata",
-    "prefect_ombudsman.tasks.validation",
-    "prefect_ombudsman.operations.registry",
     "prefect_ombudsman.operations.builtin",
     "prefect_ombudsman.validation.execution",
     "prefect_ombudsman.validation.comparison",
-    "prefect_ombudsman.validation.runner",
-    "prefect_ombudsman.validation.row_checksum",
     "prefect_ombudsman.metadata.extract",
     "prefect_ombudsman.datagen",
-    "prefect_ombudsman.reports",
     "prefect_ombudsman.cli",
 )
 
@@ -822,10 +799,24 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - an optional extra not installed
             _log(f"preload {name}: {type(exc).__name__}")
+    # every job type's flow (with its executors), the built-in dialects, validators and
+    # job-finished hooks: from their registries, so a renamed module is never missed
     with contextlib.suppress(Exception):
-        from prefect_ombudsman.operations.registry import operation_sources
+        from prefect_ombudsman.jobs.types import JOB_TYPES
 
-        operation_sources()
+        for entry in JOB_TYPES:
+            entry.load_flow()
+    for warm_up in (
+        "prefect_ombudsman.operations.registry:operation_sources",
+        "prefect_ombudsman.dialects.registry:dialect_classes",
+        "prefect_ombudsman.validation.registry:available_validators",
+        "prefect_ombudsman.flows.finish:plugin_hooks",
+    ):
+        module, _, function = warm_up.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception as exc:  # noqa: BLE001 - a plugin that fails loads at job time instead
+            _log(f"preload {warm_up}: {type(exc).__name__}")
 
 
 def serve() -> None:  # pragma: no cover - runs in the service process (tests drive it end to end)
