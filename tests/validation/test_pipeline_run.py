@@ -224,3 +224,19 @@ def test_cancellation_stops_between_steps(sides):
             max_workers=1,
             check_cancelled=check,
         )
+
+
+def test_every_built_in_validator_declares_what_its_failure_is():
+    from prefect_ombudsman.validation.registry import available_validators, get_validator
+    from prefect_ombudsman.validation.report import failure_kind
+
+    built_in = [get_validator(n) for n in available_validators()]
+    kinds = {v.name: v.failure_kind for v in built_in if v.fn.__module__.startswith("prefect_")}
+    assert len(kinds) >= 30
+    assert "other" not in kinds.values(), [n for n, k in kinds.items() if k == "other"]
+    assert kinds["record_counts"] == "row_count_mismatch"
+    assert failure_kind({"validator": "validate_record_counts", "status": "FAIL"}) == (
+        "row_count_mismatch"
+    )
+    assert failure_kind({"validator": "record_counts", "status": "ERROR"}) == "execution_error"
+    assert failure_kind({"validator": "no_such_validator", "status": "FAIL"}) == "other"

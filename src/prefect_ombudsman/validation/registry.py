@@ -39,6 +39,8 @@ class Validator:
     category: str = "general"
     fail_severity: Severity = Severity.HIGH
     description: str = ""
+    #: what a failure of this validator is in the job report (`row_count_mismatch`, ...)
+    failure_kind: str = "other"
 
 
 _REGISTRY: dict[str, Validator] = {}
@@ -55,6 +57,7 @@ def register_validator(
     category: str = "general",
     fail_severity: Severity | str = Severity.HIGH,
     description: str = "",
+    failure_kind: str = "other",
 ) -> Validator:
     """Add (or replace) a validator; `name` may carry the `validate_` prefix."""
     key = normalise_validator_name(name)
@@ -68,6 +71,7 @@ def register_validator(
         if isinstance(fail_severity, str)
         else fail_severity,
         description=description or ((fn.__doc__ or "").strip().splitlines() or [""])[0],
+        failure_kind=failure_kind,
     )
     with _LOCK:
         _REGISTRY[key] = validator

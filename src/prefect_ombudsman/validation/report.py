@@ -14,47 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from prefect_ombudsman.atomic import write_json_atomic
+from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.validation.registry import get_validator
 
-# Validator -> kind of failure (by validator, never by a substring of the step name).
-FAILURE_KINDS = {
-    "record_counts": "row_count_mismatch",
-    "nulls": "null_violations",
-    "uniqueness": "duplicate_records",
-    "ts_duplicates": "duplicate_records",
-    "foreign_keys": "referential_integrity",
-    "fact_dim_conformance": "referential_integrity",
-    "late_arriving_facts": "referential_integrity",
-    "schema_columns": "schema_mismatch",
-    "schema_nullability": "schema_mismatch",
-    "schema_constraints": "schema_mismatch",
-    "schema_structure": "schema_mismatch",
-    "schema_datatypes": "datatype_mismatch",
-    "metric_sums": "metric_mismatch",
-    "metric_averages": "metric_mismatch",
-    "ratios": "metric_mismatch",
-    "statistics": "metric_mismatch",
-    "custom_sql": "query_result_mismatch",
-    "distribution": "distribution_variance",
-    "outliers": "distribution_variance",
-    "period_over_period": "time_series_variance",
-    "ts_rolling_drift": "time_series_variance",
-    "ts_continuity": "time_series_variance",
-    "domain_values": "domain_violations",
-    "regex_patterns": "domain_violations",
-    "dim_business_keys": "dimension_mismatch",
-    "dim_surrogate_keys": "dimension_mismatch",
-    "composite_keys": "dimension_mismatch",
-    "scd1": "dimension_mismatch",
-    "scd2": "dimension_mismatch",
-    "row_checksum": "row_mismatch",
-}
 MAX_FAILURES_PER_KIND = 200
 
 
 def failure_kind(step: dict[str, Any]) -> str:
     if step.get("status") == "ERROR":
         return "execution_error"
-    return FAILURE_KINDS.get(str(step.get("validator")), "other")
+    try:  # declared with the validator (`register_validator(..., failure_kind=...)`)
+        return get_validator(str(step.get("validator"))).failure_kind
+    except ConfigurationError:
+        return "other"
 
 
 def _pipeline_results(

@@ -97,4 +97,5 @@ register_validator(
     RowChecksumConfig,
     category="comparison",
     description="Row-level comparison: missing, extra and changed rows with sample keys (SPEC §7.3).",
+    failure_kind="row_mismatch",
 )

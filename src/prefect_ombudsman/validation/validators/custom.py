@@ -185,5 +185,10 @@ def _cell_equal(a: Any, b: Any, tolerance: Tolerance) -> bool:
 
 
 register_validator(
-    "custom_sql", custom_sql, CustomSqlConfig, category="comparative", fail_severity=Severity.HIGH
+    "custom_sql",
+    custom_sql,
+    CustomSqlConfig,
+    category="comparative",
+    fail_severity=Severity.HIGH,
+    failure_kind="query_result_mismatch",
 )

@@ -290,6 +290,7 @@ register_validator(
     BusinessKeysConfig,
     category="dimensions",
     fail_severity=Severity.HIGH,
+    failure_kind="dimension_mismatch",
 )
 register_validator(
     "dim_surrogate_keys",
@@ -297,6 +298,7 @@ register_validator(
     SurrogateKeysConfig,
     category="dimensions",
     fail_severity=Severity.MEDIUM,
+    failure_kind="dimension_mismatch",
 )
 register_validator(
     "composite_keys",
@@ -304,6 +306,21 @@ register_validator(
     CompositeKeysConfig,
     category="dimensions",
     fail_severity=Severity.HIGH,
+    failure_kind="dimension_mismatch",
 )
-register_validator("scd1", scd1, Scd1Config, category="dimensions", fail_severity=Severity.MEDIUM)
-register_validator("scd2", scd2, Scd2Config, category="dimensions", fail_severity=Severity.HIGH)
+register_validator(
+    "scd1",
+    scd1,
+    Scd1Config,
+    category="dimensions",
+    fail_severity=Severity.MEDIUM,
+    failure_kind="dimension_mismatch",
+)
+register_validator(
+    "scd2",
+    scd2,
+    Scd2Config,
+    category="dimensions",
+    fail_severity=Severity.HIGH,
+    failure_kind="dimension_mismatch",
+)

@@ -226,6 +226,7 @@ register_validator(
     plan=plan_distribution,
     category="quality",
     fail_severity=Severity.MEDIUM,
+    failure_kind="distribution_variance",
 )
 register_validator(
     "outliers",
@@ -234,4 +235,5 @@ register_validator(
     plan=plan_outliers,
     category="quality",
     fail_severity=Severity.LOW,
+    failure_kind="distribution_variance",
 )

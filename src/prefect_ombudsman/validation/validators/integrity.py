@@ -403,6 +403,7 @@ register_validator(
     plan=plan_foreign_keys,
     category="integrity",
     fail_severity=Severity.HIGH,
+    failure_kind="referential_integrity",
 )
 register_validator(
     "fact_dim_conformance",
@@ -411,6 +412,7 @@ register_validator(
     plan=plan_fact_dim_conformance,
     category="integrity",
     fail_severity=Severity.HIGH,
+    failure_kind="referential_integrity",
 )
 register_validator(
     "late_arriving_facts",
@@ -418,4 +420,5 @@ register_validator(
     LateArrivingConfig,
     category="integrity",
     fail_severity=Severity.MEDIUM,
+    failure_kind="referential_integrity",
 )

@@ -392,6 +392,7 @@ register_validator(
     plan=plan_statistics,
     category="quality",
     fail_severity=Severity.HIGH,
+    failure_kind="metric_mismatch",
 )
 register_validator(
     "metric_sums",
@@ -400,6 +401,7 @@ register_validator(
     plan=plan_metric_sums,
     category="metrics",
     fail_severity=Severity.HIGH,
+    failure_kind="metric_mismatch",
 )
 register_validator(
     "metric_averages",
@@ -408,6 +410,7 @@ register_validator(
     plan=plan_metric_averages,
     category="metrics",
     fail_severity=Severity.MEDIUM,
+    failure_kind="metric_mismatch",
 )
 register_validator(
     "ratios",
@@ -416,6 +419,7 @@ register_validator(
     plan=plan_ratios,
     category="metrics",
     fail_severity=Severity.MEDIUM,
+    failure_kind="metric_mismatch",
 )
 
 __all__ = ["as_list", "period_values", "compare_periods", "common_scale", "COMPUTED_TOLERANCE"]

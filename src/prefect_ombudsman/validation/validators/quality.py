@@ -466,9 +466,16 @@ register_validator(
     plan=plan_record_counts,
     category="quality",
     fail_severity=Severity.HIGH,
+    failure_kind="row_count_mismatch",
 )
 register_validator(
-    "nulls", nulls, NullsConfig, plan=plan_nulls, category="quality", fail_severity=Severity.HIGH
+    "nulls",
+    nulls,
+    NullsConfig,
+    plan=plan_nulls,
+    category="quality",
+    fail_severity=Severity.HIGH,
+    failure_kind="null_violations",
 )
 register_validator(
     "uniqueness",
@@ -477,6 +484,7 @@ register_validator(
     plan=plan_uniqueness,
     category="quality",
     fail_severity=Severity.HIGH,
+    failure_kind="duplicate_records",
 )
 register_validator(
     "domain_values",
@@ -485,6 +493,7 @@ register_validator(
     plan=plan_domain_values,
     category="quality",
     fail_severity=Severity.MEDIUM,
+    failure_kind="domain_violations",
 )
 register_validator(
     "regex_patterns",
@@ -493,4 +502,5 @@ register_validator(
     plan=plan_regex_patterns,
     category="quality",
     fail_severity=Severity.MEDIUM,
+    failure_kind="domain_violations",
 )

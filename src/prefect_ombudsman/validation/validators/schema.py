@@ -382,6 +382,7 @@ register_validator(
     SchemaColumnsConfig,
     category="schema",
     fail_severity=Severity.HIGH,
+    failure_kind="schema_mismatch",
 )
 register_validator(
     "schema_datatypes",
@@ -389,6 +390,7 @@ register_validator(
     SchemaDatatypesConfig,
     category="schema",
     fail_severity=Severity.MEDIUM,
+    failure_kind="datatype_mismatch",
 )
 register_validator(
     "schema_nullability",
@@ -396,6 +398,7 @@ register_validator(
     SchemaNullabilityConfig,
     category="schema",
     fail_severity=Severity.HIGH,
+    failure_kind="schema_mismatch",
 )
 register_validator(
     "schema_constraints",
@@ -403,6 +406,7 @@ register_validator(
     SchemaConstraintsConfig,
     category="schema",
     fail_severity=Severity.HIGH,
+    failure_kind="schema_mismatch",
 )
 register_validator(
     "schema_structure",
@@ -410,4 +414,5 @@ register_validator(
     SchemaStructureConfig,
     category="schema",
     fail_severity=Severity.HIGH,
+    failure_kind="schema_mismatch",
 )

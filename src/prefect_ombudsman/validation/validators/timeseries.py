@@ -309,6 +309,7 @@ register_validator(
     plan=plan_ts_continuity,
     category="timeseries",
     fail_severity=Severity.MEDIUM,
+    failure_kind="time_series_variance",
 )
 register_validator(
     "ts_duplicates",
@@ -316,6 +317,7 @@ register_validator(
     TsDuplicatesConfig,
     category="timeseries",
     fail_severity=Severity.HIGH,
+    failure_kind="duplicate_records",
 )
 register_validator(
     "period_over_period",
@@ -323,6 +325,7 @@ register_validator(
     PeriodOverPeriodConfig,
     category="timeseries",
     fail_severity=Severity.LOW,
+    failure_kind="time_series_variance",
 )
 register_validator(
     "ts_rolling_drift",
@@ -330,4 +333,5 @@ register_validator(
     RollingDriftConfig,
     category="timeseries",
     fail_severity=Severity.LOW,
+    failure_kind="time_series_variance",
 )
