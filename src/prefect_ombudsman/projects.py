@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,24 @@ from prefect_ombudsman.yamlfiles import load_yaml_file, read_text_file
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 DEFAULT_PROJECT = "demo"
+
+
+def mapped_schema(schema: str, schema_mappings: Mapping[str, str]) -> str:
+    """A source schema's target name through a project's `schema_mappings` (`{dbo: PUBLIC}`;
+    matched case-insensitively); a schema without a mapping keeps its name."""
+    for key, value in schema_mappings.items():
+        if key.casefold() == schema.casefold():
+            return value
+    return schema
+
+
+def map_schema(qualified: str, schema_mappings: Mapping[str, str]) -> str:
+    """`[database.]schema.table` with its schema mapped (`dbo.fact` -> `PUBLIC.fact`,
+    `db.dbo.fact` -> `db.PUBLIC.fact`); a bare table name is returned as is."""
+    parts = qualified.split(".")
+    if len(parts) < 2:
+        return qualified
+    return ".".join([*parts[:-2], mapped_schema(parts[-2], schema_mappings), parts[-1]])
 
 
 def projects_root(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -6,21 +6,10 @@ from typing import Any
 
 from prefect_ombudsman.errors import OperationFailed
 from prefect_ombudsman.operations.context import OperationContext
-from prefect_ombudsman.projects import find_project
+from prefect_ombudsman.projects import find_project, map_schema
 from prefect_ombudsman.validation.comparison import ComparisonOptions, compare_tables
 
 OPTION_FIELDS = ("key_columns", "columns", "sample_size", "buckets", "hash_mode", "float_scale")
-
-
-def map_schema(qualified: str, schema_mappings: dict[str, str]) -> str:
-    """`dbo.fact` -> `PUBLIC.fact` through the project's schema mappings (case-insensitive)."""
-    schema, dot, name = qualified.rpartition(".")
-    if not dot:
-        return qualified
-    for key, value in schema_mappings.items():
-        if key.lower() == schema.lower():
-            return f"{value}.{name}"
-    return qualified
 
 
 def compare_table_pair(ctx: OperationContext, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from prefect_ombudsman.dialects.types import catalog_family
 from prefect_ombudsman.metadata.catalog import Catalog, CatalogColumn, CatalogTable
+from prefect_ombudsman.projects import mapped_schema
 
 MatchStatus = Literal["found_in_both", "only_in_source", "only_in_target"]
 TypeMatch = Literal["same", "compatible", "different"]
@@ -161,9 +162,7 @@ def _map_columns(src: CatalogTable, tgt: CatalogTable) -> list[ColumnMapping]:
 
 
 def _mapped_schema(schema: str | None, schema_mappings: Mapping[str, str]) -> str:
-    folded = {k.casefold(): v for k, v in schema_mappings.items()}
-    value = schema or ""
-    return folded.get(value.casefold(), value).casefold()
+    return mapped_schema(schema or "", schema_mappings).casefold()
 
 
 def map_catalogs(

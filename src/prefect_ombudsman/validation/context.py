@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.projects import map_schema
 from prefect_ombudsman.validation.spec import PipelineSpec, Severity, Status, StepSpec, Tolerance
 from prefect_ombudsman.validation.tables import ResolvedTable, Side
 from prefect_ombudsman.validation.values import numbers_match
@@ -124,14 +125,7 @@ class RunContext:
 
     def map_schema(self, qualified: str) -> str:
         """The target name of a source name through the project's schema_mappings."""
-        parts = qualified.split(".")
-        if len(parts) < 2:
-            return qualified
-        schema = parts[-2]
-        for key, value in self.schema_mappings.items():
-            if key.lower() == schema.lower():
-                return ".".join([*parts[:-2], value, parts[-1]])
-        return qualified
+        return map_schema(qualified, self.schema_mappings)
 
 
 @dataclass
