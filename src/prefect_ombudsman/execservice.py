@@ -391,6 +391,10 @@ def run_flow(
     from prefect_ombudsman.flows import runner
     from prefect_ombudsman.jobs.service import RequestTooLarge, check_parameter_size
 
+    if os.environ.get("PREFECT_API_URL"):  # the server `connect` chose, whenever Prefect loaded
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
     if isinstance(flow, str):
         flow = resolve(flow)
     # Inline credentials stay in this process: the flow run's parameters keep references only.
@@ -545,6 +549,9 @@ def submit(
     flow_ref = reference_of(flow)
     extra_ref = reference_of(extra_progress)
     if flow_ref is None or (extra_progress is not None and extra_ref is None):
+        warn(
+            "the job names a flow the warm execution service cannot import; running in this process"
+        )
         return None
     home = localserver.prefect_home()
     request = {
