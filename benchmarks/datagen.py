@@ -60,12 +60,12 @@ def child_generate(rows: int, seed: int) -> dict[str, Any]:
 
 
 def child_load(rows: int, seed: int, url: str) -> dict[str, Any]:
-    from prefect_ombudsman.connections import get_engine
+    from prefect_ombudsman.connections import engine_for
     from prefect_ombudsman.datagen import Target, build_plan, generate_warehouse
     from prefect_ombudsman.datagen.pools import pools
 
     pools()  # built once per process (~0.3 s), not part of the rate
-    engine = get_engine(url)
+    engine = engine_for(url)
     plan = build_plan("Retail", rows, seed)
     started = time.perf_counter()
     result = generate_warehouse(plan, [Target("bench", engine)])

@@ -128,9 +128,9 @@ def part1(
         ("SQLite", sqlite, None),
     ]
     if maria_url:
-        from prefect_ombudsman.connections import get_engine
+        from prefect_ombudsman.connections import engine_for
 
-        maria = get_engine(maria_url)
+        maria = engine_for(maria_url)
         with maria.begin() as conn:
             for statement in ddl(tables, "bench", table_level_fk=True):
                 conn.execute(text(statement))

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from prefect_ombudsman.connections import get_engine, resolve_connection
+from prefect_ombudsman.connections import engine_for, resolve_connection
 from prefect_ombudsman.datagen.drift import parse_drift
 from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import Target
@@ -66,8 +66,8 @@ def _prove(root: Path, schema: str, folder: Path) -> None:
     fact, dim = SCHEMAS[schema]
     project = load_project(folder.name, root)
     targets = [
-        Target("source", get_engine("source", project=project)),
-        Target("target", get_engine("target", project=project)),
+        Target("source", engine_for("source", project=project)),
+        Target("target", engine_for("target", project=project)),
     ]
     manifest_path = folder / "results" / "drift.json"
     generate_warehouse(
@@ -131,7 +131,7 @@ def test_postgresql_to_snowflake_reports_exactly_the_planted_differences(
         "port": fakesnow_server["port"],
         "protocol": "http",
     }
-    bootstrap = get_engine({**snowflake, "database": None, "schema": None})
+    bootstrap = engine_for({**snowflake, "database": None, "schema": None})
     with bootstrap.begin() as conn:
         conn.execute(text(f"CREATE DATABASE IF NOT EXISTS {database.upper()}"))
     root = tmp_path / "projects"

@@ -126,7 +126,7 @@ def spec_from_block(name: str) -> dc.ConnectionSpec:
     )
 
 
-def get_engine(
+def engine_for(
     ref: str | Mapping[str, Any] | dc.ConnectionSpec,
     *,
     project: Project | None = None,

@@ -23,8 +23,8 @@ from prefect_ombudsman.validation.comparison import (
     MOD64,
     CanonicalField,
     ComparisonOptions,
-    Side,
     SideQueries,
+    TableSide,
     compile_sql,
     plan_columns,
     table_fingerprint,
@@ -226,7 +226,7 @@ def test_each_row_hash_matches_the_spec_reference(engines, kind):
     from prefect_ombudsman.validation.comparison import reflect_side
 
     side = reflect_side("table", engine, "golden")
-    source = Side("source", engine, side.dialect, None, "golden", side.columns, ["id"])
+    source = TableSide("source", engine, side.dialect, None, "golden", side.columns, ["id"])
     plan = plan_columns(source, source, ComparisonOptions())
     queries = SideQueries(source, plan.source_fields, plan.keys, "canonical", 1, recipe="md5")
     with engine.connect() as conn:
@@ -241,7 +241,7 @@ def test_each_row_hash_matches_the_spec_reference(engines, kind):
     assert got == want
 
 
-def _mssql_side() -> Side:
+def _mssql_side() -> TableSide:
     dialect = mssql.dialect()
     dialect.server_version_info = (16, 0, 1000)
     dialect._setup_version_attributes()
@@ -261,7 +261,7 @@ def _mssql_side() -> Side:
         "blob": {"name": "blob", "type": mssql.VARBINARY(16), "nullable": True},
         "t": {"name": "t", "type": mssql.TIME(), "nullable": True},
     }
-    return Side(
+    return TableSide(
         "source", fake_engine, dialect_for("sqlserver"), "dbo", "fact_sales", columns, ["id"]
     )  # type: ignore[arg-type]
 

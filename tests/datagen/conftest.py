@@ -11,18 +11,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.dialects import connection as dc
 
 
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Engine:
-    return get_engine(f"sqlite:///{tmp_path / 'source.db'}")
+    return engine_for(f"sqlite:///{tmp_path / 'source.db'}")
 
 
 @pytest.fixture
 def duckdb_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = get_engine(f"duckdb:///{tmp_path / 'target.duckdb'}")
+    engine = engine_for(f"duckdb:///{tmp_path / 'target.duckdb'}")
     yield engine
     engine.dispose()
 
@@ -46,7 +46,7 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def pg_engine(pg_url: str) -> Engine:
-    return get_engine(pg_url)
+    return engine_for(pg_url)
 
 
 @pytest.fixture(scope="module")

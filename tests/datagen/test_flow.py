@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prefect_ombudsman.cli import app
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.datagen.verify import stored_digest
 from prefect_ombudsman.flows.datagen import batch_data_generation, job_seed
 
@@ -63,8 +63,8 @@ def test_items_fail_alone_and_default_targets_are_the_projects(tmp_projects: Pat
         "_datagen_0_Retail.json"
     )
     assert json.loads(manifest.read_text())["tables"]["fact_sales"]["counts"]["missing_rows"] == 3
-    source = get_engine(f"sqlite:///{folder / 'data' / 'source.db'}")
-    target = get_engine(f"duckdb:///{folder / 'data' / 'target.duckdb'}")
+    source = engine_for(f"sqlite:///{folder / 'data' / 'source.db'}")
+    target = engine_for(f"duckdb:///{folder / 'data' / 'target.duckdb'}")
     assert stored_digest(source, "Retail", "dim_customer") == stored_digest(
         target, "Retail", "dim_customer"
     )

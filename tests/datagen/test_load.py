@@ -206,11 +206,11 @@ def test_a_cancel_between_chunks_leaves_the_old_tables(
 _CHILD = textwrap.dedent(
     """
     import sys
-    from prefect_ombudsman.connections import get_engine
+    from prefect_ombudsman.connections import engine_for
     from prefect_ombudsman.datagen import Target, build_plan, generate_warehouse
     from prefect_ombudsman.dialects.base import dialect_for
 
-    engine = get_engine(sys.argv[1])
+    engine = engine_for(sys.argv[1])
     cls = type(dialect_for(engine))
     original = cls.bulk_insert
     if len(sys.argv) > 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.datagen import (
     Target,
     build_plan,
@@ -55,7 +55,7 @@ def test_pipelines_use_registered_validators_and_cover_every_table():
 
 def _run_all(folder, project_id, root):
     project = load_project(project_id, root)
-    source, target = get_engine("source", project=project), get_engine("target", project=project)
+    source, target = engine_for("source", project=project), engine_for("target", project=project)
     results = {}
     for path in sorted((folder / "pipelines").glob("*.yaml")):
         results[path.stem] = run_pipeline(
@@ -71,8 +71,8 @@ def test_installed_project_passes_its_pipelines_on_clean_data(schema_type: str, 
     assert folder / "project.yaml" in written and len(written) == 4
     project = load_project("proj", tmp_path)
     targets = [
-        Target("source", get_engine("source", project=project)),
-        Target("target", get_engine("target", project=project)),
+        Target("source", engine_for("source", project=project)),
+        Target("target", engine_for("target", project=project)),
     ]
     generate_warehouse(build_plan(schema_type, 3000, 42), targets)
     _, target, results = _run_all(folder, "proj", tmp_path)
@@ -91,8 +91,8 @@ def test_retail_pipelines_find_the_planted_drift(tmp_path):
     install_template("Retail", folder)
     project = load_project("shop", tmp_path)
     targets = [
-        Target("source", get_engine("source", project=project)),
-        Target("target", get_engine("target", project=project)),
+        Target("source", engine_for("source", project=project)),
+        Target("target", engine_for("target", project=project)),
     ]
     drift = parse_drift(
         {

@@ -13,7 +13,7 @@ from sqlalchemy import column, func, select, table, text
 from sqlalchemy.dialects import mssql
 
 from prefect_ombudsman.blocks import DatabaseConnection, SnowflakeConnection, SqlServerConnection
-from prefect_ombudsman.connections import get_engine, resolve_connection
+from prefect_ombudsman.connections import engine_for, resolve_connection
 from prefect_ombudsman.dialects import connection as dc
 from prefect_ombudsman.dialects.base import is_transient
 from prefect_ombudsman.errors import ConnectionReferenceError
@@ -29,7 +29,7 @@ def _scalar(engine, sql: str):
 
 
 def test_sqlite_url_connects_and_queries(tmp_path: Path):
-    engine = get_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    engine = engine_for(f"sqlite:///{tmp_path / 'a.db'}")
     assert _scalar(engine, "select 40 + 2") == 42
 
 
@@ -43,18 +43,18 @@ def test_relative_sqlite_path_resolves_against_project_folder(tmp_projects: Path
     project = load_project("p1", tmp_projects)
     spec = resolve_connection("source", project=project)
     assert spec.url == f"sqlite:///{folder / 'data' / 'src.db'}"
-    assert _scalar(get_engine(spec), "select 1") == 1
+    assert _scalar(engine_for(spec), "select 1") == 1
     target = resolve_connection("snowflake", project=project)  # legacy word -> the project's target
     assert target.kind == "duckdb" and target.url.endswith("data/tgt.duckdb")
 
 
 def test_duckdb_url_connects_and_queries(tmp_path: Path):
-    engine = get_engine(f"duckdb:///{tmp_path / 'a.duckdb'}")
+    engine = engine_for(f"duckdb:///{tmp_path / 'a.duckdb'}")
     assert _scalar(engine, "select 6 * 7") == 42
 
 
 def test_postgresql_connects_and_queries(postgres_url: str):
-    engine = get_engine(postgres_url)
+    engine = engine_for(postgres_url)
     assert _scalar(engine, "select 42") == 42
     assert resolve_connection(postgres_url).kind == "postgresql"
 
@@ -62,7 +62,7 @@ def test_postgresql_connects_and_queries(postgres_url: str):
 def test_postgres_plain_scheme_uses_psycopg(postgres_port: int):
     spec = resolve_connection(f"postgresql://postgres@127.0.0.1:{postgres_port}/postgres")
     assert spec.url.startswith("postgresql+psycopg://")
-    assert _scalar(get_engine(spec), "select 1") == 1
+    assert _scalar(engine_for(spec), "select 1") == 1
 
 
 def test_snowflake_block_through_fakesnow_server(fakesnow_server):
@@ -178,9 +178,9 @@ def test_tsql_compiles_with_brackets_and_top():
 
 
 def test_engine_cache_is_per_resolved_configuration(tmp_path: Path):
-    a1 = get_engine(f"sqlite:///{tmp_path / 'a.db'}")
-    a2 = get_engine(DatabaseConnection(url=f"sqlite:///{tmp_path / 'a.db'}").to_spec())
-    b = get_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    a1 = engine_for(f"sqlite:///{tmp_path / 'a.db'}")
+    a2 = engine_for(DatabaseConnection(url=f"sqlite:///{tmp_path / 'a.db'}").to_spec())
+    b = engine_for(f"sqlite:///{tmp_path / 'b.db'}")
     assert a1 is a2
     assert a1 is not b
     p1 = dc.spec_from_url("postgresql://u@h/db", password="pw-number-one")
@@ -277,7 +277,7 @@ def test_saved_block_resolves_by_name_and_api_masks_password(prefect_api, tmp_pa
         "warehouse-a", overwrite=True
     )
     spec = resolve_connection("warehouse-a")
-    assert spec.kind == "sqlite" and _scalar(get_engine(spec), "select 7") == 7
+    assert spec.kind == "sqlite" and _scalar(engine_for(spec), "select 7") == 7
     spec = resolve_connection("database-connection/warehouse-a")
     assert spec.kind == "sqlite"
     with get_client(sync_client=True) as client:

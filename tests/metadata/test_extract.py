@@ -10,7 +10,7 @@ from known_schema import ROWS, check_known_catalog, create_known_schema
 from pydantic import SecretStr
 from sqlalchemy import create_engine, event, text
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.dialects.base import GenericDialect
 from prefect_ombudsman.dialects.connection import snowflake_spec, spec_from_url
 from prefect_ombudsman.errors import ConfigurationError
@@ -63,7 +63,7 @@ def test_duckdb_catalog_matches_known_ddl(tmp_path: Path):
 
 
 def test_postgresql_catalog_matches_known_ddl(postgres_url: str):
-    engine = get_engine(postgres_url)
+    engine = engine_for(postgres_url)
     schema = f"Sales_{uuid.uuid4().hex[:6]}"
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -96,7 +96,7 @@ def test_snowflake_catalog_through_fakesnow_server(fakesnow_server):
         port=fakesnow_server["port"],
         protocol="http",
     )
-    engine = get_engine(spec)
+    engine = engine_for(spec)
     with engine.begin() as conn:
         conn.execute(text("CREATE DATABASE IF NOT EXISTS mddb"))
         conn.execute(text("CREATE SCHEMA IF NOT EXISTS mddb.sales"))
@@ -129,7 +129,7 @@ def test_missing_schema_is_a_clear_error(tmp_path: Path):
 
 
 def test_postgresql_tables_without_privileges_are_reported_per_table(postgres_url: str):
-    admin = get_engine(postgres_url)
+    admin = engine_for(postgres_url)
     schema, role = f"priv_{uuid.uuid4().hex[:6]}", f"reader_{uuid.uuid4().hex[:6]}"
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
@@ -140,7 +140,7 @@ def test_postgresql_tables_without_privileges_are_reported_per_table(postgres_ur
         conn.execute(text(f"GRANT USAGE ON SCHEMA {schema} TO {role}"))
         conn.execute(text(f"GRANT SELECT ON {schema}.open_t TO {role}"))
     url = postgres_url.replace("postgres@", f"{role}@", 1)
-    engine = get_engine(spec_from_url(url))
+    engine = engine_for(spec_from_url(url))
     catalog = extract_catalog(engine, connection="reader", schema=schema, exact_counts=True)
     by_name = {t.name: t for t in catalog.tables}
     assert set(by_name) == {"open_t", "secret_t"}
@@ -154,7 +154,7 @@ def test_postgresql_tables_without_privileges_are_reported_per_table(postgres_ur
 
 def test_postgresql_count_failure_is_reported_not_fatal(postgres_url: str):
     """A table that fails its COUNT(*) (here: a view-free table we revoke mid-way) fails alone."""
-    admin = get_engine(postgres_url)
+    admin = engine_for(postgres_url)
     schema = f"cnt_{uuid.uuid4().hex[:6]}"
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))

@@ -17,7 +17,7 @@ from sqlalchemy.pool import Pool
 from typer.testing import CliRunner
 
 from prefect_ombudsman.cli import app, split_source
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.deployments.limits import _limit_cache as _gcl_cache
 from prefect_ombudsman.executors.metadata import gcl_name
 from prefect_ombudsman.flows.metadata import bulk_metadata_extraction
@@ -173,7 +173,7 @@ def bulk_pg_schema(postgres_url: str) -> str:
         f"ref int references {schema}.t{max(i - 1, 0)}(id))"
         for i in range(150)
     ]
-    with get_engine(postgres_url).begin() as conn:
+    with engine_for(postgres_url).begin() as conn:
         conn.execute(text(";\n".join(ddl)))
     return schema
 

@@ -15,7 +15,7 @@ from known_schema import create_known_schema
 from sqlalchemy import text
 from sqlalchemy.dialects import mssql
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.dialects import connection as dc
 from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.metadata.extract import KINDS, catalog_statements
@@ -76,9 +76,9 @@ def _rows(conn, kind: str, schemas: list[str]) -> list[dict]:
 
 def test_information_schema_queries_run_through_pyodbc(postgres_url: str, odbc_to_postgres):
     schema = f"Mssql_{uuid.uuid4().hex[:6]}"
-    with get_engine(postgres_url).begin() as conn:
+    with engine_for(postgres_url).begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    create_known_schema(get_engine(postgres_url), schema)
+    create_known_schema(engine_for(postgres_url), schema)
 
     assert schema in {r["schema_name"] for r in _rows(odbc_to_postgres, "schemas", [])}
 

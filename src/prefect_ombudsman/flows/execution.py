@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from prefect_ombudsman.connections import get_engine
+from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.credentials import unseal
 from prefect_ombudsman.dialects.base import driver_cause, is_transient
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled
@@ -169,7 +169,7 @@ def _context(
     def resolve_engine(ref: Any) -> Any:
         if "project" not in project_cache:
             project_cache["project"] = find_project(project_id, projects_dir)
-        return get_engine(ref, project=project_cache["project"], root=projects_dir)
+        return engine_for(ref, project=project_cache["project"], root=projects_dir)
 
     return OperationContext(
         job_id=job_id,

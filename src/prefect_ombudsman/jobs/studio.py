@@ -297,7 +297,7 @@ def _check(project: Project, side: str) -> dict[str, Any]:
     """Connect and run `SELECT 1` within the timeout; the answer holds no secret."""
     from sqlalchemy import text
 
-    from prefect_ombudsman.connections import get_engine, resolve_connection
+    from prefect_ombudsman.connections import engine_for, resolve_connection
 
     if getattr(project.config, side) is None:
         return {
@@ -313,7 +313,7 @@ def _check(project: Project, side: str) -> dict[str, Any]:
     answer: dict[str, Any] = {"configured": True, "role": side, "kind": spec.kind, "url": spec.url}
 
     def probe() -> None:
-        with get_engine(spec).connect() as conn:
+        with engine_for(spec).connect() as conn:
             conn.execute(text("SELECT 1"))
 
     pool = cf.ThreadPoolExecutor(max_workers=1)

@@ -31,7 +31,7 @@ from prefect_ombudsman.validation.comparison.plan import (
     LENGTH_PREFIXED,
     CanonicalField,
     Plan,
-    Side,
+    TableSide,
     bucket_count,
     choose_buckets,
     choose_mode,
@@ -119,7 +119,7 @@ def compare_tables(
         stats.estimated_rows = max(known) if known else None
         buckets = bucket_count(options.buckets, stats.estimated_rows)
         stats.buckets = buckets
-        prepared: list[tuple[Side, Connection]] = []
+        prepared: list[tuple[TableSide, Connection]] = []
         runner = _Runner([src_conn, tgt_conn], stats, cancel_check)
         try:
             for side, conn in ((source, src_conn), (target, tgt_conn)):
@@ -149,8 +149,8 @@ def compare_tables(
 
 def _compare(
     runner: _Runner,
-    source: Side,
-    target: Side,
+    source: TableSide,
+    target: TableSide,
     plan: Plan,
     queries: list[SideQueries],
     options: ComparisonOptions,

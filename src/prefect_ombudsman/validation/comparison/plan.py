@@ -56,7 +56,7 @@ class CanonicalField:
 
 
 @dataclass
-class Side:
+class TableSide:
     """One side of the comparison: its engine, dialect and reflected table."""
 
     label: str
@@ -84,7 +84,7 @@ def split_table_name(ref: str) -> tuple[str | None, str]:
     return (schema or None), name
 
 
-def reflect_side(label: str, engine: Engine, ref: str) -> Side:
+def reflect_side(label: str, engine: Engine, ref: str) -> TableSide:
     schema, name = split_table_name(ref)
     try:
         inspector = inspect(engine)
@@ -105,7 +105,7 @@ def reflect_side(label: str, engine: Engine, ref: str) -> Side:
         )
     except (SQLAlchemyError, NotImplementedError, ValueError, KeyError, TypeError):
         primary_key = []  # some dialects (duckdb-engine) cannot reflect keys: name them explicitly
-    return Side(
+    return TableSide(
         label=label,
         engine=engine,
         dialect=dialect_for(engine),
@@ -127,7 +127,7 @@ class Plan:
         return self.source_fields if side_index == 0 else self.target_fields
 
 
-def plan_columns(source: Side, target: Side, options: ComparisonOptions) -> Plan:
+def plan_columns(source: TableSide, target: TableSide, options: ComparisonOptions) -> Plan:
     common = [n for n in source.columns if n in target.columns]
     if options.columns:
         wanted = [c.lower() for c in options.columns]
@@ -195,13 +195,13 @@ def integer_key(fields: list[CanonicalField]) -> bool:
     )
 
 
-def choose_recipe(source: Side, target: Side, wanted: HashMode) -> Recipe:
+def choose_recipe(source: TableSide, target: TableSide, wanted: HashMode) -> Recipe:
     """The canonical recipe: arithmetic when both dialects give it (and md5 is not asked for)."""
     both = source.dialect.arithmetic_hash and target.dialect.arithmetic_hash
     return "arithmetic" if both and wanted != "md5" else "md5"
 
 
-def choose_mode(source: Side, target: Side, plan: Plan, wanted: HashMode) -> str:
+def choose_mode(source: TableSide, target: TableSide, plan: Plan, wanted: HashMode) -> str:
     if wanted in ("canonical", "md5"):
         return "canonical"
     same_engine = source.dialect.native_hash_compatible(target.dialect)
@@ -247,7 +247,7 @@ def bucket_count(wanted: int, estimated_rows: int | None = None) -> int:
     return buckets
 
 
-def estimated_rows_of(side: Side, conn: Connection) -> int | None:
+def estimated_rows_of(side: TableSide, conn: Connection) -> int | None:
     """The database's cheap row estimate (catalog, planner or metadata), None when it has none."""
     try:
         return side.dialect.estimated_rows(conn, side.schema, side.name)

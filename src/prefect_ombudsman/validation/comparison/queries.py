@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from prefect_ombudsman.validation.comparison.models import BucketBy, Recipe
-from prefect_ombudsman.validation.comparison.plan import CanonicalField, Side
+from prefect_ombudsman.validation.comparison.plan import CanonicalField, TableSide
 
 MOD64 = 1 << 64
 
@@ -79,7 +79,7 @@ class SideQueries:
 
     def __init__(
         self,
-        side: Side,
+        side: TableSide,
         fields: list[CanonicalField],
         keys: list[str],
         mode: str,
