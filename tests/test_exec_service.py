@@ -250,8 +250,11 @@ def test_the_service_is_used_only_with_the_shared_local_server(
     monkeypatch.setenv("OMBUDSMAN_EXEC_SERVICE", "0")
     assert not execservice.wanted()
     monkeypatch.delenv("OMBUDSMAN_EXEC_SERVICE")
+    # recorded as unset first, so that the variable the command sets in this process is gone
+    # after the test (later tests' subprocesses inherit this environment)
+    monkeypatch.setenv("OMBUDSMAN_NO_DAEMON", "")
     assert CliRunner().invoke(app, ["--no-daemon", "operations"]).exit_code == 0
     assert os.environ["OMBUDSMAN_NO_DAEMON"] == "1" and not execservice.wanted()
-    monkeypatch.delenv("OMBUDSMAN_NO_DAEMON")
+    os.environ["OMBUDSMAN_NO_DAEMON"] = ""
     monkeypatch.setattr(localserver, "configured_api_url", lambda: "http://127.0.0.1:1/api")
     assert not execservice.wanted()  # an explicit Prefect API: jobs run in the command
