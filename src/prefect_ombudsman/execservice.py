@@ -160,17 +160,7 @@ def read_record(home: Path) -> ExecRecord | None:
 
 def is_service_process(pid: int) -> bool:
     """Whether `pid` is alive and is one of our services (not a reused pid)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.parent.exists():  # pragma: no cover - no /proc: trust the pid
-        return True
-    try:
-        return _MARKER in cmdline.read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+    return localserver.runs_module(pid, _MARKER)
 
 
 def find(home: Path | None = None) -> ExecRecord | None:

@@ -92,21 +92,24 @@ def read_record(home: Path) -> ServerRecord | None:
         return None
 
 
-def is_server_process(pid: int) -> bool:
-    """Whether `pid` is alive and is one of our servers (not a reused pid)."""
+def runs_module(pid: int, module: str) -> bool:
+    """Whether `pid` is alive and runs `python -m <module>` (not a reused pid)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return False
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.parent.exists():  # pragma: no cover - no /proc: trust the pid
         return True
     try:
-        return _MARKER in cmdline.read_bytes().decode(errors="replace")
+        return module in cmdline.read_bytes().decode(errors="replace")
     except OSError:
         return False
+
+
+def is_server_process(pid: int) -> bool:
+    """Whether `pid` is alive and is one of our servers (not a reused pid)."""
+    return runs_module(pid, _MARKER)
 
 
 def healthy(url: str, timeout: float = 5.0) -> bool:
