@@ -239,7 +239,7 @@ class ThrowawayPostgres:
 
 
 def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> dict[str, Any]:
-    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
     from prefect_ombudsman.validation.comparison import ComparisonOptions, compare_tables
 
     started = time.perf_counter()
@@ -264,7 +264,7 @@ def child_ours(src: str, tgt: str, table: str, target_table: str, mode: str) -> 
 
 
 def child_floor(src: str, tgt: str, table: str, target_table: str) -> dict[str, Any]:
-    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
     from prefect_ombudsman.validation.comparison import table_fingerprint
 
     out: dict[str, Any] = {}

@@ -165,7 +165,7 @@ def timed_both_sides(engines: list[Any], sql: str, runs: int = 3) -> float:
 def run_pipeline_bench(
     engine_name: str, src_url: str, tgt_url: str, runs: int = 3, keys: bool = False
 ) -> dict[str, Any]:
-    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
     from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 
     src, tgt = get_engine(spec_from_url(src_url)), get_engine(spec_from_url(tgt_url))
@@ -324,7 +324,7 @@ def main() -> None:
                 f"wall {b['wall_s']:.1f} s, {b['completed']} completed, {b['failed']} failed -> {b['per_minute']:.0f} pipelines/minute"
             )
     finally:
-        from prefect_ombudsman.dialects.connection import dispose_engines
+        from prefect_ombudsman.dialects.engines import dispose_engines
 
         dispose_engines()
         import shutil

@@ -107,7 +107,7 @@ def tmp_projects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from prefect_ombudsman import execservice, localserver
-    from prefect_ombudsman.dialects.connection import dispose_engines
+    from prefect_ombudsman.dialects.engines import dispose_engines
 
     dispose_engines()
     home = localserver.prefect_home()

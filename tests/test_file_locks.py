@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.file_locks import FileLockTimeout, exclusive
 from support import wait_until
 

@@ -110,7 +110,7 @@ def test_the_cycle_finder_sees_a_cycle_through_an_import_inside_a_function():
 def test_the_graph_counts_imports_inside_functions(tmp_path: Path):
     graph = import_graph()
     # credentials loads its Prefect backend by name; the backend imports credentials
-    assert "prefect_ombudsman.credentials" in graph["prefect_ombudsman.blocks.credentials"]
+    assert "prefect_ombudsman.credentials" in graph["prefect_ombudsman.blocks.credential_store"]
     # cli imports the jobs service inside its commands only (lean start-up)
     assert any(t.startswith("prefect_ombudsman.jobs") for t in graph["prefect_ombudsman.cli"])
 

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from prefect_ombudsman import credentials
 from prefect_ombudsman.confinement import confine_url
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.projects import Project, projects_root
 
@@ -95,7 +95,7 @@ def spec_from_mapping(
     fields: Mapping[str, Any], *, name: str, base_dir: Path | None
 ) -> dc.ConnectionSpec:
     """Build a connection from a mapping of block fields (`kind` optional, else inferred)."""
-    from prefect_ombudsman.blocks.connections import block_from_fields
+    from prefect_ombudsman.blocks.connection_blocks import block_from_fields
 
     block = block_from_fields(dict(fields), name=name)
     return block.to_spec(name=name, base_dir=base_dir)
@@ -105,7 +105,7 @@ def spec_from_block(name: str) -> dc.ConnectionSpec:
     """Load one of this plugin's connection blocks by name (`slug/name` or bare `name`)."""
     from prefect.blocks.core import Block
 
-    from prefect_ombudsman.blocks import connections as blocks  # noqa: F401  (registers the types)
+    from prefect_ombudsman.blocks import connection_blocks as blocks  # noqa: F401  (registers the types)
 
     candidates = [name] if "/" in name else [f"{slug}/{name}" for slug in BLOCK_SLUGS]
     errors = []

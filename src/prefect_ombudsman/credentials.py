@@ -13,7 +13,7 @@ leaves only a reference with the secret masked:
                                             "secret_ref": "ombudsman-credential-<hex>"}
 
 The stores: Prefect `Secret` blocks for jobs started through the jobs service (the worker that
-runs the job may be another process on another host; see blocks/credentials.py), an in-memory
+runs the job may be another process on another host; see blocks/credential_store.py), an in-memory
 registry (`memory:<hex>`) for runs the CLI executes in its own process. `unseal` puts the
 original values back where the engine needs them (operation arguments, connection resolution).
 This module imports nothing of Prefect; the Prefect store is loaded lazily by name.
@@ -34,7 +34,7 @@ from prefect_ombudsman.redaction import MASK, register_secret
 SECRET_REF = "secret_ref"
 BLOCK_PREFIX = "ombudsman-credential-"
 #: the module that stores and loads `BLOCK_PREFIX` credentials as Prefect Secret blocks
-BLOCK_BACKEND = "prefect_ombudsman.blocks.credentials"
+BLOCK_BACKEND = "prefect_ombudsman.blocks.credential_store"
 MEMORY_PREFIX = "memory:"
 
 # Mapping keys whose value is a secret (any key containing one of these words, case-insensitive).

@@ -13,7 +13,7 @@ import duckdb
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.dialects.connection import get_engine, snowflake_spec, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, snowflake_spec, spec_from_url
 
 # column kind -> DDL type per engine
 DDL = {

@@ -20,7 +20,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from test_canonical_hash import COLUMNS, ROWS, _mssql_side
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation.comparison import (
     MOD64,
     ComparisonOptions,

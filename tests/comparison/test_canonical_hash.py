@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import mssql
 
 from prefect_ombudsman.dialects.base import dialect_for
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.dialects.sqlite import canonical_row_hash, canonical_row_text
 from prefect_ombudsman.validation.comparison import (
     MOD64,

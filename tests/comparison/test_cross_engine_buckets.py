@@ -17,7 +17,7 @@ from comparison_tables import create_table, duckdb_engine, fakesnow_engine, sqli
 from sqlalchemy import select
 
 from prefect_ombudsman.dialects import sqlite as sqlite_dialect
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.dialects.sqlite import field_spec
 from prefect_ombudsman.validation.comparison import (
     ComparisonOptions,

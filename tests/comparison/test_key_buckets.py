@@ -10,7 +10,7 @@ import pytest
 from comparison_tables import create_table, duckdb_engine, fakesnow_engine, sqlite_engine
 from sqlalchemy import column, select, table, text
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation.comparison import (
     ComparisonOptions,
     compare_tables,

@@ -13,7 +13,7 @@ import pytest
 from comparison_tables import create_table, duckdb_engine, fakesnow_engine, sqlite_engine
 from sqlalchemy import text
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.validation.comparison import ComparisonOptions, compare_tables
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from prefect_ombudsman.connections import engine_for
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from prefect_ombudsman.dialects import registry
 from prefect_ombudsman.dialects.base import Dialect, GenericDialect, dialect_for, dialect_kind
-from prefect_ombudsman.dialects.connection import spec_from_url
+from prefect_ombudsman.dialects.engines import spec_from_url
 from prefect_ombudsman.errors import ConfigurationError
 
 

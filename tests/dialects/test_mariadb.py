@@ -29,7 +29,7 @@ from prefect_ombudsman.datagen.schemas import get_schema
 from prefect_ombudsman.datagen.verify import stored_digest as datagen_fingerprint
 from prefect_ombudsman.datagen.warehouse import generate_warehouse
 from prefect_ombudsman.dialects.base import dialect_for, is_transient
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.dialects.mariadb import MariaDBDialect
 from prefect_ombudsman.metadata.extract import extract_catalog
 from prefect_ombudsman.validation.comparison import compare_tables, table_fingerprint

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, event, text
 
 from prefect_ombudsman.connections import engine_for
 from prefect_ombudsman.dialects.base import GenericDialect
-from prefect_ombudsman.dialects.connection import snowflake_spec, spec_from_url
+from prefect_ombudsman.dialects.engines import snowflake_spec, spec_from_url
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.metadata.extract import extract_catalog, split_type
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from prefect_ombudsman.dialects.connection import snowflake_spec, spec_from_url, sqlserver_spec
+from prefect_ombudsman.dialects.engines import snowflake_spec, spec_from_url, sqlserver_spec
 from prefect_ombudsman.errors import OperationCancelled
 from prefect_ombudsman.metadata.catalog import Catalog, CatalogColumn, CatalogTable
 from prefect_ombudsman.metadata.mapping import map_catalogs

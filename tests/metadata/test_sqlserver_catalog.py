@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import mssql
 
 from prefect_ombudsman.connections import engine_for
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 from prefect_ombudsman.dialects.base import dialect_for
 from prefect_ombudsman.metadata.extract import KINDS, catalog_statements
 

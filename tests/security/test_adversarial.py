@@ -60,7 +60,7 @@ class Arena:
 
     def canaries_intact(self) -> bool:
         """Table canary still exists with its three rows in every database of the arena."""
-        from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+        from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 
         for url in self.canary_urls():
             engine = get_engine(spec_from_url(url))
@@ -72,7 +72,7 @@ class Arena:
 
 
 def _seed(url: str) -> None:
-    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 
     with get_engine(spec_from_url(url)).begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS canary")
@@ -359,7 +359,7 @@ def _failed_steps(op: dict[str, Any]) -> bool:
 
 def _guard(case: Case, arena: Arena, client: TestClient) -> tuple[bool, int, str]:
     from prefect_ombudsman.dialects import dialect_for
-    from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+    from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 
     url, sql = case.build(arena)
     engine = get_engine(spec_from_url(url))

@@ -173,7 +173,7 @@ def test_canary_password_given_every_way_is_found_nowhere(
 
     from prefect.client.orchestration import get_client
 
-    from prefect_ombudsman.blocks.connections import DatabaseConnection
+    from prefect_ombudsman.blocks.connection_blocks import DatabaseConnection
     from prefect_ombudsman.cli import app
 
     caplog.set_level(logging.DEBUG)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import event
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.errors import OperationCancelled
 from prefect_ombudsman.executors.validation import run_pipeline_operation
 from prefect_ombudsman.operations.context import OperationContext

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from prefect_ombudsman.dialects.base import dialect_for
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 from prefect_ombudsman.validation.sql import SqlPieces, TableFacts
 

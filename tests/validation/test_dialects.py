@@ -12,7 +12,7 @@ import warehouse
 from sqlalchemy import create_engine, select
 from test_validators import PIPELINE, sides_for
 
-from prefect_ombudsman.dialects.connection import get_engine, snowflake_spec, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, snowflake_spec, spec_from_url
 from prefect_ombudsman.dialects.sqlite import SQLiteDialect
 from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 from prefect_ombudsman.validation.sql import ColumnInfo

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Column, Date, Integer, MetaData, String, Table, insert
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 
 D = dt.date

@@ -10,7 +10,7 @@ import pytest
 import warehouse
 from sqlalchemy import func, select, text
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.errors import OperationCancelled
 from prefect_ombudsman.validation import Side, parse_pipeline, register_validator, run_pipeline
 from prefect_ombudsman.validation.configs import StepConfig
@@ -227,8 +227,8 @@ def test_cancellation_stops_between_steps(sides):
 
 
 def test_every_built_in_validator_declares_what_its_failure_is():
+    from prefect_ombudsman.validation.consolidated import failure_kind
     from prefect_ombudsman.validation.registry import available_validators, get_validator
-    from prefect_ombudsman.validation.report import failure_kind
 
     built_in = [get_validator(n) for n in available_validators()]
     kinds = {v.name: v.failure_kind for v in built_in if v.fn.__module__.startswith("prefect_")}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation import Side, parse_pipeline, run_pipeline
 
 DIMS = [

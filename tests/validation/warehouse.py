@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Column, Date, Integer, MetaData, Numeric, String, Table, insert
 from sqlalchemy.engine import Engine
 
-from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
+from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 
 CUSTOMERS = 50
 SALES = 400

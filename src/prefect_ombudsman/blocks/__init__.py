@@ -1,6 +1,6 @@
 """Connection blocks of this plugin (registered through the `prefect.collections` entry point)."""
 
-from prefect_ombudsman.blocks.connections import (
+from prefect_ombudsman.blocks.connection_blocks import (
     DatabaseConnection,
     SnowflakeConnection,
     SqlServerConnection,

@@ -19,7 +19,7 @@ from pydantic import PrivateAttr
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 
 # Where the repository is published: the block types' documentation link and logo point into it
 # (tests/blocks checks that both name files of this repository).

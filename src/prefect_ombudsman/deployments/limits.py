@@ -20,7 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 from prefect_ombudsman.metadata.sessions import server_identity
 
 log = logging.getLogger("prefect_ombudsman.limits")

@@ -40,7 +40,7 @@ from prefect_ombudsman.errors import (
 from prefect_ombudsman.redaction import scrub
 
 if TYPE_CHECKING:
-    from prefect_ombudsman.dialects.connection import ConnectionSpec
+    from prefect_ombudsman.dialects.engines import ConnectionSpec
 
 #: name prefixes of contract pieces: a subclass method with one of them must be declared here
 CONTRACT_PREFIXES = (

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import func, literal_column
 
 from prefect_ombudsman.dialects.base import Dialect
-from prefect_ombudsman.dialects.connection import open_odbc
+from prefect_ombudsman.dialects.engines import open_odbc
 from prefect_ombudsman.dialects.registry import register
 
 

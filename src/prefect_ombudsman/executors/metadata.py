@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect_ombudsman.connections import resolve_connection
 from prefect_ombudsman.deployments.limits import limit_exists, limit_name
-from prefect_ombudsman.dialects.connection import ConnectionSpec, get_engine
+from prefect_ombudsman.dialects.engines import ConnectionSpec, get_engine
 from prefect_ombudsman.errors import ConnectionReferenceError, OperationFailed
 from prefect_ombudsman.metadata.extract import extract_catalog
 from prefect_ombudsman.metadata.sessions import server_identity, server_slot, sessions_per_server

@@ -33,13 +33,13 @@ from prefect_ombudsman.jobs.models import (
 )
 from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import default_project_id, projects_root
-from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
-from prefect_ombudsman.validation.report import (
+from prefect_ombudsman.validation.consolidated import (
     build_report,
     report_markdown,
     report_table_rows,
     write_report,
 )
+from prefect_ombudsman.validation.loader import PipelineRef, expand_pipeline
 
 log = logging.getLogger("prefect_ombudsman.validation")
 

@@ -111,7 +111,7 @@ def seal_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], list[st
 
     if not credentials.has_secret(parameters):
         return parameters, []
-    from prefect_ombudsman.blocks.credentials import delete_credentials, save_credential
+    from prefect_ombudsman.blocks.credential_store import delete_credentials, save_credential
 
     saved: list[str] = []
 
@@ -989,7 +989,7 @@ def submit_job(
                 ),
             )
         except BaseException:
-            from prefect_ombudsman.blocks.credentials import delete_credentials
+            from prefect_ombudsman.blocks.credential_store import delete_credentials
 
             delete_credentials(sealed)
             raise
@@ -1035,7 +1035,7 @@ def _create_run(
 
 def delete_job(job_id: str) -> None:
     """Delete a finished job's flow run and the Secret blocks holding its inline credentials."""
-    from prefect_ombudsman.blocks.credentials import delete_credentials
+    from prefect_ombudsman.blocks.credential_store import delete_credentials
     from prefect_ombudsman.credentials import references
 
     with _client() as client:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect_ombudsman.validation.report import failure_kind
+from prefect_ombudsman.validation.consolidated import failure_kind
 
 NO_RUNS = "No completed pipeline runs found for this job. Report cannot be generated."
 _FAILED = ("FAIL", "ERROR")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import make_url
 
 from prefect_ombudsman.dialects.base import dialect_for
-from prefect_ombudsman.dialects.connection import ConnectionSpec
+from prefect_ombudsman.dialects.engines import ConnectionSpec
 from prefect_ombudsman.errors import OperationCancelled
 
 DEFAULT_SESSIONS_PER_SERVER = 4

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prefect_ombudsman.dialects.base import driver_cause
-from prefect_ombudsman.dialects.connection import ConnectionSpec, get_engine
+from prefect_ombudsman.dialects.engines import ConnectionSpec, get_engine
 from prefect_ombudsman.errors import (
     ConfigurationError,
     OmbudsmanError,

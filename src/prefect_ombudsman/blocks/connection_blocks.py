@@ -13,7 +13,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, ValidationError
 
 from prefect_ombudsman.blocks.database import ConnectionBlock
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 from prefect_ombudsman.errors import ConnectionReferenceError
 
 

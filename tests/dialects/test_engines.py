@@ -14,7 +14,7 @@ from sqlalchemy.dialects import mssql
 
 from prefect_ombudsman.blocks import DatabaseConnection, SnowflakeConnection, SqlServerConnection
 from prefect_ombudsman.connections import engine_for, resolve_connection
-from prefect_ombudsman.dialects import connection as dc
+from prefect_ombudsman.dialects import engines as dc
 from prefect_ombudsman.dialects.base import is_transient
 from prefect_ombudsman.errors import ConnectionReferenceError
 from prefect_ombudsman.projects import load_project
