@@ -825,7 +825,7 @@ def _drift_for(spec: Any, schema_type: str) -> dict[str, Any] | None:
 
 def _row_bars(progress: Progress) -> Any:
     """Per-table bars of rows loaded, fed by the datagen executor's row listener."""
-    from prefect_ombudsman.executors.datagen import add_row_listener
+    from prefect_ombudsman.executors.datagen import ROW_LISTENERS
 
     bars: dict[tuple[str, str], Any] = {}
 
@@ -835,7 +835,7 @@ def _row_bars(progress: Progress) -> Any:
             bars[key] = progress.add_task(f"  {operation_id} {table}", total=total, status="rows")
         progress.update(bars[key], completed=done)
 
-    return add_row_listener(on_rows)
+    return ROW_LISTENERS.add(on_rows)
 
 
 @run_command(BatchJobType.batch_data_generation)

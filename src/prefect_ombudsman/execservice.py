@@ -427,7 +427,7 @@ def run_flow(
         controls["cancel"] = cancel
         if controls.get("requested"):
             cancel(controls["requested"])
-    runner.LISTENERS.append(listener)
+    stop_listening = runner.LISTENERS.add(listener)
     detach = extra_progress(progress) if extra_progress is not None else None
     try:
         with (
@@ -437,7 +437,7 @@ def run_flow(
         ):
             state = flow(**parameters, return_state=True)
     finally:
-        runner.LISTENERS.remove(listener)
+        stop_listening()
         credentials.forget(sealed)
         if detach is not None:
             detach()

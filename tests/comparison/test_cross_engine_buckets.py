@@ -19,10 +19,10 @@ from sqlalchemy import select
 from prefect_ombudsman.dialects import sqlite as sqlite_dialect
 from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.dialects.sqlite import field_spec
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.comparison import (
     ComparisonOptions,
     SideQueries,
-    _jsonable,
     canonical_key_bucket,
     compare_tables,
     key_bucket,
@@ -119,7 +119,7 @@ def _norm(values: Any) -> tuple[str, ...]:
     values = values if isinstance(values, (list, tuple)) else [values]
     out = []
     for v in values:
-        v = _jsonable(v)
+        v = jsonable(v)
         try:
             out.append(str(Decimal(str(v)).normalize()))
         except ArithmeticError:

@@ -43,6 +43,7 @@ from prefect_ombudsman.datagen.catalog import Column, StarSchema, TableSpec
 from prefect_ombudsman.datagen.chunks import name_hash
 from prefect_ombudsman.datagen.generator import GenerationPlan, rows_at
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 
 MANIFEST_FORMAT = "ombudsman-drift-manifest/1"
 ROW_KINDS = ("missing_rows", "extra_rows")
@@ -354,8 +355,8 @@ class DriftPlan:
                     {
                         "key": int(keys[rows[i]]),
                         "column": column.name,
-                        "source": _json(before[i]),
-                        "target": _json(after[i]),
+                        "source": jsonable(before[i]),
+                        "target": jsonable(after[i]),
                     }
                 )
         return chunk
@@ -522,14 +523,6 @@ def _changed_value(
             Decimal(1).scaleb(-(column.type.scale or 0))
         )
     return _UNCHANGED
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (date, datetime)):
-        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
-    return value
 
 
 def write_manifest(manifest: dict[str, Any], path: Path) -> Path:

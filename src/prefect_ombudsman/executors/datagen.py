@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,40 +14,15 @@ from prefect_ombudsman.datagen.generator import build_plan
 from prefect_ombudsman.datagen.load import Target
 from prefect_ombudsman.datagen.warehouse import generate_warehouse
 from prefect_ombudsman.operations.context import OperationContext
+from prefect_ombudsman.progress_listeners import Listeners
 from prefect_ombudsman.projects import find_project
 
 log = logging.getLogger("prefect_ombudsman.datagen")
 
 DEFAULT_TARGETS = ("source", "target")
 
-# Process-local listeners of row progress (the CLI's per-table bars), called from operation
-# threads: listener(operation_id, table, rows_done, rows_total).
-RowListener = Callable[[str, str, int, int], None]
-ROW_LISTENERS: list[RowListener] = []
-_LISTENERS_LOCK = threading.Lock()
-
-
-def add_row_listener(listener: RowListener) -> Callable[[], None]:
-    """Register a row-progress listener; returns a function that removes it."""
-    with _LISTENERS_LOCK:
-        ROW_LISTENERS.append(listener)
-
-    def remove() -> None:
-        with _LISTENERS_LOCK:
-            if listener in ROW_LISTENERS:
-                ROW_LISTENERS.remove(listener)
-
-    return remove
-
-
-def _notify(operation_id: str, table: str, done: int, total: int) -> None:
-    with _LISTENERS_LOCK:
-        listeners = list(ROW_LISTENERS)
-    for listener in listeners:
-        try:
-            listener(operation_id, table, done, total)
-        except Exception as exc:  # a broken progress bar must not fail the load
-            log.debug("row listener failed: %s", exc)
+# The CLI's per-table bars: (operation_id, table, rows_done, rows_total), from operation threads.
+ROW_LISTENERS: Listeners[[str, str, int, int]] = Listeners("rows loaded")
 
 
 def target_label(ref: Any, index: int) -> str:
@@ -96,7 +69,9 @@ def run_data_generation(ctx: OperationContext, arguments: dict[str, Any]) -> dic
         manifest_path=manifest_path(ctx, drift.manifest) if drift else None,
         batch_rows=arguments.get("batch_rows"),
         check_cancelled=ctx.check_cancelled,
-        on_progress=lambda table, done, total: _notify(ctx.operation_id, table, done, total),
+        on_progress=lambda table, done, total: ROW_LISTENERS.notify(
+            ctx.operation_id, table, done, total
+        ),
     )
     result["seed_source"] = arguments.get("seed_source", "request")
     return result

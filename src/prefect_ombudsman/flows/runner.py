@@ -88,6 +88,7 @@ from prefect_ombudsman.jobs.models import (
     utcnow,
 )
 from prefect_ombudsman.jobs.progress import ProgressCounter
+from prefect_ombudsman.progress_listeners import Listeners
 from prefect_ombudsman.projects import find_project, projects_root
 from prefect_ombudsman.redaction import install_log_filter
 from prefect_ombudsman.state_store import StateStore, store_job_report
@@ -238,20 +239,12 @@ def batch_flow(name: str) -> Callable[[Callable[..., Any]], Any]:
 
 database_limits.install()
 
-# Process-local listeners (the CLI's progress bar): called from the flow thread.
-Listener = Callable[[str, BatchOperation | None, BatchProgress], None]
-LISTENERS: list[Listener] = []
+# The CLI's and the execution service's progress bars: called from the flow thread with
+# (event, operation or None, progress); events "start", "started", "finished", "end".
+LISTENERS: Listeners[[str, BatchOperation | None, BatchProgress]] = Listeners("job progress")
 
 
 # ----------------------------------------------------------------------------- flow-run helpers
-
-
-def _notify(event: str, op: BatchOperation | None, progress: BatchProgress) -> None:
-    for listener in list(LISTENERS):
-        try:
-            listener(event, op, progress)
-        except Exception as exc:
-            log.debug("progress listener failed: %s", exc)
 
 
 def _tag_flow_run(flow_run: Any, settings: JobSettings) -> None:
@@ -443,7 +436,7 @@ class _Job:
             self.settings, env_float("OMBUDSMAN_PROGRESS_INTERVAL_SECONDS", 1.0)
         )
         self.reporter.start(progress)
-        _notify("start", None, progress)
+        LISTENERS.notify("start", None, progress)
         try:
             self.submitter = choose_submitter(self.settings, self.board, self.job_id, self.flow_ctx)
             self.submitter.__enter__()
@@ -496,7 +489,7 @@ class _Job:
             self.inflight[self.submitter.submit(plan, job)] = plan
             self.counter.started(plan.operation_id)
             if LISTENERS:
-                _notify("started", op, self.counter.snapshot())
+                LISTENERS.notify("started", op, self.counter.snapshot())
 
     def collect(self, future: Any) -> None:
         plan = self.inflight.pop(future)
@@ -511,7 +504,7 @@ class _Job:
                 self.stop_reason = f"stop_on_error after {op.operation_id} failed"
                 self.logger.warning("Stopping: %s", self.stop_reason)
         if LISTENERS:
-            _notify("finished", op, self.counter.snapshot())
+            LISTENERS.notify("finished", op, self.counter.snapshot())
 
     def expire_grace(self) -> None:
         """Operations that did not stop within the grace period after a cancel end skipped."""
@@ -601,7 +594,7 @@ class _Job:
             lambda: publish(self.settings, operations, summary),
             lambda: self.reporter.update(progress, status, force=True, extra=extra),
         )
-        _notify("end", None, progress)
+        LISTENERS.notify("end", None, progress)
         message = state_message(summary)
         self.logger.info("Job %s %s: %s", self.job_id, status.value, message)
         if status == BatchJobStatus.cancelled:

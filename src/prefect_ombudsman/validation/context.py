@@ -6,7 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.projects import map_schema
 from prefect_ombudsman.validation.spec import PipelineSpec, Severity, Status, StepSpec, Tolerance
 from prefect_ombudsman.validation.tables import ResolvedTable, Side
@@ -189,10 +192,6 @@ def sample_rows(
     ctx: StepContext, label: str, table: ResolvedTable, condition: Any, limit: int = SAMPLE_LIMIT
 ) -> list[dict[str, Any]]:
     """A few full rows of `table` matching `condition` (failure evidence only)."""
-    from sqlalchemy import select
-
-    from prefect_ombudsman.validation.values import jsonable
-
     stmt = select(table.sa).where(condition).limit(limit)
     rows = ctx.run_sql(label, stmt, tables=(table,), pull=True, max_rows=limit)
     return [jsonable(dict(row._mapping)) for row in rows]

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.dialects.base import driver_cause
 from prefect_ombudsman.errors import OmbudsmanError, OperationCancelled, TransientError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.redaction import scrub, scrub_data
 from prefect_ombudsman.validation.context import Outcome, RunContext, StepContext
 from prefect_ombudsman.validation.registry import Validator, get_validator
@@ -34,7 +35,6 @@ from prefect_ombudsman.validation.spec import (
     step_result,
 )
 from prefect_ombudsman.validation.tables import Side
-from prefect_ombudsman.validation.values import jsonable
 
 
 def new_run_id(now: datetime | None = None) -> str:

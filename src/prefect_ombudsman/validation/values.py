@@ -8,6 +8,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.spec import Tolerance
 
 # Two computations in double precision (AVG, STDDEV) never agree to the last bit.
@@ -72,27 +73,6 @@ def difference(a: Any, b: Any) -> dict[str, Any]:
         "difference": jsonable(diff),
         "pct_difference": pct,
     }
-
-
-def jsonable(value: Any) -> Any:
-    """A value fit for a JSON result: Decimals as int or float, dates as ISO text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, Decimal):
-        if value == value.to_integral_value():
-            return int(value)
-        return float(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return str(value)
 
 
 def as_date_text(value: Any) -> str | None:

@@ -27,7 +27,6 @@ and threads); everything is importable from here.
 """
 
 from prefect_ombudsman.validation.comparison.algorithm import (
-    _jsonable,
     compare_tables,
     table_fingerprint,
 )
@@ -83,7 +82,6 @@ __all__ = [
     "Recipe",
     "TableSide",
     "SideQueries",
-    "_jsonable",
     "canonical_key_bucket",
     "canonical_text_of",
     "compare_tables",

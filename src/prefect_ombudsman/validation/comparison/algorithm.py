@@ -8,16 +8,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
-from datetime import time as dtime
-from decimal import Decimal
 from typing import Any, Literal
-from uuid import UUID
 
 from sqlalchemy.engine import Connection, Engine
 
 from prefect_ombudsman.dialects.types import merge_kinds
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.comparison.models import (
     ChangedSample,
     ComparisonOptions,
@@ -41,20 +38,6 @@ from prefect_ombudsman.validation.comparison.plan import (
     reflect_side,
 )
 from prefect_ombudsman.validation.comparison.queries import MOD64, SideQueries, compile_sql, fold
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else str(value)
-    if isinstance(value, (datetime, date, dtime)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, UUID):
-        return str(value)
-    return str(value)
 
 
 class _Runner:
@@ -345,7 +328,7 @@ def _as_key_rows(held: Any) -> _KeyRows:
 
 
 def _key_value(raw: tuple[Any, ...]) -> Any:
-    return _jsonable(raw[0]) if len(raw) == 1 else [_jsonable(v) for v in raw]
+    return jsonable(raw[0]) if len(raw) == 1 else [jsonable(v) for v in raw]
 
 
 def _sample(bucket: list[Any], raw: tuple[Any, ...], limit: int) -> None:
@@ -407,7 +390,7 @@ def _drill_multiset(
                 h = fold(tuple(row[width:]))
                 hashes[h] += 1
                 if h not in first:
-                    first[h] = {n: _jsonable(v) for n, v in zip(names[i], row[:width], strict=True)}
+                    first[h] = {n: jsonable(v) for n, v in zip(names[i], row[:width], strict=True)}
             return hashes, first
 
         (s_hashes, s_rows), (t_hashes, t_rows) = runner.both(fetch)

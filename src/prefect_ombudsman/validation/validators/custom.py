@@ -12,17 +12,12 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from sqlalchemy import func, select, text
 
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.configs import StepConfig
 from prefect_ombudsman.validation.context import SAMPLE_LIMIT, Outcome, StepContext, failed, passed
 from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity, Tolerance
-from prefect_ombudsman.validation.values import (
-    canonical,
-    difference,
-    jsonable,
-    numbers_match,
-    to_decimal,
-)
+from prefect_ombudsman.validation.values import canonical, difference, numbers_match, to_decimal
 
 _ALIASES = {
     "sql_server_query": "sql_query", "source_query": "sql_query", "sql": "sql_query",

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from sqlalchemy import select
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.configs import StepConfig, as_list
 from prefect_ombudsman.validation.context import (
     SAMPLE_LIMIT,
@@ -26,7 +27,7 @@ from prefect_ombudsman.validation.context import (
 )
 from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity, Tolerance
-from prefect_ombudsman.validation.values import canonical, jsonable, numbers_match, to_decimal
+from prefect_ombudsman.validation.values import canonical, numbers_match, to_decimal
 
 
 class DimConfig(StepConfig):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import and_, func, select
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.configs import StepConfig, TableConfig
 from prefect_ombudsman.validation.context import (
     SAMPLE_LIMIT,
@@ -28,7 +29,6 @@ from prefect_ombudsman.validation.spec import Severity
 from prefect_ombudsman.validation.tables import Agg, ResolvedTable
 from prefect_ombudsman.validation.validators import aggregates as A
 from prefect_ombudsman.validation.validators.quality import _pair
-from prefect_ombudsman.validation.values import jsonable
 
 
 class ForeignKey(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import and_, func, select
 
 from prefect_ombudsman.errors import ConfigurationError
+from prefect_ombudsman.json_values import jsonable
 from prefect_ombudsman.validation.configs import ColumnsConfig, TableConfig, as_list
 from prefect_ombudsman.validation.context import (
     SAMPLE_LIMIT,
@@ -24,7 +25,7 @@ from prefect_ombudsman.validation.registry import register_validator
 from prefect_ombudsman.validation.spec import Severity
 from prefect_ombudsman.validation.tables import ResolvedTable
 from prefect_ombudsman.validation.validators import aggregates as A
-from prefect_ombudsman.validation.values import difference, jsonable
+from prefect_ombudsman.validation.values import difference
 
 
 def _pair(ctx: StepContext, cfg: TableConfig) -> TablePair:
