@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -171,6 +172,9 @@ def main() -> None:
     from comparison import ThrowawayPostgres  # the shared throwaway-server helper of the benchmarks
 
     folder = Path(tempfile.mkdtemp(prefix="ombudsman-bench-datagen-"))
+    # the benchmark's databases live in its scratch folder, outside any projects root (SPEC §11)
+    allowed = os.environ.get("OMBUDSMAN_ALLOWED_PATHS")
+    os.environ["OMBUDSMAN_ALLOWED_PATHS"] = os.pathsep.join(filter(None, [allowed, str(folder)]))
     measures: dict[str, dict[str, Any]] = {}
     print(
         f"Retail, {args.rows:,} rows in each fact table, seed {args.seed}; one child process per line\n",

@@ -258,3 +258,18 @@ def test_the_service_is_used_only_with_the_shared_local_server(
     os.environ["OMBUDSMAN_NO_DAEMON"] = ""
     monkeypatch.setattr(localserver, "configured_api_url", lambda: "http://127.0.0.1:1/api")
     assert not execservice.wanted()  # an explicit Prefect API: jobs run in the command
+
+
+def test_the_service_is_the_same_code_whichever_alias_of_the_interpreter_asks(monkeypatch):
+    """`ombudsman` (its script's python3.11) and `python -m ...` share one service; a change of
+    the package's sources does not."""
+    before = execservice.fingerprint()
+    monkeypatch.setattr(execservice.sys, "executable", "/elsewhere/bin/python3")
+    assert execservice.fingerprint() == before
+    newest = max(Path(execservice.__file__).parent.rglob("*.py"), key=lambda p: p.stat().st_mtime)
+    stamp = newest.stat()
+    try:
+        os.utime(newest, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))
+        assert execservice.fingerprint() != before
+    finally:
+        os.utime(newest, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))

@@ -114,7 +114,8 @@ def _log(message: str) -> None:
 
 
 def fingerprint() -> str:
-    """The code a service runs: this Python, this package's folder and its newest source file."""
+    """The code a service runs: this Python environment (`sys.prefix`, whichever alias of its
+    interpreter started the command), this package's folder and its newest source file."""
     package = Path(__file__).resolve().parent
     newest = 0
     for folder, _dirs, files in os.walk(package):
@@ -122,7 +123,7 @@ def fingerprint() -> str:
             if name.endswith(".py"):
                 with contextlib.suppress(OSError):
                     newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime_ns)
-    return f"{sys.executable}|{package}|{newest}"
+    return f"{sys.prefix}|{sys.version}|{package}|{newest}"
 
 
 def _truthy_off(name: str) -> bool:

@@ -4,10 +4,12 @@ cancel of the flow run (Prefect itself never cancels an in-process run)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect.artifacts import (
@@ -109,12 +111,19 @@ class ProgressReporter:
         )
 
     def start(self, progress: BatchProgress) -> None:
+        """Create the progress artifact and the progress card (both at once: two API calls)."""
+        together(lambda: self._create_bar(progress), lambda: self._create_card(progress))
+        self._last = time.monotonic()
+
+    def _create_bar(self, progress: BatchProgress) -> None:
         try:
             self.artifact_id = create_progress_artifact(
                 progress=0.0, description=self._description(progress, BatchJobStatus.running)
             )
         except Exception as exc:
             log.warning("could not create the progress artifact: %s", exc)
+
+    def _create_card(self, progress: BatchProgress) -> None:
         try:
             slug = self.settings.job_type.value.replace("_", "-")
             self.card_id = create_markdown_artifact(
@@ -124,7 +133,6 @@ class ProgressReporter:
             )
         except Exception as exc:
             log.warning("could not create the progress card: %s", exc)
-        self._last = time.monotonic()
 
     def due(self) -> bool:
         return self.artifact_id is not None and time.monotonic() - self._last >= self.interval
@@ -149,6 +157,22 @@ class ProgressReporter:
         except Exception as exc:
             log.warning("could not update the progress artifact: %s", exc)
         self._update_card(progress, status, extra)
+
+
+def together(*calls: Callable[[], Any]) -> None:
+    """Run `calls` at once (each in a copy of this thread's context: the flow run's), the first
+    in this thread; return when all ended (each of the others logs its own failure)."""
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
+        for call in calls[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        calls[0]()
+    finally:
+        for thread in threads:
+            thread.join()
 
 
 class CancelWatcher:

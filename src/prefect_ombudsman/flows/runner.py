@@ -11,7 +11,6 @@ run and how their task runs are recorded), `checkpoint` (what a retry skips), `p
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import json
 import signal
@@ -77,7 +76,12 @@ from prefect_ombudsman.flows.finish import (
     run_finished_hooks,
     state_message,
 )
-from prefect_ombudsman.flows.progress import CancelWatcher, ProgressReporter, progress_markdown
+from prefect_ombudsman.flows.progress import (
+    CancelWatcher,
+    ProgressReporter,
+    progress_markdown,
+    together,
+)
 from prefect_ombudsman.flows.submitters import choose_submitter, execute_operation
 from prefect_ombudsman.jobs.models import (
     BatchJobStatus,
@@ -586,7 +590,7 @@ class _Job:
         )
         # the hooks' files, the artifacts and the last progress update do not wait on each other
         extra = {k: summary.get(k) for k in ("report_path", "report_id", "state_storage")}
-        _together(
+        together(
             lambda: run_finished_hooks(
                 FinishedJob(summary, self.settings, self.store, operations, self.logger),
                 self.logger,
@@ -602,22 +606,6 @@ class _Job:
         if self.terminated is not None:
             raise self.terminated
         return final_state(status, JobSummary(summary))
-
-
-def _together(*calls: Callable[[], Any]) -> None:
-    """Run `calls` at once (each in a copy of this thread's context: the flow run's), the first
-    in this thread; return when all ended (each of the others logs its own failure)."""
-    threads = [
-        threading.Thread(target=contextvars.copy_context().run, args=(call,), daemon=True)
-        for call in calls[1:]
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        calls[0]()
-    finally:
-        for thread in threads:
-            thread.join()
 
 
 def _start(settings: JobSettings, plans: Iterable[OperationPlan]) -> _Job:
@@ -640,7 +628,8 @@ def _start(settings: JobSettings, plans: Iterable[OperationPlan]) -> _Job:
     with BOARDS_LOCK:
         BOARDS[job.job_id] = job.board
     _tag_flow_run(flow_ctx.flow_run, settings)
-    crash_unfinished_task_runs(flow_ctx.flow_run.id)
+    if (flow_ctx.flow_run.run_count or 0) > 1:  # a retry: an earlier attempt may have left some
+        crash_unfinished_task_runs(flow_ctx.flow_run.id)
     job.counter = ProgressCounter(len(ops), settings.window)
     return job
 
