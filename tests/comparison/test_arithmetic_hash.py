@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from test_canonical_hash import COLUMNS, ROWS, _mssql_side
 
+from prefect_ombudsman.dialects import dialect_for
 from prefect_ombudsman.dialects.connection import get_engine, spec_from_url
 from prefect_ombudsman.validation.comparison import (
     MOD64,
@@ -32,6 +34,7 @@ from prefect_ombudsman.validation.comparison import (
     reflect_side,
     table_fingerprint,
 )
+from prefect_ombudsman.validation.comparison.plan import choose_recipe
 from support import MariaDbServer
 
 # ---- the reference, from the spec only
@@ -236,6 +239,25 @@ def test_each_row_computes_its_text_md5_once(engines, kind, bucket_by):
         assert max(line.count("md5(") for line in outputs) == 1
 
 
+@pytest.mark.parametrize(
+    ("source", "target", "recipe"),
+    [
+        ("mariadb", "mariadb", "md5"),
+        ("mariadb", "duckdb", "md5"),
+        ("postgresql", "mariadb", "md5"),
+        ("duckdb", "duckdb", "arithmetic"),
+        ("postgresql", "postgresql", "arithmetic"),
+        ("postgresql", "duckdb", "arithmetic"),
+    ],
+)
+def test_a_mariadb_side_makes_the_pair_hash_by_md5(source, target, recipe):
+    """MariaDB declares the arithmetic recipe slower than MD5 there; other pairs keep it."""
+    sides = [SimpleNamespace(dialect=dialect_for(kind)) for kind in (source, target)]
+    assert choose_recipe(*sides, "auto") == recipe  # type: ignore[arg-type]
+    assert choose_recipe(*sides, "canonical") == recipe  # type: ignore[arg-type]
+    assert choose_recipe(*sides, "md5") == "md5"  # type: ignore[arg-type]
+
+
 def test_tsql_arithmetic_recipe_compiles_to_valid_tsql():
     side = _mssql_side()
     plan = plan_columns(side, side, ComparisonOptions())
@@ -353,8 +375,8 @@ def _create(engine: Engine, name: str, rows: list[list[Any]]) -> None:
         ("sqlite-duckdb", "arithmetic"),
         ("postgresql-duckdb", "arithmetic"),
         ("postgresql-snowflake", "arithmetic"),
-        ("mariadb-duckdb", "arithmetic"),
-        ("postgresql-mariadb", "arithmetic"),
+        ("mariadb-duckdb", "md5"),  # MariaDB prefers MD5 (arithmetic_hash_preferred)
+        ("postgresql-mariadb", "md5"),
         ("postgresql-duckdb", "md5"),  # the MD5 recipe, kept for dialects without arithmetic
     ],
 )

@@ -274,6 +274,10 @@ class Dialect(ValidationPieces, abc.ABC):
     # a pair of sides where either has none falls back to the MD5 of the canonical text.
     #: whether this dialect computes the arithmetic row hash
     arithmetic_hash: ClassVar[bool] = False
+    #: whether a comparison with this side should use the arithmetic recipe when both sides give
+    #: it: False where one MD5 of the row text is measured faster than the lanes' arithmetic
+    #: (`validation/comparison/plan.choose_recipe`)
+    arithmetic_hash_preferred: ClassVar[bool] = True
 
     def canonical_integer(self, expr: Any, field: Any) -> Any:
         """The exact integer `x` of one non-text value (dialects/arithmetic.py): booleans 0/1,
