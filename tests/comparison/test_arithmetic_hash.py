@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from test_canonical_hash import COLUMNS, ROWS, _mssql_side
 
+from prefect_ombudsman.dialects import dialect_for
 from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
 from prefect_ombudsman.validation.comparison import (
     MOD64,
@@ -32,6 +34,7 @@ from prefect_ombudsman.validation.comparison import (
     reflect_side,
     table_fingerprint,
 )
+from prefect_ombudsman.validation.comparison.plan import choose_recipe
 from support import MariaDbServer
 
 # ---- the reference, from the spec only
@@ -205,6 +208,56 @@ def test_each_row_hash_and_key_bucket_match_the_reference(engines, kind):
     assert got == want
 
 
+@pytest.mark.parametrize("bucket_by", ["row hash", "key", "canonical key hash"])
+@pytest.mark.parametrize("kind", ["duckdb", "postgresql", "mariadb"])
+def test_each_row_computes_its_text_md5_once(engines, kind, bucket_by):
+    """Both lanes read the text values' MD5 number: the SQL computes it once per row (neither
+    PostgreSQL nor MariaDB shares a repeated call), and the buckets still sum to the reference.
+    A canonical key bucket of a text key adds the key's MD5, once (lane 1 alone)."""
+    engine = engines[kind]
+    side = reflect_side("table", engine, "golden")
+    plan = plan_columns(side, side, ComparisonOptions(key_columns=["id"]))
+    by_text = bucket_by == "canonical key hash"
+    queries = SideQueries(
+        side, plan.source_fields, plan.keys, "canonical", 64, bucket_by,
+        ["id", "name"] if by_text else None,
+    )  # fmt: skip
+    level1 = compile_sql(queries.level1(), engine)
+    level2 = compile_sql(queries.level2().params(buckets=[1, 2]), engine)
+    md5s = 2 if by_text else 1
+    assert level1.lower().count("md5(") == md5s and level2.lower().count("md5(") == md5s
+    with engine.connect() as conn:
+        side.dialect.prepare_comparison(conn)
+        sums = conn.execute(queries.level1()).all()
+        if kind == "postgresql" and bucket_by == "row hash":
+            explained = conn.exec_driver_sql("EXPLAIN VERBOSE " + level1)
+            outputs = [line for (line,) in explained if "Output:" in line]
+        side.dialect.finish_comparison(conn)
+    assert sum(row[1] for row in sums) == len(ROWS)
+    assert sum(fold(row[2:]) for row in sums) % MOD64 == reference_fingerprint()[1]
+    if kind == "postgresql" and bucket_by == "row hash":
+        assert max(line.count("md5(") for line in outputs) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "recipe"),
+    [
+        ("mariadb", "mariadb", "md5"),
+        ("mariadb", "duckdb", "md5"),
+        ("postgresql", "mariadb", "md5"),
+        ("duckdb", "duckdb", "arithmetic"),
+        ("postgresql", "postgresql", "arithmetic"),
+        ("postgresql", "duckdb", "arithmetic"),
+    ],
+)
+def test_a_mariadb_side_makes_the_pair_hash_by_md5(source, target, recipe):
+    """MariaDB declares the arithmetic recipe slower than MD5 there; other pairs keep it."""
+    sides = [SimpleNamespace(dialect=dialect_for(kind)) for kind in (source, target)]
+    assert choose_recipe(*sides, "auto") == recipe  # type: ignore[arg-type]
+    assert choose_recipe(*sides, "canonical") == recipe  # type: ignore[arg-type]
+    assert choose_recipe(*sides, "md5") == "md5"  # type: ignore[arg-type]
+
+
 def test_tsql_arithmetic_recipe_compiles_to_valid_tsql():
     side = _mssql_side()
     plan = plan_columns(side, side, ComparisonOptions())
@@ -322,8 +375,8 @@ def _create(engine: Engine, name: str, rows: list[list[Any]]) -> None:
         ("sqlite-duckdb", "arithmetic"),
         ("postgresql-duckdb", "arithmetic"),
         ("postgresql-snowflake", "arithmetic"),
-        ("mariadb-duckdb", "arithmetic"),
-        ("postgresql-mariadb", "arithmetic"),
+        ("mariadb-duckdb", "md5"),  # MariaDB prefers MD5 (arithmetic_hash_preferred)
+        ("postgresql-mariadb", "md5"),
         ("postgresql-duckdb", "md5"),  # the MD5 recipe, kept for dialects without arithmetic
     ],
 )

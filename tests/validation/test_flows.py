@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -70,6 +72,41 @@ def test_bulk_job_expands_batch_files_and_reports_per_table(project_factory, tmp
         "row_count_mismatch" in report["failures_by_kind"]
         and "pipeline_error" in report["failures_by_kind"]
     )
+
+
+def test_pipelines_job_writes_each_report_file_once(project_factory, monkeypatch):
+    """The job report, its renderings and the consolidated report: one write each, locally and
+    in result storage (the consolidated report's path is in the job report's only write)."""
+    from prefect_ombudsman import atomic, reports, state_store
+    from prefect_ombudsman.flows import bulk_pipeline_execution, pipelines
+
+    project_factory("once")
+    written: Counter[str] = Counter()
+    stored: Counter[str] = Counter()
+    write_text, write_files = atomic.write_text_atomic, state_store.write_job_files
+
+    def counted_write(path: Path, text: str, **kwargs: Any) -> Path:
+        written[Path(path).name] += 1
+        return write_text(path, text, **kwargs)
+
+    def counted_files(store: Any, job_id: str, files: dict[str, str]) -> None:
+        stored.update(files.keys())
+        write_files(store, job_id, files)
+
+    monkeypatch.setattr(atomic, "write_text_atomic", counted_write)  # write_json_atomic's too
+    monkeypatch.setattr(reports, "write_text_atomic", counted_write)
+    monkeypatch.setattr(state_store, "write_job_files", counted_files)
+    monkeypatch.setattr(pipelines, "write_job_files", counted_files)
+    state = bulk_pipeline_execution(
+        pipelines=[{"pipeline_id": "customers"}], project_id="once", return_state=True
+    )
+    summary = state.result(raise_on_failure=False)
+    report, validation = Path(summary["report_path"]), Path(summary["validation_report_path"])
+    job_files = {name: n for name, n in written.items() if summary["job_id"] in name}
+    assert report.name in job_files and validation.name in job_files and len(job_files) >= 5
+    assert set(job_files.values()) == {1}, job_files
+    assert json.loads(report.read_text())["validation_report_path"] == str(validation)
+    assert stored["report.json"] == 1 and stored["validation_report.json"] == 1, stored
 
 
 def test_multi_project_job_uses_each_projects_own_databases(project_factory):

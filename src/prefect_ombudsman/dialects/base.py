@@ -28,6 +28,13 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine import Dialect as SADialect
 
+from prefect_ombudsman.dialects.arithmetic import (
+    LANE_SHIFT,
+    PRIMES,
+    TEXT_KINDS,
+    TEXT_MASK,
+    lane_constants,
+)
 from prefect_ombudsman.dialects.registry import dialect_class, dialect_classes, register
 from prefect_ombudsman.dialects.types import column_kind
 from prefect_ombudsman.dialects.validation import ValidationPieces
@@ -267,6 +274,10 @@ class Dialect(ValidationPieces, abc.ABC):
     # a pair of sides where either has none falls back to the MD5 of the canonical text.
     #: whether this dialect computes the arithmetic row hash
     arithmetic_hash: ClassVar[bool] = False
+    #: whether a comparison with this side should use the arithmetic recipe when both sides give
+    #: it: False where one MD5 of the row text is measured faster than the lanes' arithmetic
+    #: (`validation/comparison/plan.choose_recipe`)
+    arithmetic_hash_preferred: ClassVar[bool] = True
 
     def canonical_integer(self, expr: Any, field: Any) -> Any:
         """The exact integer `x` of one non-text value (dialects/arithmetic.py): booleans 0/1,
@@ -301,8 +312,6 @@ class Dialect(ValidationPieces, abc.ABC):
         last 8 bytes of the MD5)."""
         from sqlalchemy import BigInteger, cast, literal_column
 
-        from prefect_ombudsman.dialects.arithmetic import TEXT_MASK
-
         mask = cast(literal_column(str(TEXT_MASK)), BigInteger())  # T-SQL: NUMERIC otherwise
         return self.row_hash([], lambda: text)[0].op("&")(mask)
 
@@ -331,43 +340,60 @@ class Dialect(ValidationPieces, abc.ABC):
             parts.append(encoded)
         return self.concat_text(parts)
 
-    def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
+    def arithmetic_text_number(self, fields: list[Any]) -> Any | None:
+        """`x_T` of the bound `fields` (dialects/arithmetic.py): the MD5 number of their
+        text-like values' canonical text; None when they have none. Both lanes read it, so the
+        comparison computes it once per row in a fenced derived table (no engine here shares a
+        repeated MD5 call) and passes the column to `row_hash_arithmetic`."""
+        texts = _text_fields(fields)
+        return self.canonical_text_hash(self.canonical_row_text(texts)) if texts else None
+
+    def row_hash_arithmetic(self, fields: list[Any], text_number: Any = None) -> list[Any]:
         """The arithmetic row hash `h` (0 <= h < 2^62) of the bound `fields`, as hash columns
         (dialects/arithmetic.py gives the recipe): one residue per non-text value and lane, one
-        MD5 of the text-like values' canonical text."""
-        from sqlalchemy import BigInteger, cast, func, literal_column
+        MD5 of the text-like values' canonical text (`text_number`, the column holding
+        `arithmetic_text_number`; None: computed here, inside each lane's expression)."""
+        from sqlalchemy import BigInteger, cast, literal_column
 
-        from prefect_ombudsman.dialects.arithmetic import (
-            LANE_SHIFT,
-            PRIMES,
-            TEXT_KINDS,
-            lane_constants,
-        )
-
-        texts = [f for f in fields if f.kind in TEXT_KINDS and f.own != "bool"]
-        numbers = [(i, f) for i, f in enumerate(fields) if not any(f is t for t in texts)]
-        text_x = self.canonical_text_hash(self.canonical_row_text(texts)) if texts else None
-        lanes = []
-        for lane, prime in enumerate(PRIMES):
-            p: Any = literal_column(str(prime))
-            terms: list[Any] = []
-            for column, f in numbers:
-                coefficient, null = lane_constants(lane, column)
-                term: Any = self.canonical_residue(f.expr, f, prime)
-                term = term * literal_column(str(coefficient)) % p
-                if f.nullable:
-                    term = func.coalesce(term, literal_column(str(null)))
-                terms.append(term)
-            if text_x is not None:
-                coefficient, _ = lane_constants(lane, len(fields))
-                terms.append(cast(text_x % p, BigInteger()) * literal_column(str(coefficient)) % p)
-            total = terms[0]
-            for term in terms[1:]:
-                total = total + term
-            lanes.append((total % p + p) % p)
+        if text_number is None:
+            text_number = self.arithmetic_text_number(fields)
+        lanes = [self._arithmetic_lane(fields, text_number, lane) for lane in range(len(PRIMES))]
         # BIGINT literals: T-SQL reads 2^31 and up as NUMERIC, and `&` (buckets) refuses NUMERIC
         shift = cast(literal_column(str(LANE_SHIFT)), BigInteger())
         return [lanes[0] * shift + lanes[1]]
+
+    def arithmetic_bucket(self, fields: list[Any], buckets: int) -> Any:
+        """`h & (buckets - 1)` of the arithmetic hash of `fields` (canonical key buckets), from
+        lane 1 alone: h's low 31 bits are lane 1 and `buckets` <= 2^20, so lane 0 is not
+        computed and the key's MD5 (if it has text) is computed once."""
+        return self.hash_bucket(
+            self._arithmetic_lane(fields, self.arithmetic_text_number(fields), 1), buckets
+        )
+
+    def _arithmetic_lane(self, fields: list[Any], text_x: Any, lane: int) -> Any:
+        """lane[k] of dialects/arithmetic.py (non-negative, below p_k) in BIGINT."""
+        from sqlalchemy import BigInteger, cast, func, literal_column
+
+        prime = PRIMES[lane]
+        p: Any = literal_column(str(prime))
+        texts = _text_fields(fields)
+        terms: list[Any] = []
+        for column, f in enumerate(fields):
+            if any(f is t for t in texts):
+                continue
+            coefficient, null = lane_constants(lane, column)
+            term: Any = self.canonical_residue(f.expr, f, prime)
+            term = term * literal_column(str(coefficient)) % p
+            if f.nullable:
+                term = func.coalesce(term, literal_column(str(null)))
+            terms.append(term)
+        if text_x is not None:
+            coefficient, _ = lane_constants(lane, len(fields))
+            terms.append(cast(text_x % p, BigInteger()) * literal_column(str(coefficient)) % p)
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return (total % p + p) % p
 
     def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
         """The summable parts of the arithmetic hash (below 2^62: SUM of BIGINT is exact
@@ -512,6 +538,11 @@ class GenericDialect(Dialect):
             "for it (add one in prefect_ombudsman/dialects/ or through the entry-point group "
             "'prefect_ombudsman.dialects')"
         )
+
+
+def _text_fields(fields: list[Any]) -> list[Any]:
+    """The fields the arithmetic hash reads through MD5 (text-like kinds; booleans never)."""
+    return [f for f in fields if f.kind in TEXT_KINDS and f.own != "bool"]
 
 
 def _fits_bigint(field: Any) -> bool:

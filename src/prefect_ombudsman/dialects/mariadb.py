@@ -227,6 +227,9 @@ class MariaDBDialect(Dialect):
         return cast(expr, String)
 
     arithmetic_hash = True
+    # Row by row evaluation, no shared subexpressions: the two lanes' chains of %, * and CAST
+    # cost more than one MD5 of the row text (1M rows: 1.47x reladiff against 1.17x with MD5)
+    arithmetic_hash_preferred = False
 
     def canonical_integer(self, expr: Any, field: Any) -> Any:
         kind, own = field.kind, field.own

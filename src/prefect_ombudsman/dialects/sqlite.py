@@ -154,7 +154,11 @@ class SQLiteDialect(Dialect):
         """Computed in Python with the whole row (`row_hash_arithmetic`), never in SQL here."""
         raise NotImplementedError("SQLite computes the arithmetic row hash in Python")
 
-    def row_hash_arithmetic(self, fields: list[Any]) -> list[Any]:
+    def arithmetic_text_number(self, fields: list[Any]) -> Any | None:
+        """None: the Python function below hashes the text values with the rest of the row."""
+        return None
+
+    def row_hash_arithmetic(self, fields: list[Any], text_number: Any = None) -> list[Any]:
         from sqlalchemy import func
 
         spec = ",".join(field_spec(f) for f in fields)
@@ -162,6 +166,10 @@ class SQLiteDialect(Dialect):
 
     def hash_parts_arithmetic(self, columns: list[Any]) -> list[Any]:
         return self.hash_parts(columns)
+
+    def arithmetic_bucket(self, fields: list[Any], buckets: int) -> Any:
+        """From the whole hash (the Python function computes both lanes anyway)."""
+        return self.hash_bucket(self.hash_parts(self.row_hash_arithmetic(fields))[-1], buckets)
 
     def hash_parts(self, columns: list[Any]) -> list[Any]:
         # SUM raises on int64 overflow: sum the two 32-bit halves (the client recombines mod 2^64).

@@ -4,8 +4,8 @@ One operation per pipeline (`pipeline_{i}_{pipeline_id}`; a `batch:` file expand
 operation per listed pipeline, `i` counting across the whole job). Each operation loads the
 pipeline (the job's project first, then the Studio's other search places), applies its
 `config_override`, runs every step against the project's connections and writes
-`results/<run_id>.json`; it fails when any step is FAIL or ERROR. After the batch the flow writes
-the consolidated report (JSON in the project's results, markdown and table artifacts).
+`results/<run_id>.json`; it fails when any step is FAIL or ERROR. After the batch a job-finished
+hook writes the consolidated report (JSON beside the job report, markdown and table artifacts).
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from prefect_ombudsman.atomic import write_json_atomic
 from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.executors.validation import run_pipeline_operation
+from prefect_ombudsman.flows.finish import FinishedHook, FinishedJob, on_finished
 from prefect_ombudsman.flows.parameters import job_flow, job_request
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
     run_batch,
     settings_from,
-    store_job_report,
 )
 from prefect_ombudsman.jobs.models import (
     BatchJobType,
@@ -33,6 +32,7 @@ from prefect_ombudsman.jobs.models import (
 )
 from prefect_ombudsman.jobs.types import entry_for
 from prefect_ombudsman.projects import default_project_id, projects_root
+from prefect_ombudsman.state_store import write_job_files
 from prefect_ombudsman.validation.consolidated import (
     build_report,
     report_markdown,
@@ -86,43 +86,55 @@ def plan_pipelines(
     return plans
 
 
-def finish_validation_job(state: Any, *, multi_project: bool, slug: str) -> Any:
-    """Consolidated report next to the job report, plus markdown and table artifacts (flow thread)."""
-    summary = getattr(state, "data", state)
-    if not isinstance(summary, dict):
-        return state
-    try:
-        report = build_report(summary, multi_project=multi_project)
-        folder = (
-            Path(summary["report_path"]).parent
-            if summary.get("report_path")
-            else projects_root(None) / ".ombudsman" / "jobs"
-        )
-        path = write_report(report, folder / f"validation_report_{summary['job_id']}.json")
-        summary["validation_report_path"] = str(path)
-        summary["validation_summary"] = report["summary"]
-        if summary.get("report_path"):
-            write_json_atomic(Path(summary["report_path"]), summary)
-        store_job_report(summary, files={"validation_report.json": path.read_text()})
-    except Exception as exc:  # the operations' results stand; a report problem must not hide them
-        log.warning("could not build the consolidated validation report: %s", exc)
-        return state
-    try:
-        create_markdown_artifact(
-            key=f"ombudsman-{slug}-report",
-            markdown=report_markdown(report, str(path)),
-            description="Consolidated validation report",
-        )
-        rows = report_table_rows(report)
-        if rows:
-            create_table_artifact(
-                key=f"ombudsman-{slug}-tables",
-                table=rows,
-                description="Validation results per table",
+def consolidated_report_hook(*, multi_project: bool, slug: str) -> FinishedHook:
+    """A job-finished hook: the consolidated report (JSON beside the job report and in result
+    storage, markdown and table artifacts). It runs before the built-in report hook
+    (`reports.write_job_reports`), so the job report is written once, with the consolidated
+    report's path and summary already in it."""
+
+    def write_consolidated_report(job: FinishedJob) -> None:
+        summary = job.summary
+        try:
+            report = build_report(summary, multi_project=multi_project)
+            folder = (
+                Path(summary["report_path"]).parent
+                if summary.get("report_path")
+                else projects_root(None) / ".ombudsman" / "jobs"
             )
-    except Exception as exc:
-        log.warning("could not publish the validation report artifacts: %s", exc)
-    return state
+            path = write_report(report, folder / f"validation_report_{summary['job_id']}.json")
+            summary["validation_report_path"] = str(path)
+            summary["validation_summary"] = report["summary"]
+            write_job_files(
+                job.store, summary["job_id"], {"validation_report.json": path.read_text()}
+            )
+        except (
+            Exception
+        ) as exc:  # the operations' results stand; a report problem must not hide them
+            log.warning("could not build the consolidated validation report: %s", exc)
+            return
+        try:
+            create_markdown_artifact(
+                key=f"ombudsman-{slug}-report",
+                markdown=report_markdown(report, str(path)),
+                description="Consolidated validation report",
+            )
+            rows = report_table_rows(report)
+            if rows:
+                create_table_artifact(
+                    key=f"ombudsman-{slug}-tables",
+                    table=rows,
+                    description="Validation results per table",
+                )
+        except Exception as exc:
+            log.warning("could not publish the validation report artifacts: %s", exc)
+
+    return write_consolidated_report
+
+
+on_finished(
+    consolidated_report_hook(multi_project=False, slug="bulk-pipeline-execution"),
+    [PIPELINES.job_type],
+)
 
 
 @job_flow(PIPELINES)
@@ -138,8 +150,7 @@ def bulk_pipeline_execution(**parameters: Any) -> Any:
         parameters,
         project_id=parameters.get("project_id") or default_project_id(),
     )
-    state = run_batch(
+    return run_batch(
         settings_from(request, PIPELINES.job_type, projects_dir),
         plan_pipelines(request, projects_dir=projects_dir),
     )
-    return finish_validation_job(state, multi_project=False, slug="bulk-pipeline-execution")

@@ -1,8 +1,8 @@
 """`multi_project_validation`: validate many projects in one job, each against its own databases.
 
 One operation per project (`project_{i}_{project_id}`) that runs the listed pipelines (all of
-the project's when the list is empty) with that project's connections. Afterwards the flow
-writes a cross-project consolidated report (JSON, markdown and table artifacts).
+the project's when the list is empty) with that project's connections. Afterwards a job-finished
+hook writes a cross-project consolidated report (JSON, markdown and table artifacts).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect_ombudsman.executors.validation import run_project_operation
+from prefect_ombudsman.flows.finish import on_finished
 from prefect_ombudsman.flows.parameters import job_flow, job_request
-from prefect_ombudsman.flows.pipelines import finish_validation_job
+from prefect_ombudsman.flows.pipelines import consolidated_report_hook
 from prefect_ombudsman.flows.runner import (
     OperationPlan,
     register_executor,
@@ -27,6 +28,10 @@ from prefect_ombudsman.jobs.types import entry_for
 register_executor("project_validation", run_project_operation)
 
 PROJECTS = entry_for(BatchJobType.multi_project_validation)
+on_finished(
+    consolidated_report_hook(multi_project=True, slug="multi-project-validation"),
+    [PROJECTS.job_type],
+)
 
 
 def plan_projects(
@@ -53,8 +58,7 @@ def multi_project_validation(**parameters: Any) -> Any:
     a cross-project report appears on the run's Artifacts tab.
     """
     request, projects_dir = job_request(BatchMultiProjectRequest, parameters)
-    state = run_batch(
+    return run_batch(
         settings_from(request, PROJECTS.job_type, projects_dir),
         plan_projects(request),
     )
-    return finish_validation_job(state, multi_project=True, slug="multi-project-validation")

@@ -196,9 +196,11 @@ def integer_key(fields: list[CanonicalField]) -> bool:
 
 
 def choose_recipe(source: TableSide, target: TableSide, wanted: HashMode) -> Recipe:
-    """The canonical recipe: arithmetic when both dialects give it (and md5 is not asked for)."""
-    both = source.dialect.arithmetic_hash and target.dialect.arithmetic_hash
-    return "arithmetic" if both and wanted != "md5" else "md5"
+    """The canonical recipe: arithmetic when both dialects give it and prefer it (and md5 is not
+    asked for), else MD5 of the row text."""
+    sides = (source.dialect, target.dialect)
+    arithmetic = all(d.arithmetic_hash and d.arithmetic_hash_preferred for d in sides)
+    return "arithmetic" if arithmetic and wanted != "md5" else "md5"
 
 
 def choose_mode(source: TableSide, target: TableSide, plan: Plan, wanted: HashMode) -> str:

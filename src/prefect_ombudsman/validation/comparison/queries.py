@@ -136,6 +136,8 @@ class SideQueries:
             return key_bucket_sql(keys, self.buckets, nulls=not self.keys)
         if self.bucket_by == "canonical key hash":
             bound = [f.bound(self.table.c[f.name]) for f in self.bucket_fields]
+            if self.arithmetic:
+                return self.dialect.arithmetic_bucket(bound, self.buckets)
             hashed = self._canonical_hash(bound)
         else:
             hashed = self.dialect.native_row_hash(keys)
@@ -145,16 +147,42 @@ class SideQueries:
     def _hashed(self, extra: list[Any], where: Any = None) -> Any:
         """A subquery: `extra` columns plus the row hash columns `_omb_h0..` (of the rows passing
         `where`), fenced where the hash is referenced twice above it (so it is computed once)."""
-        hashed = [h.label(f"_omb_h{i}") for i, h in enumerate(self.hash_columns())]
-        inner = select(*extra, *hashed).select_from(self.table)
-        if where is not None:
-            inner = inner.where(where)
+        text_number = (
+            self.dialect.arithmetic_text_number(self._bound(self.table))
+            if self.arithmetic
+            else None
+        )
+        if text_number is None:
+            hashed = [h.label(f"_omb_h{i}") for i, h in enumerate(self.hash_columns())]
+            inner = select(*extra, *hashed).select_from(self.table)
+            if where is not None:
+                inner = inner.where(where)
+        else:
+            inner, hashed = self._hashed_over_text_number(extra, where, text_number)
         probe: list[Any] = self._parts([column(f"_omb_h{i}") for i in range(len(hashed))])
         if self.bucket_by == "row hash" or len(probe) > 1:
             inner = self.dialect.fence(inner)
         sub = inner.subquery("_omb_rows")
         parts = self._parts([sub.c[f"_omb_h{i}"] for i in range(len(hashed))])
         return sub, parts
+
+    def _hashed_over_text_number(
+        self, extra: list[Any], where: Any, text_number: Any
+    ) -> tuple[Any, list[Any]]:
+        """The arithmetic hash over a fenced derived table holding the row's MD5 number
+        `_omb_t`: both lanes read the column, so each row's MD5 is computed once (inlined, the
+        expression would be evaluated once per lane on PostgreSQL and MariaDB)."""
+        names = {f.name for f in self.fields}
+        carried = [e for e in extra if e.name not in names]
+        rows = select(
+            *[self.table.c[f.name] for f in self.fields], *carried, text_number.label("_omb_t")
+        ).select_from(self.table)
+        if where is not None:
+            rows = rows.where(where)
+        pre = self.dialect.fence(rows).subquery("_omb_text")
+        hashed = self.dialect.row_hash_arithmetic(self._bound(pre), pre.c._omb_t)
+        labelled = [h.label(f"_omb_h{i}") for i, h in enumerate(hashed)]
+        return select(*[pre.c[e.name] for e in extra], *labelled).select_from(pre), labelled
 
     def level1(self) -> Any:
         extra = []
