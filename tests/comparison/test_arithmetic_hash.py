@@ -23,6 +23,7 @@ from test_canonical_hash import COLUMNS, ROWS, _mssql_side
 
 from prefect_ombudsman.dialects import dialect_for
 from prefect_ombudsman.dialects.engines import get_engine, spec_from_url
+from prefect_ombudsman.errors import ConfigurationError
 from prefect_ombudsman.validation.comparison import (
     MOD64,
     ComparisonOptions,
@@ -245,17 +246,30 @@ def test_each_row_computes_its_text_md5_once(engines, kind, bucket_by):
         ("mariadb", "mariadb", "md5"),
         ("mariadb", "duckdb", "md5"),
         ("postgresql", "mariadb", "md5"),
+        ("postgresql", "postgresql", "md5"),
+        ("postgresql", "duckdb", "md5"),
         ("duckdb", "duckdb", "arithmetic"),
-        ("postgresql", "postgresql", "arithmetic"),
-        ("postgresql", "duckdb", "arithmetic"),
+        ("sqlite", "duckdb", "arithmetic"),
+        ("duckdb", "snowflake", "arithmetic"),
+        ("sqlserver", "snowflake", "arithmetic"),
     ],
 )
-def test_a_mariadb_side_makes_the_pair_hash_by_md5(source, target, recipe):
-    """MariaDB declares the arithmetic recipe slower than MD5 there; other pairs keep it."""
+def test_a_side_that_prefers_md5_makes_the_pair_hash_by_md5(source, target, recipe):
+    """MariaDB and PostgreSQL declare the arithmetic recipe slower than MD5 there; other pairs
+    keep it; a recipe asked for by name is taken when both sides give it."""
     sides = [SimpleNamespace(dialect=dialect_for(kind)) for kind in (source, target)]
     assert choose_recipe(*sides, "auto") == recipe  # type: ignore[arg-type]
     assert choose_recipe(*sides, "canonical") == recipe  # type: ignore[arg-type]
     assert choose_recipe(*sides, "md5") == "md5"  # type: ignore[arg-type]
+    assert choose_recipe(*sides, "arithmetic") == "arithmetic"  # type: ignore[arg-type]
+
+
+def test_arithmetic_asked_of_a_database_without_it_names_the_database():
+    sides = [SimpleNamespace(dialect=dialect_for(kind)) for kind in ("duckdb", "generic")]
+    assert not sides[1].dialect.arithmetic_hash
+    assert choose_recipe(*sides, "auto") == "md5"  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="'arithmetic' is not available on generic"):
+        choose_recipe(*sides, "arithmetic")  # type: ignore[arg-type]
 
 
 def test_tsql_arithmetic_recipe_compiles_to_valid_tsql():
@@ -370,18 +384,20 @@ def _create(engine: Engine, name: str, rows: list[list[Any]]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pair", "recipe"),
+    ("pair", "hash_mode", "recipe"),
     [
-        ("sqlite-duckdb", "arithmetic"),
-        ("postgresql-duckdb", "arithmetic"),
-        ("postgresql-snowflake", "arithmetic"),
-        ("mariadb-duckdb", "md5"),  # MariaDB prefers MD5 (arithmetic_hash_preferred)
-        ("postgresql-mariadb", "md5"),
-        ("postgresql-duckdb", "md5"),  # the MD5 recipe, kept for dialects without arithmetic
+        ("sqlite-duckdb", "auto", "arithmetic"),
+        ("postgresql-duckdb", "arithmetic", "arithmetic"),
+        ("postgresql-snowflake", "arithmetic", "arithmetic"),
+        ("mariadb-duckdb", "arithmetic", "arithmetic"),
+        ("mariadb-duckdb", "auto", "md5"),  # MariaDB prefers MD5 (arithmetic_hash_preferred)
+        ("postgresql-mariadb", "auto", "md5"),
+        ("postgresql-duckdb", "auto", "md5"),  # so does PostgreSQL
+        ("sqlite-duckdb", "md5", "md5"),
     ],
 )
 def test_planted_drift_is_found_exactly_by_the_canonical_hash(
-    tmp_path: Path, request: pytest.FixtureRequest, pair: str, recipe: str
+    tmp_path: Path, request: pytest.FixtureRequest, pair: str, hash_mode: str, recipe: str
 ):
     kinds = pair.split("-")
     src, tgt = (_engine(k, tmp_path, request, i) for i, k in enumerate(kinds))
@@ -393,7 +409,7 @@ def test_planted_drift_is_found_exactly_by_the_canonical_hash(
         key_columns=["id"],
         sample_size=50,
         buckets=4,
-        hash_mode="md5" if recipe == "md5" else "auto",
+        hash_mode=hash_mode,  # type: ignore[arg-type]
     )
     outcome = compare_tables(src, tgt, name, options=options)
     result = outcome.result

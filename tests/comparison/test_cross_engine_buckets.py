@@ -186,21 +186,25 @@ def _engines(pair: str, tmp_path: Path, request: pytest.FixtureRequest) -> list[
     return out
 
 
+@pytest.mark.parametrize("recipe", ["arithmetic", "md5"])
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("pair", PAIRS)
 def test_planted_differences_are_found_exactly_across_engines(
-    tmp_path: Path, request: pytest.FixtureRequest, pair: str, layout: str
+    tmp_path: Path, request: pytest.FixtureRequest, pair: str, layout: str, recipe: str
 ):
     src, tgt = _engines(pair, tmp_path, request)
     planted = plant(sum(map(ord, pair + layout)), layout)
-    name = f"x_{layout}_{pair.replace('-', '_')}"
+    name = f"x_{layout}_{recipe}_{pair.replace('-', '_')}"
     keys = [k for k, _ in LAYOUTS[layout]] if not layout.startswith("keyless") else []
     create_table(src, name, _columns(layout), planted["source"], primary_key=keys)
     create_table(tgt, name, _columns(layout), planted["target"], primary_key=keys)
     outcome = compare_tables(
-        src, tgt, name, options=OPTIONS.model_copy(update={"key_columns": keys})
+        src,
+        tgt,
+        name,
+        options=OPTIONS.model_copy(update={"key_columns": keys, "hash_mode": recipe}),
     )
-    assert (outcome.stats.hash_mode, outcome.stats.row_hash) == ("canonical", "arithmetic")
+    assert (outcome.stats.hash_mode, outcome.stats.row_hash) == ("canonical", recipe)
     assert_exact(outcome, planted, layout)
 
 

@@ -176,6 +176,10 @@ class PostgreSQLDialect(Dialect):
         return cast(expr, Text)
 
     arithmetic_hash = True
+    # Measured (1M rows, 10 columns, 2 cores): the arithmetic lanes' NUMERIC/BIGINT chains cost
+    # more than one MD5 of the row text here (level 1 4.5 s against 3.6 s), so pairs with a
+    # PostgreSQL side hash by MD5 unless `hash_mode: arithmetic` asks otherwise
+    arithmetic_hash_preferred = False
 
     def canonical_integer(self, expr: Any, field: Any) -> Any:
         from sqlalchemy import BigInteger, cast, extract, literal_column

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-HashMode = Literal["auto", "canonical", "native", "md5"]
+HashMode = Literal["auto", "canonical", "native", "md5", "arithmetic"]
 #: the canonical row hash recipe: integers and modular arithmetic, or MD5 of the row's text
 Recipe = Literal["arithmetic", "md5"]
 
@@ -40,7 +40,8 @@ class ComparisonOptions(BaseModel):
         description=(
             "auto: the engine's native hash when both sides are one engine with equal types, else "
             "the canonical one; canonical: the canonical hash (arithmetic where both dialects give "
-            "it, else MD5 of the row's canonical text); md5: the MD5 canonical hash."
+            "it and both prefer it, else MD5 of the row's canonical text); md5 / arithmetic: "
+            "that canonical recipe."
         ),
     )
     float_scale: int = Field(

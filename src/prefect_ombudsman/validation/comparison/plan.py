@@ -196,15 +196,24 @@ def integer_key(fields: list[CanonicalField]) -> bool:
 
 
 def choose_recipe(source: TableSide, target: TableSide, wanted: HashMode) -> Recipe:
-    """The canonical recipe: arithmetic when both dialects give it and prefer it (and md5 is not
-    asked for), else MD5 of the row text."""
+    """The canonical recipe: the one asked for by name (`md5`, `arithmetic`), else arithmetic when
+    both dialects give it and prefer it, else MD5 of the row text."""
     sides = (source.dialect, target.dialect)
-    arithmetic = all(d.arithmetic_hash and d.arithmetic_hash_preferred for d in sides)
-    return "arithmetic" if arithmetic and wanted != "md5" else "md5"
+    if wanted == "md5":
+        return "md5"
+    gives = all(d.arithmetic_hash for d in sides)
+    if wanted == "arithmetic":
+        if not gives:
+            lacking = next(d.name for d in sides if not d.arithmetic_hash)
+            raise ConfigurationError(
+                f"hash_mode: 'arithmetic' is not available on {lacking}; use 'md5' or 'canonical'"
+            )
+        return "arithmetic"
+    return "arithmetic" if gives and all(d.arithmetic_hash_preferred for d in sides) else "md5"
 
 
 def choose_mode(source: TableSide, target: TableSide, plan: Plan, wanted: HashMode) -> str:
-    if wanted in ("canonical", "md5"):
+    if wanted in ("canonical", "md5", "arithmetic"):
         return "canonical"
     same_engine = source.dialect.native_hash_compatible(target.dialect)
     probe: list[Any] = [column(f.name) for f in plan.source_fields]
