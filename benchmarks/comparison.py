@@ -293,28 +293,88 @@ def child_floor(src: str, tgt: str, table: str, target_table: str) -> dict[str, 
 def measure(
     cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[float, float, str, str]:
-    """(wall seconds, peak RSS MiB, stdout, stderr) of one child process (its peak RSS covers the
-    children it waited for: the largest process of the tree)."""
+    """(wall seconds, peak RSS MiB, stdout, stderr) of one child process; the peak is the largest
+    VmHWM of its process tree, sampled from /proc (`TreePeak`: ru_maxrss would carry this large
+    process's own peak into every child it forks)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
     )
-    holder: dict[str, str] = {}
-
-    def drain(name: str, stream: Any) -> None:
-        holder[name] = stream.read()
-
-    readers = [
-        threading.Thread(target=drain, args=a) for a in (("out", proc.stdout), ("err", proc.stderr))
-    ]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+    peak = TreePeak(proc.pid, None).start()
+    out, err = proc.communicate()
     wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for reader in readers:
-        reader.join()
-    return wall, usage.ru_maxrss / 1024, holder.get("out", ""), holder.get("err", "")
+    return wall, peak.stop(), out, err
+
+
+# ----------------------------------------------------------------------------- peak memory
+# Shared with peers.py: the largest peak resident set of a command's process tree.
+
+
+def parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process (/proc/<pid>/stat: the field after the state; the name
+    before it, in parentheses, may hold spaces and parentheses)."""
+    parents = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone since the scan
+    return parents
+
+
+def descendants(roots: list[int], parents: dict[int, int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a process in KiB; 0 when it is gone or holds no memory (a zombie)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class TreePeak:
+    """The largest VmHWM among `pid`, its descendants and those of `service` (not `service`
+    itself), sampled every 50 ms in a thread from `start()` to `stop()` (MiB)."""
+
+    def __init__(self, pid: int, service: int | None) -> None:
+        self.pid, self.service = pid, service
+        self.peaks: dict[int, int] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            roots = [self.pid] + ([self.service] if self.service else [])
+            for pid in {self.pid} | descendants(roots, parent_pids()):
+                self.peaks[pid] = max(self.peaks.get(pid, 0), peak_rss_kib(pid))
+            if self.done.wait(0.05):
+                return
+
+    def start(self) -> TreePeak:
+        self.thread.start()
+        return self
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        return max(self.peaks.values(), default=0) / 1024
 
 
 def reladiff_url(url: str) -> str:

@@ -58,7 +58,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -347,45 +346,6 @@ def make_cases(
 # ----------------------------------------------------------------------------- peak memory
 
 
-def parent_pids() -> dict[int, int]:
-    """pid -> parent pid of every process (/proc/<pid>/stat: the field after the state; the name
-    before it, in parentheses, may hold spaces and parentheses)."""
-    parents = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone since the scan
-    return parents
-
-
-def descendants(roots: list[int], parents: dict[int, int]) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM of a process in KiB; 0 when it is gone or holds no memory (a zombie)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def service_pid(env: dict[str, str] | None) -> int | None:
     """The warm execution service of the command's Prefect home, if one runs (execservice.py)."""
     home = (env or {}).get("PREFECT_HOME")
@@ -394,34 +354,6 @@ def service_pid(env: dict[str, str] | None) -> int | None:
     except (OSError, ValueError, KeyError):
         return None
     return pid if pid and is_service_process(pid) else None
-
-
-class TreePeak:
-    """The largest VmHWM among `pid`, its descendants and those of `service` (not `service`
-    itself), sampled every 50 ms in a thread from `start()` to `stop()` (MiB)."""
-
-    def __init__(self, pid: int, service: int | None) -> None:
-        self.pid, self.service = pid, service
-        self.peaks: dict[int, int] = {}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while True:
-            roots = [self.pid] + ([self.service] if self.service else [])
-            for pid in {self.pid} | descendants(roots, parent_pids()):
-                self.peaks[pid] = max(self.peaks.get(pid, 0), peak_rss_kib(pid))
-            if self.done.wait(0.05):
-                return
-
-    def start(self) -> TreePeak:
-        self.thread.start()
-        return self
-
-    def stop(self) -> float:
-        self.done.set()
-        self.thread.join()
-        return max(self.peaks.values(), default=0) / 1024
 
 
 def measure(
@@ -433,7 +365,7 @@ def measure(
     proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
     )
-    peak = TreePeak(proc.pid, service).start()
+    peak = cmp_bench.TreePeak(proc.pid, service).start()
     out, err = proc.communicate()
     wall = time.perf_counter() - started
     return wall, peak.stop(), out, err
