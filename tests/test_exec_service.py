@@ -42,9 +42,20 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             assert wait_until(lambda: not execservice.is_service_process(record.pid), timeout=60)
 
 
+def _as_from_a_terminal() -> None:
+    # A command typed in a terminal gets Ctrl-C; one started by a script's `&` (as a CI runner
+    # may start this suite) inherits SIGINT ignored, and Python then installs no handler for it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [OMBUDSMAN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [OMBUDSMAN, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
@@ -69,11 +80,18 @@ def api(env: dict[str, str]) -> str:
 
 def running_job(env: dict[str, str], name: str) -> str | None:
     """The id of job `name` once one of its operations runs (read from the Prefect API)."""
-    runs = httpx.post(
-        f"{api(env)}/flow_runs/filter",
-        json={"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}},
-        timeout=30,
-    ).json()
+    if localserver.read_record(Path(env["PREFECT_HOME"])) is None:
+        return None  # the first command is still starting the server
+    try:
+        runs = httpx.post(
+            f"{api(env)}/flow_runs/filter",
+            json={"flow_runs": {"state": {"type": {"any_": ["RUNNING"]}}}},
+            timeout=30,
+        ).json()
+    except httpx.ConnectError:
+        return None  # recorded, not answering yet
+    if not isinstance(runs, list):
+        return None  # the server is still starting its services
     for run in runs:
         if (run.get("parameters") or {}).get("job_name") == name:
             tasks = httpx.post(
