@@ -136,7 +136,11 @@ def test_cancel_a_running_job(client: TestClient):
         ),
         timeout=60,
     )
-    assert client.delete(f"/batch/jobs/{job_id}").json()["status"] == "success"
+    # deletable once the runner has stopped its operations (Cancelling -> Cancelled), not before:
+    # deleting the run under a running job would leave its operations running
+    assert wait_until(
+        lambda: client.delete(f"/batch/jobs/{job_id}").status_code == 200, timeout=120
+    )
     assert client.get(f"/batch/jobs/{job_id}").status_code == 404
 
 

@@ -19,6 +19,7 @@ from prefect.artifacts import (
 )
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
+from prefect.exceptions import ObjectNotFound
 
 from prefect_ombudsman.flows.execution import RunBoard
 from prefect_ombudsman.jobs.models import BatchJobStatus, BatchProgress, utcnow
@@ -183,8 +184,13 @@ class CancelWatcher:
         self.board = board
         self.interval = interval
         self._stop = threading.Event()
+        # in a copy of the flow thread's context: its Prefect settings name the API the run is on
+        # (a plain thread reads the process's defaults, e.g. no API: another, temporary server)
         self._thread = threading.Thread(
-            target=self._run, name="ombudsman-cancel-watcher", daemon=True
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name="ombudsman-cancel-watcher",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -200,6 +206,10 @@ class CancelWatcher:
                 while not self._stop.wait(self.interval):
                     try:
                         state = client.read_flow_run(self.flow_run_id).state
+                    except ObjectNotFound:  # the run was deleted: nobody waits for this job
+                        log.warning("the flow run of this job was deleted: stopping the job")
+                        self.board.cancel()
+                        return
                     except Exception as exc:  # a slow API must not end the job
                         log.debug("cancel watcher: %s", exc)
                         continue

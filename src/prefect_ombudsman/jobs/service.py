@@ -1042,5 +1042,10 @@ def delete_job(job_id: str) -> None:
         run, _ = _read_run(client, job_id)
         if job_status(run) == BatchJobStatus.running:
             raise JobStateError(f"job {job_id} is running. Cancel it first.")
+        if run.state is not None and run.state.is_cancelling():
+            raise JobStateError(
+                f"job {job_id} is being cancelled: its running operations are still stopping. "
+                "Delete it once it has ended."
+            )
         client.delete_flow_run(run.id)
     delete_credentials(references(run.parameters or {}))
