@@ -107,9 +107,8 @@ def consolidated_report_hook(*, multi_project: bool, slug: str) -> FinishedHook:
             write_job_files(
                 job.store, summary["job_id"], {"validation_report.json": path.read_text()}
             )
-        except (
-            Exception
-        ) as exc:  # the operations' results stand; a report problem must not hide them
+        except Exception as exc:
+            # the operations' results stand; a report problem must not hide them
             log.warning("could not build the consolidated validation report: %s", exc)
             return
         try:
